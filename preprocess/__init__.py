@@ -1,0 +1,1 @@
+"""Preprocessing: any video file → face tracks, audio features, SyncNet latency → Samples."""

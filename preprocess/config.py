@@ -1,0 +1,102 @@
+"""One configuration object for every preprocessing parameter.
+
+It travels inside a model's JSON config (see ``weights.store``), so inference always
+preprocesses exactly the way the model was trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    fps: float = 25.0  # analysis frame rate; frames are resampled to it by timestamp
+    window_s: float = 16.0  # analyse the first window_s seconds of each video
+    sample_rate: int = 16000  # audio is decoded to mono int16 at this rate
+    max_side: int = 0  # 0 keeps decoded resolution; >0 downscales the long side on decode
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    weights: str = "retinaface_mobilenetv2"  # name under weights/ (or a path)
+    detect_every: int = 5  # run the detector on every k-th analysis frame
+    max_side: int = 640  # frames are resized so the long side is at most this for detection
+    score_threshold: float = 0.8
+    nms_threshold: float = 0.4
+    min_face: int = 20  # pixels, in the original frame
+    batch_size: int = 8
+
+
+@dataclass(frozen=True)
+class TrackConfig:
+    iou_threshold: float = 0.3  # link detections whose boxes overlap at least this much
+    max_gap: int = 15  # frames a track may go undetected before it ends
+    min_length: int = 10  # frames; shorter tracks are dropped as spurious
+    smooth_window: int = 5  # frames, for the box moving average
+    crop_scale: float = 0.4  # SyncNet's margin: the square box grows by this fraction per side
+    crop_size: int = 224
+    max_tracks: int = 4  # keep the largest faces when a video has more people
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    n_mfcc: int = 13
+    mfcc_hop_s: float = 0.01  # 100 Hz, as SyncNet was trained
+    mfcc_win_s: float = 0.025
+    n_mels: int = 80
+    mel_n_fft: int = 512
+    mel_hop: int = 160  # 10 ms at 16 kHz
+    mel_win: int = 400
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    weights: str = "syncnet"  # name under weights/ (or a path); absent -> no latency
+    vshift: int = 15  # search offsets -vshift..+vshift frames
+    window: int = 5  # frames per SyncNet input
+    stride: int = 1  # evaluate every stride-th frame (bounds CPU cost)
+    max_frames: int = 0  # 0 = all frames in the window; >0 caps frames used by SyncNet
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    num_frames: int = 8  # face frames kept per sample (what TimeSformer consumes)
+    sampling: str = "uniform"  # "uniform": evenly spaced over the track
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    media: MediaConfig = field(default_factory=MediaConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> PreprocessConfig:
+        """Build from a (possibly partial) nested dict; unknown keys are an error."""
+        data = dict(data or {})
+        parts = {}
+        for f in dataclasses.fields(cls):
+            sub = data.pop(f.name, None) or {}
+            sub_cls = f.default_factory  # the section's dataclass
+            known = {g.name for g in dataclasses.fields(sub_cls)}
+            unknown = set(sub) - known
+            if unknown:
+                raise ValueError(f"unknown {f.name} config keys: {sorted(unknown)}")
+            parts[f.name] = sub_cls(**sub)
+        if data:
+            raise ValueError(f"unknown config sections: {sorted(data)}")
+        return cls(**parts)
+
+    def replace(self, section: str, **changes: Any) -> PreprocessConfig:
+        """Copy with some fields of one section changed, e.g. replace("sample", num_frames=4)."""
+        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
