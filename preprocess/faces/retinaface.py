@@ -1,0 +1,317 @@
+"""RetinaFace (Deng et al., 2019): backbone → FPN → SSH context modules → per-anchor heads.
+
+Network definitions only. Module names follow biubug6/Pytorch_Retinaface (``fpn``, ``ssh1``,
+``ClassHead.0.conv1x1`` …), so its checkpoints load with their own keys; the MobileNetV2
+backbone mirrors the Keras application used by the TensorFlow graph of the ``retinaface``
+package. Weight conversion lives in ``weights.convert``; anchors, decoding and NMS in
+``preprocess.faces.priors``.
+
+``forward`` takes normalised NCHW float images whose sides are multiples of 32 and returns
+raw per-anchor outputs only (no data-dependent shapes), so it traces and exports cleanly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BACKBONES = ("mobilenetv2", "mobilenet0.25", "resnet50")
+
+
+def conv_bn(cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1, act: nn.Module | None = None):
+    """Conv (no bias) + BatchNorm (+ activation) as ``Sequential`` indices 0, 1 (, 2)."""
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+    ]
+    if act is not None:
+        layers.append(act)
+    return nn.Sequential(*layers)
+
+
+def _act(leaky: float) -> nn.Module:
+    return nn.LeakyReLU(leaky) if leaky > 0 else nn.ReLU()
+
+
+# --- MobileNetV2 (Keras application layout, as in the retinaface package's graph) --------------
+
+
+class KerasStridedConv2d(nn.Conv2d):
+    """Stride-2 conv padded as Keras' MobileNetV2 does: one zero row/column at the bottom/right
+    only. Torch's symmetric ``padding=1`` would shift every later feature by half a pixel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, (0, 1, 0, 1)))
+
+
+def _keras_conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, relu6: bool = True):
+    if stride == 1:
+        conv = nn.Conv2d(cin, cout, kernel, 1, padding=kernel // 2, groups=groups, bias=False)
+    else:
+        conv = KerasStridedConv2d(cin, cout, kernel, stride, padding=0, groups=groups, bias=False)
+    layers: list[nn.Module] = [conv, nn.BatchNorm2d(cout)]
+    if relu6:
+        layers.append(nn.ReLU6())
+    return nn.Sequential(*layers)
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, expansion: int):
+        super().__init__()
+        hidden = cin * expansion
+        self.expand = _keras_conv_bn(cin, hidden, 1) if expansion != 1 else None
+        self.depthwise = _keras_conv_bn(hidden, hidden, 3, stride, groups=hidden)
+        self.project = _keras_conv_bn(hidden, cout, 1, relu6=False)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.expand(x) if self.expand is not None else x
+        y = self.project(self.depthwise(y))
+        return x + y if self.residual else y
+
+
+class MobileNetV2(nn.Module):
+    """Width 1.0, truncated after block 15; features at strides 8, 16, 32 (32, 96, 160 channels)."""
+
+    # (expansion, out channels, repeats, first stride) per stage, blocks 0..15
+    STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2))
+    RETURN_BLOCKS = (5, 12, 15)
+    out_channels = (32, 96, 160)
+
+    def __init__(self):
+        super().__init__()
+        self.stem = _keras_conv_bn(3, 32, 3, stride=2)
+        blocks, cin = [], 32
+        for expansion, cout, repeats, stride in self.STAGES:
+            for i in range(repeats):
+                blocks.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expansion))
+                cin = cout
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem(x)
+        feats = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in self.RETURN_BLOCKS:
+                feats.append(x)
+        return feats
+
+
+# --- MobileNet-0.25 (biubug6 layout: body.stage1/2/3) --------------------------------------------
+
+
+def _dw_sep(cin: int, cout: int, stride: int, leaky: float = 0.1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False),
+        nn.BatchNorm2d(cin),
+        nn.LeakyReLU(leaky),
+        nn.Conv2d(cin, cout, 1, 1, 0, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.LeakyReLU(leaky),
+    )
+
+
+class MobileNetV1x025(nn.Module):
+    out_channels = (64, 128, 256)
+
+    def __init__(self):
+        super().__init__()
+        self.stage1 = nn.Sequential(
+            conv_bn(3, 8, 3, 2, act=nn.LeakyReLU(0.1)),
+            _dw_sep(8, 16, 1),
+            _dw_sep(16, 32, 2),
+            _dw_sep(32, 32, 1),
+            _dw_sep(32, 64, 2),
+            _dw_sep(64, 64, 1),
+        )
+        self.stage2 = nn.Sequential(_dw_sep(64, 128, 2), *[_dw_sep(128, 128, 1) for _ in range(5)])
+        self.stage3 = nn.Sequential(_dw_sep(128, 256, 2), _dw_sep(256, 256, 1))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        c3 = self.stage1(x)
+        c4 = self.stage2(c3)
+        return [c3, c4, self.stage3(c4)]
+
+
+# --- ResNet-50 (torchvision key layout: body.conv1, body.layer1.0.conv1 …) ------------------------
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, cin: int, width: int, stride: int):
+        super().__init__()
+        cout = width * self.expansion
+        self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, cout, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU()
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(y))
+        return self.relu(y + (self.downsample(x) if self.downsample is not None else x))
+
+
+class ResNet50(nn.Module):
+    out_channels = (512, 1024, 2048)
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU()
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        cin = 64
+        for i, (width, blocks, stride) in enumerate(((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)), 1):
+            layer = []
+            for j in range(blocks):
+                layer.append(Bottleneck(cin, width, stride if j == 0 else 1))
+                cin = width * Bottleneck.expansion
+            setattr(self, f"layer{i}", nn.Sequential(*layer))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        c2 = self.layer1(x)
+        c3 = self.layer2(c2)
+        c4 = self.layer3(c3)
+        return [c3, c4, self.layer4(c4)]
+
+
+# --- detection neck and heads (shared by every backbone) -----------------------------------------
+
+
+class FPN(nn.Module):
+    def __init__(self, in_channels: tuple[int, int, int], out_channels: int, leaky: float):
+        super().__init__()
+        self.output1 = conv_bn(in_channels[0], out_channels, 1, act=_act(leaky))
+        self.output2 = conv_bn(in_channels[1], out_channels, 1, act=_act(leaky))
+        self.output3 = conv_bn(in_channels[2], out_channels, 1, act=_act(leaky))
+        self.merge1 = conv_bn(out_channels, out_channels, 3, act=_act(leaky))
+        self.merge2 = conv_bn(out_channels, out_channels, 3, act=_act(leaky))
+
+    def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        out1, out2, out3 = self.output1(feats[0]), self.output2(feats[1]), self.output3(feats[2])
+        # legacy nearest (floor(i * in / out)), as TF's ResizeNearestNeighbor without half-pixel centres
+        out2 = self.merge2(out2 + F.interpolate(out3, size=out2.shape[-2:], mode="nearest"))
+        out1 = self.merge1(out1 + F.interpolate(out2, size=out1.shape[-2:], mode="nearest"))
+        return [out1, out2, out3]
+
+
+class SSH(nn.Module):
+    """Single-stage headless context module: 3x3, 5x5 and 7x7 receptive fields from stacked 3x3s."""
+
+    def __init__(self, cin: int, cout: int, leaky: float):
+        super().__init__()
+        self.conv3X3 = conv_bn(cin, cout // 2)
+        self.conv5X5_1 = conv_bn(cin, cout // 4, act=_act(leaky))
+        self.conv5X5_2 = conv_bn(cout // 4, cout // 4)
+        self.conv7X7_2 = conv_bn(cout // 4, cout // 4, act=_act(leaky))
+        self.conv7x7_3 = conv_bn(cout // 4, cout // 4)  # lower-case x: the upstream key
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c5_1 = self.conv5X5_1(x)
+        out = torch.cat([self.conv3X3(x), self.conv5X5_2(c5_1), self.conv7x7_3(self.conv7X7_2(c5_1))], dim=1)
+        return F.relu(out)
+
+
+class Head(nn.Module):
+    """1x1 conv predicting ``per_anchor`` values for each anchor, flattened anchor-major (H, W, A)."""
+
+    def __init__(self, cin: int, num_anchors: int, per_anchor: int):
+        super().__init__()
+        self.per_anchor = per_anchor
+        self.conv1x1 = nn.Conv2d(cin, num_anchors * per_anchor, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1x1(x).permute(0, 2, 3, 1)
+        return out.reshape(out.shape[0], -1, self.per_anchor)
+
+
+@dataclass(frozen=True)
+class RetinaFaceConfig:
+    backbone: str = "mobilenetv2"
+    out_channels: int = 64
+    num_anchors: int = 2
+
+    @property
+    def leaky(self) -> float:
+        # upstream rule: narrow necks use LeakyReLU(0.1), wide ones ReLU
+        return 0.1 if self.out_channels <= 64 else 0.0
+
+    @classmethod
+    def for_backbone(cls, backbone: str) -> RetinaFaceConfig:
+        if backbone not in BACKBONES:
+            raise ValueError(f"unknown RetinaFace backbone {backbone!r}; expected one of {BACKBONES}")
+        return cls(backbone=backbone, out_channels=256 if backbone == "resnet50" else 64)
+
+
+class RetinaFace(nn.Module):
+    def __init__(self, config: RetinaFaceConfig):
+        super().__init__()
+        self.config = config
+        body = {"mobilenetv2": MobileNetV2, "mobilenet0.25": MobileNetV1x025, "resnet50": ResNet50}
+        if config.backbone not in body:
+            raise ValueError(f"unknown RetinaFace backbone {config.backbone!r}; expected one of {BACKBONES}")
+        self.body = body[config.backbone]()
+        cout, leaky, anchors = config.out_channels, config.leaky, config.num_anchors
+        self.fpn = FPN(self.body.out_channels, cout, leaky)
+        self.ssh1, self.ssh2, self.ssh3 = (SSH(cout, cout, leaky) for _ in range(3))
+        self.ClassHead = nn.ModuleList(Head(cout, anchors, 2) for _ in range(3))
+        self.BboxHead = nn.ModuleList(Head(cout, anchors, 4) for _ in range(3))
+        self.LandmarkHead = nn.ModuleList(Head(cout, anchors, 10) for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, 3, H, W) normalised → box deltas (B, N, 4), face probability (B, N), landmark
+        deltas (B, N, 10); N anchors ordered level, row, column, anchor size."""
+        feats = self.fpn(self.body(x))
+        feats = [self.ssh1(feats[0]), self.ssh2(feats[1]), self.ssh3(feats[2])]
+        boxes = torch.cat([head(f) for head, f in zip(self.BboxHead, feats, strict=True)], dim=1)
+        logits = torch.cat([head(f) for head, f in zip(self.ClassHead, feats, strict=True)], dim=1)
+        landmarks = torch.cat([head(f) for head, f in zip(self.LandmarkHead, feats, strict=True)], dim=1)
+        return boxes, logits.softmax(dim=-1)[..., 1], landmarks
+
+
+def build_retinaface(backbone: str) -> RetinaFace:
+    return RetinaFace(RetinaFaceConfig.for_backbone(backbone))
+
+
+def fuse_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold every eval-mode BatchNorm that directly follows a conv inside a ``Sequential`` (or a
+    ``convN``/``bnN`` pair of a Bottleneck) into the conv's weights, in place. Inference only:
+    the fused model computes the same function with fewer passes over memory."""
+
+    def fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        conv.weight.data = conv.weight.data * scale.reshape(-1, 1, 1, 1)
+        bias = conv.bias.data if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+
+    with torch.no_grad():
+        for module in list(model.modules()):
+            if isinstance(module, nn.Sequential):
+                for i in range(len(module) - 1):
+                    if isinstance(module[i], nn.Conv2d) and isinstance(module[i + 1], nn.BatchNorm2d):
+                        fold(module[i], module[i + 1])
+                        module[i + 1] = nn.Identity()
+            elif isinstance(module, Bottleneck):
+                for k in (1, 2, 3):
+                    bn = getattr(module, f"bn{k}")
+                    if isinstance(bn, nn.BatchNorm2d):
+                        fold(getattr(module, f"conv{k}"), bn)
+                        setattr(module, f"bn{k}", nn.Identity())
+            elif isinstance(module, ResNet50) and isinstance(module.bn1, nn.BatchNorm2d):
+                fold(module.conv1, module.bn1)
+                module.bn1 = nn.Identity()
+    return model

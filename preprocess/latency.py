@@ -1,0 +1,191 @@
+"""SyncNet offset search: how far a face track's lips and the audio are apart, and how surely.
+
+Follows syncnet_python's ``evaluate``: every 5-frame lip window and its 0.2 s audio window are
+embedded once, then for each offset ``d`` in ``-vshift..vshift`` the lip embedding of frame ``f``
+is compared with the audio embedding of frame ``f + d`` (zero vectors beyond the ends, as the
+official ``calc_pdist`` pads). The mean distance per offset forms the curve; its minimum gives
+the offset and ``median - min`` the confidence.
+
+Sign convention (syncnet_python's): ``offset = vshift - argmin``, so the audio that matches video
+frame ``f`` sits at frame ``f - offset``. A positive offset means the audio leads the video (the
+sound comes ``offset`` frames before the lips move); a negative one means the audio lags.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.signal import medfilt
+
+from preprocess.config import SyncConfig
+from preprocess.runtime import Runtime, TorchRuntime
+from preprocess.syncnet import SyncNet
+from preprocess.types import Latency
+
+MFCC_PER_FRAME = 4  # 100 Hz MFCCs against 25 fps video
+LIP_WINDOW = 5  # frames; fixed by the network (its first conv spans 5 frames)
+AUDIO_WINDOW = LIP_WINDOW * MFCC_PER_FRAME  # 20 MFCC frames, fixed by the network
+FRAME_CONF_SMOOTHING = 9  # median filter over the per-frame confidence, as the official code
+UPSTREAM_SUFFIXES = (".model", ".pth", ".pt")  # syncnet_python's pickled state dict
+
+
+class SyncNetWeightsMissing(FileNotFoundError):
+    """No SyncNet weights at the configured name/path: latency features cannot be computed."""
+
+
+class TooShortForSync(ValueError):
+    """Fewer video frames / MFCC frames overlap than one SyncNet window needs."""
+
+
+class SyncNetScorer:
+    """Runs SyncNet over a face track and searches the audio-visual offset.
+
+    Cost knobs (``SyncConfig``), for CPU budgets:
+      * ``max_frames`` (0 = no cap): only the first ``max_frames`` frames of the track are used.
+      * ``stride``: lip windows start every ``stride``-th frame. The lip stream is ~all of the
+        cost, so this divides it; audio windows are still embedded at every frame, so offsets keep
+        one-frame resolution.
+      * ``batch_size``: lip windows per network call (memory, not results).
+    """
+
+    def __init__(self, runtime_or_module: Runtime | torch.nn.Module, cfg: SyncConfig | None = None):
+        self.cfg = cfg or SyncConfig()
+        if self.cfg.window != LIP_WINDOW:
+            raise ValueError(f"SyncConfig.window must be {LIP_WINDOW} (SyncNet's input length), got {self.cfg.window}")
+        if self.cfg.stride < 1 or self.cfg.batch_size < 1 or self.cfg.vshift < 0 or self.cfg.max_frames < 0:
+            raise ValueError(f"invalid SyncConfig {self.cfg}")
+        if isinstance(runtime_or_module, torch.nn.Module):
+            runtime_or_module = TorchRuntime(runtime_or_module)
+        self.runtime: Runtime = runtime_or_module
+
+    @classmethod
+    def from_weights(
+        cls, name_or_path: str | os.PathLike, cfg: SyncConfig | None = None, device: str = "cpu"
+    ) -> SyncNetScorer:
+        """Load our ``weights/<name>.safetensors`` (+ ``.json``) or an upstream ``syncnet_v2.model``.
+
+        Raises ``SyncNetWeightsMissing`` (a FileNotFoundError) when there is no such file, so the
+        caller can mark samples "no SyncNet weights" rather than fake a latency; a file that exists
+        but is corrupt or does not fit raises ``weights.store.WeightsError``.
+        """
+        from weights import store  # weights imports preprocess; import late to keep the graph acyclic
+
+        path = Path(name_or_path)
+        if path.suffix in UPSTREAM_SUFFIXES:
+            if not path.is_file():
+                raise SyncNetWeightsMissing(f"{path}: SyncNet weights not found")
+            from weights.convert import load_syncnet_v2, syncnet_v2_to_ours
+
+            state_dict = syncnet_v2_to_ours(load_syncnet_v2(path))
+            source = str(path)
+        else:
+            path = store.resolve(name_or_path)
+            if path.suffix == ".json":
+                path = path.with_suffix(".safetensors")
+            elif path.suffix != ".safetensors":
+                path = path.parent / (path.name + ".safetensors")
+            if not path.is_file():
+                raise SyncNetWeightsMissing(f"{path}: SyncNet weights not found")
+            loaded = store.load_model(path)
+            state_dict, source = loaded.state_dict, str(loaded.path)
+        model = SyncNet()
+        store.check_state_dict(model, state_dict, source)
+        model.load_state_dict(state_dict)
+        return cls(TorchRuntime(model, device), cfg)
+
+    def embed(self, faces: np.ndarray, mfcc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Lip embeddings (L, D) at frames ``lip_frames`` (L,), audio embeddings (N, D) at every
+        frame 0..N-1 of the overlap. See ``latency`` for the inputs."""
+        faces, mfcc = _check_inputs(faces, mfcc)
+        n_video = len(faces) if self.cfg.max_frames == 0 else min(len(faces), self.cfg.max_frames)
+        n_windows = min(n_video - LIP_WINDOW + 1, (mfcc.shape[1] - AUDIO_WINDOW) // MFCC_PER_FRAME + 1)
+        if n_windows < 1:
+            raise TooShortForSync(
+                f"SyncNet needs {LIP_WINDOW} video frames with {AUDIO_WINDOW} MFCC frames under them;"
+                f" got {n_video} frames and {mfcc.shape[1]} MFCC frames"
+            )
+        lip_frames = np.arange(0, n_windows, self.cfg.stride)
+        # One call per batch of lip windows; the cheap audio windows ride along in equal shares.
+        n_calls = -(-len(lip_frames) // self.cfg.batch_size)
+        audio_chunks = np.array_split(np.arange(n_windows), n_calls)
+        lip_out, aud_out = [], []
+        for call, audio_frames in enumerate(audio_chunks):
+            lip_chunk = lip_frames[call * self.cfg.batch_size : (call + 1) * self.cfg.batch_size]
+            lip_emb, aud_emb = self.runtime(_lip_batch(faces, lip_chunk), _audio_batch(mfcc, audio_frames))
+            lip_out.append(lip_emb)
+            aud_out.append(aud_emb)
+        return np.concatenate(lip_out), np.concatenate(aud_out), lip_frames
+
+    def latency(self, faces: np.ndarray, mfcc: np.ndarray) -> Latency:
+        """Offset search for one track.
+
+        faces: (T, 224, 224, 3) uint8 RGB crops at 25 fps; mfcc: (13, T_a) from ``audio.mfcc``,
+        starting at the track's first frame (4 MFCC frames per video frame). Lengths may differ:
+        only the overlap is used. Raises ``TooShortForSync`` (a ValueError) when the overlap is
+        shorter than one window (5 frames / 20 MFCC frames).
+        """
+        lip_emb, aud_emb, lip_frames = self.embed(faces, mfcc)
+        return offset_search(lip_emb, aud_emb, lip_frames, self.cfg.vshift)
+
+
+def offset_search(
+    lip_emb: np.ndarray,
+    aud_emb: np.ndarray,
+    lip_frames: np.ndarray | None = None,
+    vshift: int = 15,
+    smooth: int = FRAME_CONF_SMOOTHING,
+) -> Latency:
+    """Distance curve over offsets ``-vshift..vshift`` from precomputed embeddings.
+
+    ``lip_emb[i]`` is the lip window at frame ``lip_frames[i]`` (default: 0..L-1); ``aud_emb[n]``
+    the audio window at frame ``n``. ``frame_confidence[i]`` is ``median(curve)`` minus lip window
+    i's distance at the chosen offset, median-filtered over ``smooth`` windows (official code).
+    """
+    lip = np.asarray(lip_emb, np.float32)
+    aud = np.asarray(aud_emb, np.float32)
+    frames = np.arange(len(lip)) if lip_frames is None else np.asarray(lip_frames, np.int64)
+    span = 2 * vshift + 1
+    padded = np.pad(aud, ((vshift, vshift), (0, 0)))  # zero embeddings outside the audio, as calc_pdist
+    candidates = padded[frames[:, None] + np.arange(span)[None, :]]  # (L, span, D): audio frame f + d
+    # torch's pairwise_distance adds eps to the difference; kept so scores match the official ones.
+    dists = np.linalg.norm(lip[:, None, :] - candidates + 1e-6, axis=-1)  # (L, span)
+
+    curve = dists.mean(axis=0)
+    best = int(np.argmin(curve))
+    median = float(np.median(curve))
+    frame_conf = median - dists[:, best]
+    if smooth > 1:
+        frame_conf = medfilt(frame_conf, kernel_size=smooth)
+    return Latency(
+        distances=curve.astype(np.float32),
+        offset=vshift - best,
+        min_distance=float(curve[best]),
+        confidence=median - float(curve[best]),
+        frame_confidence=frame_conf.astype(np.float32),
+    )
+
+
+def _check_inputs(faces: np.ndarray, mfcc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    faces = np.asarray(faces)
+    mfcc = np.asarray(mfcc)
+    if faces.ndim != 4 or faces.shape[1:] != (224, 224, 3):
+        raise ValueError(f"SyncNet faces must be (T, 224, 224, 3) RGB crops, got shape {faces.shape}")
+    if mfcc.ndim != 2 or mfcc.shape[0] != 13:
+        raise ValueError(f"SyncNet MFCCs must be (13, T_a), got shape {mfcc.shape}")
+    return faces, mfcc
+
+
+def _lip_batch(faces: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """(B, 3, 5, 224, 224) float32 BGR 0..255: the order and scale of the cv2-read training frames."""
+    windows = np.stack([faces[f : f + LIP_WINDOW] for f in frames])  # (B, 5, H, W, RGB)
+    return np.ascontiguousarray(windows[..., ::-1].transpose(0, 4, 1, 2, 3), dtype=np.float32)
+
+
+def _audio_batch(mfcc: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """(B, 1, 13, 20) float32 MFCC windows starting at 4 * frame."""
+    starts = frames * MFCC_PER_FRAME
+    windows = np.stack([mfcc[:, s : s + AUDIO_WINDOW] for s in starts])
+    return np.ascontiguousarray(windows[:, None], dtype=np.float32)

@@ -1,0 +1,205 @@
+"""The audio-visual fusion detector: TimeSformer over face frames + an MLP over the latency vector.
+
+::
+
+    frames (B,3,T,H,W) ─ TimeSformer (mmaction2, divided space-time) ─ cls token (B,768) ─┐
+    latency (B,33) ─ fixed scaling ─ MLP 33→16→8 ─┐                                        ├─ Linear → logits (B,2)
+    has_latency (B,) ─ where(has, mlp, learned "no audio" embedding) ─────── (B,8) ───────┘
+
+Latency vector layout (``preprocess.types.Latency.vector``): ``2*vshift+1`` SyncNet distances,
+then the offset (frames, in [-vshift, vshift]) and the confidence. Distances sit around 5..15 and
+confidence in 0..10, so they are centred and scaled by fixed constants kept in ``FusionConfig``
+(and thus in the weights' JSON): a learned BatchNorm would be skewed by the zero vectors of
+videos without audio, and a LayerNorm across the vector would erase the absolute distance
+level that separates in-sync speech from dubbed or synthesised speech.
+
+Mel frames (``audio_frames``): the challenge's reference design also cuts the log-mel into
+``audio_frames`` chunks, renders each as an ``img_size``² three-channel image and appends them
+to the face frames in time (see ``submission.inputs``). It is off by default (0): the latency
+vector already carries the audio-visual agreement signal, at almost no cost, while each mel
+frame adds one more frame of patch tokens to every layer — 4 mel frames on 8 face frames make
+the backbone ~1.5× slower (measured on CPU: see the report in ``submission/README``-level docs
+and ``tests/test_fusion.py``). Turn it on for training runs that want audio content features.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from submission.mmaction_compat import build_timesformer
+from weights.store import LoadedWeights, check_state_dict, load_model
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    embed_dims: int = 768
+    num_heads: int = 12
+    num_layers: int = 12
+    num_frames: int = 8  # face frames
+    img_size: int = 224
+    patch_size: int = 16
+    audio_frames: int = 0  # mel-spectrogram frames appended after the face frames; 0 = off
+    latency_dim: int = 33  # 2 * vshift + 1 distances + offset + confidence
+    latency_hidden: int = 16
+    latency_out: int = 8
+    num_classes: int = 2
+    dropout: float = 0.0  # before the head and after the position/time embeddings
+    # Fixed latency scaling (see the module docstring).
+    distance_center: float = 10.0
+    distance_scale: float = 5.0
+    confidence_center: float = 5.0
+    confidence_scale: float = 5.0
+
+    def __post_init__(self):
+        if self.img_size % self.patch_size:
+            raise ValueError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
+        if self.embed_dims % self.num_heads:
+            raise ValueError(f"embed_dims {self.embed_dims} is not divisible by num_heads {self.num_heads}")
+        if self.latency_dim < 3 or self.latency_dim % 2 == 0:
+            raise ValueError(f"latency_dim {self.latency_dim} must be 2 * vshift + 3 (odd, >= 3)")
+        if self.num_frames < 1 or self.audio_frames < 0:
+            raise ValueError(f"bad frame counts: num_frames {self.num_frames}, audio_frames {self.audio_frames}")
+
+    @property
+    def total_frames(self) -> int:
+        """Frames TimeSformer sees: face frames, then mel frames."""
+        return self.num_frames + self.audio_frames
+
+    @property
+    def vshift(self) -> int:
+        return (self.latency_dim - 3) // 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> FusionConfig:
+        data = dict(data or {})
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown fusion config keys: {sorted(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def base(cls, **changes: Any) -> FusionConfig:
+        """ViT-B/16 TimeSformer on 8 frames of 224² faces (the K400 checkpoint's shape)."""
+        return cls(**changes)
+
+    @classmethod
+    def tiny(cls, **changes: Any) -> FusionConfig:
+        """A few-millisecond CPU model with the same structure, for tests and demos."""
+        params = dict(embed_dims=96, num_heads=4, num_layers=2, num_frames=4, img_size=64)
+        params.update(changes)
+        return cls(**params)
+
+
+class LatencyEncoder(nn.Module):
+    """Scales the latency vector to about unit range, then a two-layer MLP."""
+
+    def __init__(self, cfg: FusionConfig):
+        super().__init__()
+        center = torch.zeros(cfg.latency_dim)
+        scale = torch.ones(cfg.latency_dim)
+        center[: cfg.latency_dim - 2] = cfg.distance_center
+        scale[: cfg.latency_dim - 2] = cfg.distance_scale
+        scale[-2] = max(cfg.vshift, 1)  # offset → [-1, 1]
+        center[-1] = cfg.confidence_center
+        scale[-1] = cfg.confidence_scale
+        # Derived from the config, so not part of the state dict.
+        self.register_buffer("center", center, persistent=False)
+        self.register_buffer("scale", scale, persistent=False)
+        self.fc1 = nn.Linear(cfg.latency_dim, cfg.latency_hidden)
+        self.act1 = nn.GELU()
+        self.fc2 = nn.Linear(cfg.latency_hidden, cfg.latency_out)
+        self.act2 = nn.GELU()
+
+    def forward(self, latency: torch.Tensor) -> torch.Tensor:
+        x = (latency - self.center) / self.scale
+        return self.act2(self.fc2(self.act1(self.fc1(x))))
+
+
+class FusionModel(nn.Module):
+    arch: ClassVar[str] = "fusion_timesformer"
+    input_names: ClassVar[tuple[str, ...]] = ("frames", "latency", "has_latency")
+    output_names: ClassVar[tuple[str, ...]] = ("logits",)
+
+    def __init__(self, config: FusionConfig | None = None):
+        super().__init__()
+        cfg = config or FusionConfig()
+        self.config = cfg
+        self.backbone = build_timesformer(
+            num_frames=cfg.total_frames,
+            img_size=cfg.img_size,
+            patch_size=cfg.patch_size,
+            pretrained=None,
+            embed_dims=cfg.embed_dims,
+            num_heads=cfg.num_heads,
+            num_transformer_layers=cfg.num_layers,
+            dropout_ratio=cfg.dropout,
+            attention_type="divided_space_time",
+        )
+        self.backbone.init_weights()  # truncated-normal cls token and position embedding
+        self.latency = LatencyEncoder(cfg)
+        self.no_latency = nn.Parameter(torch.zeros(cfg.latency_out))  # learned "no audio" embedding
+        self.head_drop = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(cfg.embed_dims + cfg.latency_out, cfg.num_classes)
+        nn.init.trunc_normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, frames: torch.Tensor, latency: torch.Tensor, has_latency: torch.Tensor) -> torch.Tensor:
+        if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
+            self._check_shapes(frames, latency, has_latency)
+        video = self.backbone(frames)
+        audio = self.latency(latency)
+        # where(), not a 0/1 blend: garbage in the latency of an audio-less sample cannot leak.
+        has = has_latency.reshape(-1, 1).to(audio.dtype) > 0.5
+        audio = torch.where(has, audio, self.no_latency.to(audio.dtype))
+        return self.head(self.head_drop(torch.cat([video, audio], dim=1)))
+
+    def _check_shapes(self, frames: torch.Tensor, latency: torch.Tensor, has_latency: torch.Tensor) -> None:
+        cfg = self.config
+        want = (3, cfg.total_frames, cfg.img_size, cfg.img_size)
+        if frames.dim() != 5 or tuple(frames.shape[1:]) != want:
+            raise ValueError(f"frames must be (B, {', '.join(map(str, want))}), got {tuple(frames.shape)}")
+        batch = frames.shape[0]
+        if tuple(latency.shape) != (batch, cfg.latency_dim):
+            raise ValueError(f"latency must be ({batch}, {cfg.latency_dim}), got {tuple(latency.shape)}")
+        if has_latency.numel() != batch:
+            raise ValueError(f"has_latency must have {batch} entries, got shape {tuple(has_latency.shape)}")
+
+    def example_inputs(self, batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        """Random inputs of the right shapes (export tracing, tests, benchmarks)."""
+        cfg = self.config
+        g = torch.Generator().manual_seed(seed)
+        frames = torch.randn(batch, 3, cfg.total_frames, cfg.img_size, cfg.img_size, generator=g)
+        latency = torch.empty(batch, cfg.latency_dim)
+        latency[:, :-2] = cfg.distance_center + cfg.distance_scale * torch.randn(batch, cfg.latency_dim - 2, generator=g)
+        latency[:, -2] = torch.randint(-cfg.vshift, cfg.vshift + 1, (batch,), generator=g).float()
+        latency[:, -1] = 10 * torch.rand(batch, generator=g)
+        has = (torch.arange(batch) % 2 == 0).float()  # mix both branches
+        return frames, latency, has
+
+
+MODELS: dict[str, type[nn.Module]] = {FusionModel.arch: FusionModel}
+CONFIGS: dict[str, type] = {FusionModel.arch: FusionConfig}
+
+
+def build_model(arch: str, config: dict[str, Any] | None = None) -> nn.Module:
+    """A freshly initialised model by its registered name and (partial) config dict."""
+    if arch not in MODELS:
+        raise ValueError(f"unknown model arch {arch!r}; registered: {sorted(MODELS)}")
+    return MODELS[arch](CONFIGS[arch].from_dict(config))
+
+
+def model_from_weights(path_or_name: str | Any) -> tuple[nn.Module, LoadedWeights]:
+    """Build the model a weights pair names and load its tensors (strictly checked)."""
+    loaded = load_model(path_or_name)
+    model = build_model(loaded.arch, loaded.model_config)
+    check_state_dict(model, loaded.state_dict, str(loaded.path))
+    model.load_state_dict(loaded.state_dict, strict=True)
+    return model.eval(), loaded
