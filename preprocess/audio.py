@@ -87,7 +87,9 @@ def log_mel(audio: np.ndarray, sample_rate: int, cfg: AudioConfig | None = None)
     return np.ascontiguousarray(db[:, :n_frames], dtype=np.float32)
 
 
-def audio_features(audio: np.ndarray | None, sample_rate: int, cfg: AudioConfig | None = None) -> AudioFeatures:
+def audio_features(
+    audio: np.ndarray | None, sample_rate: int, cfg: AudioConfig | None = None
+) -> AudioFeatures:
     """Both feature sets of one clip's audio; ``None`` (no audio stream) gives empty arrays."""
     cfg = cfg or AudioConfig()
     samples = np.zeros(0, np.int16) if audio is None else audio

@@ -64,9 +64,13 @@ def random_syncnet(cfg: PreprocessConfig):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--media", type=Path, default=ROOT.parent / "shared" / "media")
-    parser.add_argument("--min-height", type=int, default=1080, help="clips whose short side is at least this")
+    parser.add_argument(
+        "--min-height", type=int, default=1080, help="clips whose short side is at least this"
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--repeat", type=int, default=2, help="runs per clip; the fastest counts")
     parser.add_argument("--no-syncnet", action="store_true")
@@ -79,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     pre = Preprocessor(cfg, syncnet=None if args.no_syncnet else random_syncnet(cfg))
     clips = find_clips(args.media, args.min_height)
     print(f"{len(clips)} clips ≥{args.min_height}p, {args.threads} threads, best of {args.repeat}")
-    print(f"detector every {cfg.detector.detect_every} frames at ≤{cfg.detector.max_side} px; window {cfg.media.window_s} s")
+    print(
+        f"detector every {cfg.detector.detect_every} frames at ≤{cfg.detector.max_side} px; window {cfg.media.window_s} s"
+    )
     header = ["clip", "ffmpeg", *PREPROCESS_STAGES, "total", "ratio", "syncnet"]
     print(" ".join(f"{h:>9}" for h in header))
     ratios = []

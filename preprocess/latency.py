@@ -54,7 +54,9 @@ class SyncNetScorer:
     def __init__(self, runtime_or_module: Runtime | torch.nn.Module, cfg: SyncConfig | None = None):
         self.cfg = cfg or SyncConfig()
         if self.cfg.window != LIP_WINDOW:
-            raise ValueError(f"SyncConfig.window must be {LIP_WINDOW} (SyncNet's input length), got {self.cfg.window}")
+            raise ValueError(
+                f"SyncConfig.window must be {LIP_WINDOW} (SyncNet's input length), got {self.cfg.window}"
+            )
         if self.cfg.stride < 1 or self.cfg.batch_size < 1 or self.cfg.vshift < 0 or self.cfg.max_frames < 0:
             raise ValueError(f"invalid SyncConfig {self.cfg}")
         if isinstance(runtime_or_module, torch.nn.Module):
@@ -72,13 +74,12 @@ class SyncNetScorer:
         but is corrupt or does not fit raises ``weights.store.WeightsError``.
         """
         from weights import store  # weights imports preprocess; import late to keep the graph acyclic
+        from weights.convert import SYNCNET_ARCH, load_syncnet_v2, syncnet_v2_to_ours
 
         path = Path(name_or_path)
         if path.suffix in UPSTREAM_SUFFIXES:
             if not path.is_file():
                 raise SyncNetWeightsMissing(f"{path}: SyncNet weights not found")
-            from weights.convert import load_syncnet_v2, syncnet_v2_to_ours
-
             state_dict = syncnet_v2_to_ours(load_syncnet_v2(path))
             source = str(path)
         else:
@@ -90,6 +91,8 @@ class SyncNetScorer:
             if not path.is_file():
                 raise SyncNetWeightsMissing(f"{path}: SyncNet weights not found")
             loaded = store.load_model(path)
+            if loaded.arch != SYNCNET_ARCH:
+                raise store.WeightsError(f"{loaded.path}: holds a {loaded.arch!r} model, not SyncNet")
             state_dict, source = loaded.state_dict, str(loaded.path)
         model = SyncNet()
         store.check_state_dict(model, state_dict, source)

@@ -28,7 +28,7 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
@@ -57,8 +57,10 @@ def _atomic_file(path: str | Path):
     """Binary file handle on a temporary sibling of ``path``, renamed over it on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A leading dot and the .tmp suffix keep half-written files out of every *.npz / *.json glob.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    # A leading dot and the .tmp suffix keep half-written files out of every *.npz / *.json glob;
+    # os.open (not mkstemp, which makes 0600 files) leaves the permissions to the umask.
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh

@@ -22,6 +22,9 @@ class PreprocessError(Exception):
         self.detail = detail
         super().__init__(f"{self.path}: {code}" + (f": {detail}" if detail else ""))
 
+    def __reduce__(self):  # crosses process boundaries (worker pools) intact
+        return (type(self), (self.path, self.code, self.detail))
+
     @property
     def reason(self) -> str:
         return self.code + (f": {self.detail}" if self.detail else "")

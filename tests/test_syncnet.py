@@ -26,7 +26,7 @@ from preprocess.syncnet import SyncNet
 from tests.conftest import shared_media
 from tests.test_audio import decode_audio
 from weights.convert import convert_syncnet_v2, load_syncnet_v2, syncnet_v2_to_ours
-from weights.store import WeightsError
+from weights.store import WeightsError, save_model
 
 
 def _upstream_layout() -> dict[str, tuple[int, ...]]:
@@ -75,16 +75,19 @@ def _upstream_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def test_state_dict_matches_upstream_layout():
-    ours = {k: tuple(v.shape) for k, v in SyncNet().state_dict().items() if not k.endswith("num_batches_tracked")}
+    ours = {
+        k: tuple(v.shape) for k, v in SyncNet().state_dict().items() if not k.endswith("num_batches_tracked")
+    }
     assert ours == _upstream_layout()
 
 
 def test_forward_shapes_and_independent_batches():
     net = SyncNet().eval()
     with torch.inference_mode():
-        lip, aud = net(torch.rand(2, 3, 5, 224, 224) * 255, torch.randn(3, 1, 13, 20))
+        audio = torch.randn(3, 1, 13, 20)
+        lip, aud = net(torch.rand(2, 3, 5, 224, 224) * 255, audio)
         assert lip.shape == (2, 1024) and aud.shape == (3, 1024)
-        assert torch.allclose(net.forward_aud(torch.randn(1, 1, 13, 20)).shape and aud[:1], aud[:1])
+        assert torch.allclose(net.forward_aud(audio[:1]), aud[:1], atol=1e-5)  # per-sample in eval
 
 
 # --- checkpoint loading -------------------------------------------------------------------------
@@ -125,6 +128,12 @@ def test_missing_weights_raise_a_specific_error(tmp_path, monkeypatch):
         SyncNetScorer.from_weights("syncnet")
     with pytest.raises(FileNotFoundError):
         SyncNetScorer.from_weights(tmp_path / "nowhere" / "syncnet_v2.model")
+
+
+def test_weights_of_another_model_are_refused(tmp_path):
+    path = save_model(tmp_path / "syncnet", SyncNet().state_dict(), "fusion_timesformer", {}, None)
+    with pytest.raises(WeightsError, match="not SyncNet"):
+        SyncNetScorer.from_weights(path)
 
 
 def _saved(tmp_path, state_dict, name="bad.model"):
@@ -198,9 +207,9 @@ class WindowProbe:
 def _track(n_frames: int, audio_lag: int, n_mfcc: int | None = None, seed: int = 0):
     """Gray faces whose brightness follows a random sequence, and MFCCs carrying the same sequence
     delayed by ``audio_lag`` frames."""
-    levels = np.random.default_rng(seed).integers(0, 256, n_frames + 40)
-    faces = np.broadcast_to(levels[:n_frames, None, None, None], (n_frames, 224, 224, 3)).astype(np.uint8)
     n_mfcc = 4 * n_frames - 1 if n_mfcc is None else n_mfcc
+    levels = np.random.default_rng(seed).integers(0, 256, max(n_frames, n_mfcc // 4) + 40)
+    faces = np.broadcast_to(levels[:n_frames, None, None, None], (n_frames, 224, 224, 3)).astype(np.uint8)
     mfcc = np.zeros((13, n_mfcc), np.float32)
     for col in range(n_mfcc):
         mfcc[0, col] = levels[col // 4 - audio_lag] if col // 4 - audio_lag >= 0 else -1000.0
@@ -308,3 +317,26 @@ def test_real_clip_end_to_end_torch_and_onnx(real_track, tmp_path):
     via_onnx = SyncNetScorer(OnnxRuntime(onnx_path), cfg).latency(faces, mfcc)
     assert via_onnx.offset == result.offset
     np.testing.assert_allclose(via_onnx.distances, result.distances, rtol=1e-4)
+
+
+def test_offset_search_matches_pairwise_distance_reference():
+    """Curve and per-frame confidence equal a direct loop over torch's pairwise_distance with
+    zero-padded audio (the official calc_pdist semantics), including the frame stride."""
+    rng = np.random.default_rng(3)
+    lip = rng.normal(size=(12, 8)).astype(np.float32)
+    aud = rng.normal(size=(30, 8)).astype(np.float32)
+    frames = np.arange(0, 24, 2)
+    vshift = 4
+    padded = torch.nn.functional.pad(torch.from_numpy(aud), (0, 0, vshift, vshift))
+    rows = [
+        torch.nn.functional.pairwise_distance(torch.from_numpy(lip[[i]]).repeat(9, 1), padded[f : f + 9])
+        for i, f in enumerate(frames)
+    ]
+    reference = torch.stack(rows).numpy()  # (lip windows, offsets)
+    result = offset_search(lip, aud, frames, vshift=vshift, smooth=1)
+    np.testing.assert_allclose(result.distances, reference.mean(axis=0), rtol=1e-5)
+    best = int(np.argmin(reference.mean(axis=0)))
+    assert result.offset == vshift - best
+    np.testing.assert_allclose(
+        result.frame_confidence, np.median(reference.mean(axis=0)) - reference[:, best], rtol=1e-5, atol=1e-5
+    )

@@ -61,7 +61,9 @@ class Identity:
     def random(cls, rng: np.random.Generator) -> Identity:
         skin = SKIN_TONES[rng.integers(len(SKIN_TONES))] * rng.uniform(0.92, 1.05, 3)
         hair = HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))] * rng.uniform(0.85, 1.15)
-        lips = np.clip(skin * np.array([0.85, 0.55, 0.55]) + np.array([30, 0, 5]) * rng.uniform(0.5, 1.5), 0, 255)
+        lips = np.clip(
+            skin * np.array([0.85, 0.55, 0.55]) + np.array([30, 0, 5]) * rng.uniform(0.5, 1.5), 0, 255
+        )
         a = rng.uniform(60, 70)
         b = a * rng.uniform(1.22, 1.38)
         return cls(
@@ -163,10 +165,23 @@ def render_head_base(ident: Identity, rng: np.random.Generator) -> tuple[np.ndar
     for side in (-1, 1):
         ear = np.zeros(shape, np.float32)
         ex = CX + side * a * 0.97
-        cv2.ellipse(ear, _pt(ex, CY + 0.02 * b), _pt(a * 0.16, b * 0.22), side * 10, 0, 360, 1.0, -1, cv2.LINE_AA, 4)
+        cv2.ellipse(
+            ear, _pt(ex, CY + 0.02 * b), _pt(a * 0.16, b * 0.22), side * 10, 0, 360, 1.0, -1, cv2.LINE_AA, 4
+        )
         add(ear, skin * 0.88)
         inner = np.zeros(shape, np.float32)
-        cv2.ellipse(inner, _pt(ex + side * 2, CY + 0.02 * b), _pt(a * 0.07, b * 0.13), 0, 0, 360, 1.0, -1, cv2.LINE_AA, 4)
+        cv2.ellipse(
+            inner,
+            _pt(ex + side * 2, CY + 0.02 * b),
+            _pt(a * 0.07, b * 0.13),
+            0,
+            0,
+            360,
+            1.0,
+            -1,
+            cv2.LINE_AA,
+            4,
+        )
         _paint(img, cv2.GaussianBlur(inner, (0, 0), 1.5) * 0.6, skin * 0.6)
 
     # Face: shaded as an ellipsoid lit from the front and one side.
@@ -181,11 +196,15 @@ def render_head_base(ident: Identity, rng: np.random.Generator) -> tuple[np.ndar
     shade = 0.5 + 0.55 * diffuse
     # Eye sockets, cheek bones, nose bridge and under-nose shadows.
     for side in (-1, 1):
-        shade -= 0.13 * _blob(shape, CX + side * ident.eye_dx, CY + ident.eye_y, ident.eye_w * 1.2, ident.eye_h * 2.2)
+        shade -= 0.13 * _blob(
+            shape, CX + side * ident.eye_dx, CY + ident.eye_y, ident.eye_w * 1.2, ident.eye_h * 2.2
+        )
         shade += 0.06 * _blob(shape, CX + side * a * 0.5, CY + 0.18 * b, a * 0.18, b * 0.1)
     dark_side = -1 if ident.light_x > 0 else 1
     nose_top, nose_tip = CY + ident.eye_y + 4, CY + ident.eye_y + ident.nose_len + 8
-    shade -= 0.16 * _blob(shape, CX + dark_side * ident.nose_w * 0.55, (nose_top + nose_tip) / 2, 3.5, ident.nose_len * 0.45)
+    shade -= 0.16 * _blob(
+        shape, CX + dark_side * ident.nose_w * 0.55, (nose_top + nose_tip) / 2, 3.5, ident.nose_len * 0.45
+    )
     shade += 0.12 * _blob(shape, CX - dark_side * 2, nose_tip - 6, ident.nose_w * 0.45, 6)
     shade -= 0.14 * _blob(shape, CX, nose_tip + 5, ident.nose_w * 0.9, 3.5)
     shade -= 0.10 * _blob(shape, CX, CY + ident.mouth_y + 14, ident.mouth_w * 0.7, 4)  # under the lower lip
@@ -235,7 +254,9 @@ def render_head_base(ident: Identity, rng: np.random.Generator) -> tuple[np.ndar
             _fill(strands, np.array([[CX + side * a * 0.8, CY - 0.3 * b], [CX + side * a * 1.2, CY - 0.2 * b],
                                      [CX + side * a * 1.2, CY + 0.9 * b], [CX + side * a * 0.93, CY + 0.9 * b]]))  # fmt: skip
         cap = np.maximum(cap, strands)
-    streaks = cv2.GaussianBlur(rng.standard_normal(shape).astype(np.float32), (0, 0), sigmaX=0.6, sigmaY=3) * 0.12
+    streaks = (
+        cv2.GaussianBlur(rng.standard_normal(shape).astype(np.float32), (0, 0), sigmaX=0.6, sigmaY=3) * 0.12
+    )
     hair_col = hair[None, None] * (0.85 + streaks + 0.3 * np.clip(diffuse, 0, 1) * 0.5)[..., None]
     m = cap[..., None]
     img[:] = img * (1 - m) + hair_col * m
@@ -251,7 +272,11 @@ def eyes_box(ident: Identity) -> tuple[int, int, int, int]:
 
 
 def draw_eyes(
-    img: np.ndarray, ident: Identity, closure: float, gaze: tuple[float, float], origin: tuple[int, int] = (0, 0)
+    img: np.ndarray,
+    ident: Identity,
+    closure: float,
+    gaze: tuple[float, float],
+    origin: tuple[int, int] = (0, 0),
 ) -> None:
     """Sclera, iris, pupil, highlight and lids; ``closure`` 0 open .. 1 shut (blink).
     ``img`` may be a crop of the layer whose top-left corner is at layer ``origin``."""
@@ -275,7 +300,10 @@ def draw_eyes(
             r = eh * 0.95
             cv2.circle(iris_m, _pt(ix, iy), int(r * 16), 1.0, -1, cv2.LINE_AA, 4)
             iris_m *= eye
-            iris = np.asarray(ident.iris, np.float32) * (0.7 + 0.5 * _blob(shape, ix, iy + r * 0.3, r, r))[..., None]
+            iris = (
+                np.asarray(ident.iris, np.float32)
+                * (0.7 + 0.5 * _blob(shape, ix, iy + r * 0.3, r, r))[..., None]
+            )
             m = iris_m[..., None]
             img[:] = img * (1 - m) + iris * m
             pupil = np.zeros(shape, np.float32)
@@ -294,7 +322,9 @@ def draw_eyes(
         else:  # shut: a single lash line
             lid = np.zeros(shape, np.float32)
             t = np.linspace(-1, 1, 16)
-            cv2.polylines(lid, [_poly(np.stack([ex + t * ew, ey + 1.5 * (1 - t**2)], 1))], False, 1.0, 2, cv2.LINE_AA, 4)
+            cv2.polylines(
+                lid, [_poly(np.stack([ex + t * ew, ey + 1.5 * (1 - t**2)], 1))], False, 1.0, 2, cv2.LINE_AA, 4
+            )
             _paint(img, lid * 0.9, (25, 18, 15))
         # eyelid crease above the eye
         crease = np.zeros(shape, np.float32)
@@ -322,7 +352,12 @@ def mouth_geometry(ident: Identity, opening: float) -> tuple[np.ndarray, np.ndar
 def mouth_box(ident: Identity) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1) layer box that ``draw_mouth`` touches."""
     x0 = int(CX - ident.mouth_w * 1.1)
-    return x0, int(CY + ident.mouth_y - MAX_GAP - 14), int(2 * CX - x0) + 1, int(CY + ident.mouth_y + MAX_GAP + 16)
+    return (
+        x0,
+        int(CY + ident.mouth_y - MAX_GAP - 14),
+        int(2 * CX - x0) + 1,
+        int(CY + ident.mouth_y + MAX_GAP + 16),
+    )
 
 
 def draw_mouth(
@@ -334,7 +369,7 @@ def draw_mouth(
     lips = np.asarray(ident.lips, np.float32)
     upper, lower, inner = mouth_geometry(ident, opening)
     upper, lower, inner = (p - np.asarray(origin, np.float64) for p in (upper, lower, inner))
-    mx, my = CX - origin[0], CY + ident.mouth_y - origin[1]
+    mx = CX - origin[0]
     if opening > 0.04:
         cav = np.zeros(shape, np.float32)
         _fill(cav, inner)
@@ -354,7 +389,9 @@ def draw_mouth(
             _paint(img, m, lips * 0.95)
         else:
             y0 = part[:, 1].min()
-            shade = bright * (0.85 + 0.25 * _blob(shape, mx, y0 + (part[:, 1].max() - y0) * 0.45, ident.mouth_w * 0.5, 3))
+            shade = bright * (
+                0.85 + 0.25 * _blob(shape, mx, y0 + (part[:, 1].max() - y0) * 0.45, ident.mouth_w * 0.5, 3)
+            )
             col = lips[None, None] * shade[..., None]
             mm = m[..., None]
             img[:] = img * (1 - mm) + col * mm
@@ -365,15 +402,19 @@ def draw_mouth(
 
 
 def mouth_region(ident: Identity, feather: float = 6.0) -> np.ndarray:
-    """Soft (H, W) mask around the mouth (what a mouth re-enactment replaces)."""
+    """Soft (H, W) mask over the lower face, nose to chin: what a lip-sync generator
+    (Wav2Lip-style, which regenerates the lower half of the face) replaces."""
     m = np.zeros((LAYER_H, LAYER_W), np.float32)
-    cv2.ellipse(m, _pt(CX, CY + ident.mouth_y + 4), _pt(ident.mouth_w * 1.35, 24), 0, 0, 360, 1.0, -1, cv2.LINE_AA, 4)
+    top = CY + ident.eye_y + ident.nose_len + 6  # just under the nose
+    bottom = CY + ident.face_b * 0.92
+    cv2.ellipse(m, _pt(CX, (top + bottom) / 2), _pt(ident.face_a * 0.72, (bottom - top) / 2), 0, 0, 360, 1.0, -1,
+                cv2.LINE_AA, 4)  # fmt: skip
     return cv2.GaussianBlur(m, (0, 0), feather)
 
 
 def inner_face_region(ident: Identity, feather: float = 5.0) -> np.ndarray:
     """Soft mask over brows, eyes, nose and mouth (what a face swap replaces)."""
     m = np.zeros((LAYER_H, LAYER_W), np.float32)
-    cv2.ellipse(m, _pt(CX, CY + 0.1 * ident.face_b), _pt(ident.face_a * 0.82, ident.face_b * 0.78), 0, 0, 360, 1.0, -1,
+    cv2.ellipse(m, _pt(CX, CY + 0.15 * ident.face_b), _pt(ident.face_a * 0.8, ident.face_b * 0.7), 0, 0, 360, 1.0, -1,
                 cv2.LINE_AA, 4)  # fmt: skip
     return cv2.GaussianBlur(m, (0, 0), feather)

@@ -14,7 +14,17 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from train.synth_face import CX, CY, Identity, draw_eyes, draw_mouth, eyes_box, mouth_box, render_head_base
+from train.synth_face import (
+    CX,
+    CY,
+    Identity,
+    draw_eyes,
+    draw_mouth,
+    eyes_box,
+    face_outline,
+    mouth_box,
+    render_head_base,
+)
 
 FRAME_SIZES = ((320, 240), (288, 288), (256, 320), (352, 288), (320, 256))  # (width, height)
 
@@ -51,7 +61,11 @@ def _smooth_walk(rng: np.random.Generator, n: int, amplitude: float, fps: float)
 
 def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
     c1, c2 = rng.uniform(30, 230, 3), rng.uniform(30, 230, 3)
-    g = np.linspace(0, 1, height)[:, None, None] if rng.random() < 0.5 else np.linspace(0, 1, width)[None, :, None]
+    g = (
+        np.linspace(0, 1, height)[:, None, None]
+        if rng.random() < 0.5
+        else np.linspace(0, 1, width)[None, :, None]
+    )
     bg = np.broadcast_to(c1 * (1 - g) + c2 * g, (height, width, 3)).astype(np.float32).copy()
     for _ in range(int(rng.integers(2, 7))):  # furniture, frames, windows
         x0, y0 = rng.integers(0, width), rng.integers(0, height)
@@ -74,7 +88,11 @@ def blink_closure(rng: np.random.Generator, n: int, fps: float) -> np.ndarray:
 
 
 def make_scene(
-    rng: np.random.Generator, ident: Identity, num_frames: int, fps: float = 25.0, size: tuple[int, int] | None = None
+    rng: np.random.Generator,
+    ident: Identity,
+    num_frames: int,
+    fps: float = 25.0,
+    size: tuple[int, int] | None = None,
 ) -> Scene:
     width, height = size or FRAME_SIZES[rng.integers(len(FRAME_SIZES))]
     base_rgb, base_alpha = render_head_base(ident, rng)
@@ -83,7 +101,11 @@ def make_scene(
     cx = width / 2 + rng.uniform(-0.12, 0.12) * width
     cy = height * rng.uniform(0.42, 0.52)
     centre = np.stack(
-        [cx + _smooth_walk(rng, num_frames, 0.05 * width, fps), cy + _smooth_walk(rng, num_frames, 0.03 * height, fps)], 1
+        [
+            cx + _smooth_walk(rng, num_frames, 0.05 * width, fps),
+            cy + _smooth_walk(rng, num_frames, 0.03 * height, fps),
+        ],
+        1,
     )
     gaze = np.stack([_smooth_walk(rng, num_frames, 0.6, fps), _smooth_walk(rng, num_frames, 0.4, fps)], 1)
     return Scene(
@@ -100,7 +122,9 @@ def make_scene(
     )
 
 
-def head_layer(scene: Scene, ident: Identity, base_rgb: np.ndarray, i: int, opening: float, smooth_mouth: bool = False):
+def head_layer(
+    scene: Scene, ident: Identity, base_rgb: np.ndarray, i: int, opening: float, smooth_mouth: bool = False
+):
     """The head layer of frame ``i`` (before any edit): static base + eyes + mouth."""
     layer = base_rgb.copy()
     x0, y0, x1, y1 = eyes_box(ident)  # draw only where things change: ~10x faster than whole layers
@@ -135,3 +159,13 @@ def render_frames(scene: Scene, opening: np.ndarray, layer_edit: LayerEdit | Non
         out += noise.normal(0, 1.5, out.shape).astype(np.float32)  # sensor noise
         frames[i] = np.clip(out, 0, 255).astype(np.uint8)
     return frames
+
+
+def face_boxes(scene: Scene) -> np.ndarray:
+    """(T, 4) float32 x1, y1, x2, y2 of the face outline in each frame (ground truth boxes)."""
+    outline = np.concatenate([face_outline(scene.ident), np.ones((120, 1))], 1)  # homogeneous
+    boxes = np.empty((scene.num_frames, 4), np.float32)
+    for i in range(scene.num_frames):
+        pts = outline @ layer_to_frame(scene, i).T
+        boxes[i] = (*pts.min(0), *pts.max(0))
+    return boxes

@@ -117,6 +117,7 @@ def save_model(
     try:
         save_file(_plain_tensors(state_dict), str(tmp), metadata={"arch": arch})
         sha = _sha256(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; weights are ordinary shared files
         os.replace(tmp, tensors_path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -133,6 +134,7 @@ def save_model(
     tmp = _atomic_tmp(json_path)
     try:
         tmp.write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
+        os.chmod(tmp, 0o644)
         os.replace(tmp, json_path)
     finally:
         tmp.unlink(missing_ok=True)

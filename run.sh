@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Score every video in INPUT_DIR; write OUTPUT_DIR/submission.csv (+ submission_failures.csv).
+#   bash run.sh INPUT_DIR OUTPUT_DIR [options of `python -m submission --help`]
+# Works from any directory; uses the repository's .venv when there is one.
+set -euo pipefail
+
+if [ "$#" -lt 2 ]; then
+  echo "usage: bash run.sh INPUT_DIR OUTPUT_DIR [--weights PATH] [--runtime auto|torch|onnxruntime|tensorrt] ..." >&2
+  exit 2
+fi
+input="$1"
+output="$2"
+shift 2
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+python="$root/.venv/bin/python"
+if [ ! -x "$python" ]; then
+  python="$(command -v python3 || command -v python)"
+fi
+# The packages are imported from the repository root; INPUT/OUTPUT stay relative to the caller's cwd.
+export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
+exec "$python" -m submission --input "$input" --output "$output/submission.csv" "$@"

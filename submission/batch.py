@@ -1,0 +1,193 @@
+"""Score a list of videos: preprocessing in worker processes, overlapped with model inference.
+
+The main thread feeds the worker pool and collects its results; an inference thread takes
+the videos' samples, batches them across videos (greedily: whatever has arrived, up to the
+batch size) and runs the model. Torch releases the GIL while it computes, so the pool keeps
+being fed during inference. Every video ends with exactly one ``VideoScore``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from preprocess.types import VideoResult
+from submission.scoring import SampleScorer, VideoScore, aggregate
+from submission.timing import RunTimings
+from submission.workers import PreprocessPool
+
+log = logging.getLogger("submission")
+
+_STOP = object()
+
+
+@dataclass
+class BatchResult:
+    scores: list[VideoScore]  # one per input path, in input order
+    timings: RunTimings
+    pool_restarts: int = 0
+
+
+class _Collector:
+    """Gathers scores from both threads, with the progress bar."""
+
+    def __init__(self, paths: Sequence[str], timings: RunTimings, progress: bool):
+        self.names = [Path(p).name for p in paths]
+        self.scores: dict[int, VideoScore] = {}
+        self.timings = timings
+        self.lock = threading.Lock()
+        self.bar = tqdm(
+            total=len(paths),
+            desc="videos",
+            unit="video",
+            file=sys.stderr,
+            disable=not progress,
+            mininterval=0.5,
+        )
+
+    def put(self, index: int, score: VideoScore) -> None:
+        with self.lock:
+            if index in self.scores:  # never count a video twice
+                return
+            self.scores[index] = score
+            if not score.ok:
+                self.timings.failed += 1
+                self.bar.set_postfix(failed=self.timings.failed, refresh=False)
+            self.bar.update(1)
+
+    def fail(self, index: int, reason: str) -> None:
+        self.put(index, VideoScore(self.names[index], None, reason))
+
+
+class _InferenceThread(threading.Thread):
+    def __init__(self, scorer: SampleScorer, how: str, collector: _Collector, max_queued: int):
+        super().__init__(name="inference", daemon=True)
+        self.scorer = scorer
+        self.how = how
+        self.collector = collector
+        # bounded: when inference is the bottleneck the pool waits instead of filling memory
+        self.inbox: queue.Queue = queue.Queue(maxsize=max_queued)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            stop = False
+            while not stop:
+                item = self.inbox.get()
+                if item is _STOP:
+                    break
+                batch = [item]
+                n = len(item[1].samples)
+                while n < self.scorer.batch_size:
+                    try:
+                        item = self.inbox.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stop = True
+                        break
+                    batch.append(item)
+                    n += len(item[1].samples)
+                self._score(batch)
+        except BaseException as exc:  # recorded; the videos it never scored fail, the run goes on
+            self.error = exc
+            log.exception("inference thread stopped")
+
+    def offer(self, item: object) -> bool:
+        """Queue an item, waiting while the queue is full; False if the thread has stopped."""
+        while self.is_alive():
+            try:
+                self.inbox.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _score(self, batch: list[tuple[int, VideoResult]]) -> None:
+        samples = [s for _, result in batch for s in result.samples]
+        start = time.perf_counter()
+        try:
+            probs = np.asarray(self.scorer.score(samples), dtype=np.float64).reshape(-1)
+            if len(probs) != len(samples):
+                raise ValueError(f"scorer returned {len(probs)} probabilities for {len(samples)} samples")
+        except Exception as exc:
+            if len(batch) > 1:  # find the video that breaks the batch; score the others
+                for video in batch:
+                    self._score([video])
+                return
+            index = batch[0][0]
+            log.debug("inference failed on %s", self.collector.names[index], exc_info=True)
+            self.collector.fail(index, f"inference_error: {type(exc).__name__}: {exc}")
+            return
+        with self.collector.lock:
+            self.collector.timings.add_batch(time.perf_counter() - start, len(samples))
+        offset = 0
+        for index, result in batch:
+            track_probs = probs[offset : offset + len(result.samples)]
+            offset += len(result.samples)
+            finite = track_probs[np.isfinite(track_probs)]
+            if finite.size == 0:
+                self.collector.fail(index, "inference_error: non-finite model output")
+                continue
+            p = float(np.clip(aggregate(finite, self.how), 0.0, 1.0))
+            self.collector.put(
+                index, VideoScore(self.collector.names[index], p, "", tuple(map(float, track_probs)))
+            )
+
+
+def _feed(pool: PreprocessPool, paths: list[str], inference: _InferenceThread, collector: _Collector) -> None:
+    """Preprocessing results -> the inference thread (or straight to a failure)."""
+    for index, result in pool.results(paths):
+        with collector.lock:
+            collector.timings.add_stages(result.timings)
+        if result.error is not None:
+            collector.fail(index, result.error.reason)
+        elif not result.samples:
+            collector.fail(index, "no_face")
+        elif not inference.offer((index, result)):
+            collector.fail(index, "inference_error: inference thread stopped")
+
+
+def score_videos(
+    paths: Sequence[str | Path],
+    pool: PreprocessPool,
+    scorer: SampleScorer,
+    *,
+    how: str = "max",
+    progress: bool = True,
+) -> BatchResult:
+    """Preprocess and score every video; failures become scores with a reason, never exceptions."""
+    aggregate([0.5], how)  # reject an unknown aggregation before any work
+    paths = [str(p) for p in paths]
+    timings = RunTimings(videos=len(paths))
+    collector = _Collector(paths, timings, progress)
+    inference = _InferenceThread(scorer, how, collector, max_queued=max(4, 2 * scorer.batch_size))
+    start = time.perf_counter()
+    inference.start()
+    # log lines go above the progress bar instead of through it
+    with logging_redirect_tqdm() if progress else contextlib.nullcontext():
+        try:
+            _feed(pool, paths, inference, collector)
+        finally:
+            inference.offer(_STOP)
+            inference.join()
+            timings.wall_s = time.perf_counter() - start
+            for i in range(len(paths)):
+                if (
+                    i not in collector.scores
+                ):  # a video nobody reported on (a stopped thread) still gets a row
+                    collector.fail(i, "not_scored: no result came back for this video")
+            collector.bar.close()
+    scores = [collector.scores[i] for i in range(len(paths))]
+    return BatchResult(scores=scores, timings=timings, pool_restarts=pool.restarts)

@@ -1,0 +1,273 @@
+"""``python -m submission -input DIR -output FILE``: score every video in DIR into a CSV.
+
+Exit status: 0 when the CSV was written (individual videos may have failed: they get the
+fallback probability and are listed with their reason in ``<stem>_failures.csv``);
+2 bad arguments or input folder; 3 model weights missing or invalid; 4 output not writable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from submission.folder import list_videos, parse_extensions
+from submission.scoring import AGGREGATIONS, RUNTIMES, ModelLoadError, SampleScorer
+from submission.writer import OutputError, check_writable, failures_path, write_submission
+
+log = logging.getLogger("submission")
+
+EXIT_OK, EXIT_USAGE, EXIT_WEIGHTS, EXIT_OUTPUT = 0, 2, 3, 4
+
+# Log-loss punishes a confident miss without bound, and 6-decimal formatting would turn
+# p < 5e-7 into exactly 0 (infinite loss). Clipping to [1e-3, 1 - 1e-3] caps one video's loss
+# at 6.9 nats and costs a correct confident prediction only 0.001; it is monotone, so a ranking
+# metric (AUC) changes only through ties beyond the clip.
+DEFAULT_CLIP_EPS = 1e-3
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # honours a container's CPU set
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m submission",
+        description="Score every video in a folder: probability that it is fake, one CSV row per video.",
+        epilog="Exit status: 0 CSV written; 2 bad arguments/input; 3 weights missing or invalid; 4 output not writable.",
+    )
+    p.add_argument("-input", "--input", "-i", dest="input", help="folder of videos (required)")
+    p.add_argument(
+        "-output",
+        "--output",
+        "-o",
+        dest="output",
+        help="CSV to write (required; a folder means FOLDER/submission.csv)",
+    )
+    p.add_argument(
+        "--weights", default="fusion", help="fusion weights: a name under the weights folder or a path"
+    )
+    p.add_argument("--runtime", choices=RUNTIMES, default="auto", help="what executes the fusion model")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
+    p.add_argument(
+        "--preprocess-device", default=None, help="device of the workers' networks (default: --device)"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="preprocessing processes (default: CPUs - 1; 0: in this process, without crash isolation or timeout)",
+    )
+    p.add_argument("--batch-size", type=int, default=16, help="samples per model call")
+    p.add_argument("--extensions", default="mp4", help="comma-separated video extensions, e.g. mp4,mpg,mov")
+    p.add_argument(
+        "--aggregate", choices=AGGREGATIONS, default="max", help="video score from its face tracks'"
+    )
+    p.add_argument(
+        "--fallback", type=float, default=0.5, help="probability for a video that cannot be scored"
+    )
+    p.add_argument(
+        "--clip-eps",
+        type=float,
+        default=DEFAULT_CLIP_EPS,
+        help="clip probabilities to [eps, 1-eps] (bounds log-loss; 0 disables)",
+    )
+    p.add_argument(
+        "--video-timeout", type=float, default=300.0, help="seconds per video before it fails (0: none)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--check", action="store_true", help="load weights and preprocessor, then exit (no videos)"
+    )
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _resolve_output(text: str) -> Path:
+    out = Path(text)
+    if out.is_dir() or text.endswith(("/", os.sep)):
+        return out / "submission.csv"
+    return out
+
+
+def _resolve_device(text: str) -> str:
+    if text != "auto":
+        return text
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _validate(args: argparse.Namespace) -> None:
+    if not 0.0 <= args.fallback <= 1.0:
+        raise _UsageError(f"--fallback {args.fallback} is outside [0, 1]")
+    if not 0.0 <= args.clip_eps < 0.5:
+        raise _UsageError(f"--clip-eps {args.clip_eps} is outside [0, 0.5)")
+    if args.batch_size < 1:
+        raise _UsageError("--batch-size must be >= 1")
+    if args.workers is not None and args.workers < 0:
+        raise _UsageError("--workers must be >= 0")
+    try:
+        args.extensions = parse_extensions(args.extensions)
+    except ValueError as exc:
+        raise _UsageError(f"--extensions: {exc}") from None
+
+
+def _default_preprocessor_factory() -> Any:
+    from preprocess.pipeline import Preprocessor
+
+    return Preprocessor
+
+
+def _load_scorer(args: argparse.Namespace, device: str) -> SampleScorer:
+    from submission.scoring import FusionScorer
+
+    scorer = FusionScorer.from_weights(
+        args.weights, runtime=args.runtime, device=device, batch_size=args.batch_size
+    )
+    log.info("model: %s", scorer.description)
+    return scorer
+
+
+def _weights_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from weights.store import WeightsError
+    except ImportError:
+        return (ModelLoadError,)
+    return (WeightsError, ModelLoadError)
+
+
+def main(
+    argv: list[str] | None = None, *, preprocessor_factory: Any = None, scorer: SampleScorer | None = None
+) -> int:
+    """Run the submission. ``preprocessor_factory`` and ``scorer`` replace the real pipeline and
+    fusion model (tests inject fakes; the factory must be picklable for the worker processes)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.check and (args.input is None or args.output is None):
+        parser.error("-input DIR and -output FILE are required")
+    handler = _log_to_stderr(args.verbose)
+    try:
+        _validate(args)
+        return _run(args, preprocessor_factory, scorer)
+    except _UsageError as exc:
+        return _fail(EXIT_USAGE, str(exc))
+    except OutputError as exc:
+        return _fail(EXIT_OUTPUT, str(exc))
+    except _weights_errors() as exc:
+        return _fail(
+            EXIT_WEIGHTS, f"model weights: {exc} (build them with `make setup` / training, or pass --weights)"
+        )
+    except KeyboardInterrupt:
+        return _fail(130, "interrupted; no CSV written")
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScorer | None) -> int:
+    from submission.batch import score_videos
+    from submission.workers import PreprocessPool
+
+    if not args.check:
+        input_dir = Path(args.input)
+        if not input_dir.is_dir():
+            raise _UsageError(f"input folder {input_dir} does not exist or is not a folder")
+        csv_path = _resolve_output(args.output)
+        check_writable(csv_path)  # before minutes of work, not after
+        videos = list_videos(input_dir, args.extensions)
+
+    device = _resolve_device(args.device)
+    pre_device = _resolve_device(args.preprocess_device or args.device)
+    if scorer is None:
+        scorer = _load_scorer(args, device)
+    factory = preprocessor_factory or _default_preprocessor_factory()
+    # Build one preprocessor here first, so missing detector weights fail once, clearly,
+    # instead of in every worker. The in-process mode (--workers 0) keeps using it.
+    try:
+        preprocessor = factory(scorer.preprocess_config, pre_device)
+    except _weights_errors():
+        raise
+    except Exception as exc:
+        return _fail(EXIT_WEIGHTS, f"cannot build the preprocessor: {type(exc).__name__}: {exc}")
+    if args.check:
+        log.info("check passed: fusion weights, runtime and preprocessor load")
+        return EXIT_OK
+
+    cpus = available_cpus()
+    workers = max(1, cpus - 1) if args.workers is None else args.workers
+    threads = max(1, cpus // max(workers, 1))
+    log.info(
+        "%d videos in %s; %d worker processes (torch threads each: %d); model on %s, preprocessing on %s",
+        len(videos),
+        input_dir,
+        workers,
+        threads,
+        device,
+        pre_device,
+    )
+    pool = PreprocessPool(
+        factory,
+        scorer.preprocess_config,
+        device=pre_device,
+        workers=workers,
+        threads_per_worker=threads,
+        video_timeout=args.video_timeout,
+        preprocessor=preprocessor if workers == 0 else None,
+    )
+    if workers > 0:
+        del preprocessor  # the workers build their own
+    _set_main_threads(max(1, cpus - workers))
+    result = score_videos(videos, pool, scorer, how=args.aggregate, progress=not args.no_progress)
+
+    try:
+        sidecar = write_submission(csv_path, result.scores, fallback=args.fallback, clip_eps=args.clip_eps)
+    except OSError as exc:
+        raise OutputError(f"cannot write {csv_path}: {exc.strerror or exc}") from None
+    failed = [s for s in result.scores if not s.ok]
+    print(result.timings.summary(), file=sys.stderr)
+    if result.pool_restarts:
+        log.info("worker pool restarted %d times", result.pool_restarts)
+    log.info("wrote %s (%d rows)", csv_path, len(result.scores))
+    if failed:
+        log.warning("%d videos got the fallback %.3g; reasons in %s", len(failed), args.fallback, sidecar)
+        if len(failed) == len(result.scores):
+            log.warning("EVERY video failed: check %s", failures_path(csv_path))
+    if not videos:
+        log.warning("no %s files in %s: the CSV has only its header", "/".join(args.extensions), input_dir)
+    return EXIT_OK
+
+
+def _set_main_threads(n: int) -> None:
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except ImportError:
+        pass
+
+
+def _log_to_stderr(verbose: bool) -> logging.Handler:
+    """Log lines of this run (ours at INFO, other packages' at WARNING) on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if root.level > logging.WARNING or root.level == logging.NOTSET:
+        root.setLevel(logging.WARNING)
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    return handler
+
+
+def _fail(code: int, message: str) -> int:
+    print(f"submission: error: {message}", file=sys.stderr)
+    return code

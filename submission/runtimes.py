@@ -1,0 +1,431 @@
+"""ONNX Runtime and TensorRT runtimes, and the choice between them and torch.
+
+All implement ``preprocess.runtime.Runtime``: numpy arrays in (batch first), a tuple of numpy
+arrays out. ``make_runtime("auto", ...)`` takes TensorRT on an NVIDIA GPU when it is
+installed, else ONNX Runtime, else torch.
+
+TensorRT is imported lazily (it is not installable on CPU-only machines); the engine it builds
+from an ONNX file is cached on disk, keyed by everything that makes an engine non-portable:
+GPU model, compute capability, TensorRT version, the ONNX file's sha256, precision and the
+batch range of its optimisation profile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from preprocess.runtime import Runtime, TorchRuntime
+
+
+class RuntimeUnavailable(RuntimeError):
+    """The requested runtime cannot run here (package or GPU missing)."""
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _require_file(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: ONNX model not found")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# ONNX Runtime
+
+_ORT_NUMPY_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+    "tensor(bool)": np.bool_,
+}
+
+
+def choose_providers(
+    available: Sequence[str],
+    wanted: str | Sequence[Any] = "auto",
+    cache_dir: Path | None = None,
+    fp16: bool = True,
+) -> list[Any]:
+    """Execution providers in preference order. ``"auto"``: TensorRT, CUDA, then CPU, each
+    where this onnxruntime build has it; ``"cpu"``: CPU only; a list is used as given."""
+    if not isinstance(wanted, str):
+        return list(wanted)
+    if wanted == "cpu":
+        return ["CPUExecutionProvider"]
+    if wanted != "auto":
+        raise ValueError(f"providers must be 'auto', 'cpu' or a list, not {wanted!r}")
+    chosen: list[Any] = []
+    if "TensorrtExecutionProvider" in available:
+        options: dict[str, Any] = {"trt_fp16_enable": bool(fp16)}
+        if cache_dir is not None:
+            options.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache_dir))
+        chosen.append(("TensorrtExecutionProvider", options))
+    if "CUDAExecutionProvider" in available:
+        chosen.append("CUDAExecutionProvider")
+    chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+class OnnxRuntimeRuntime:
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        onnx_path: str | os.PathLike,
+        providers: str | Sequence[Any] = "auto",
+        threads: int = 0,
+        cache_dir: str | os.PathLike | None = None,
+        fp16: bool = True,
+    ):
+        """``threads``: intra-op threads (0 = onnxruntime's default, all cores). ``cache_dir``
+        and ``fp16`` apply to ONNX Runtime's own TensorRT provider when it is chosen."""
+        import onnxruntime as ort
+
+        self.path = _require_file(onnx_path)
+        if cache_dir is not None:
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        chosen = choose_providers(
+            ort.get_available_providers(), providers, Path(cache_dir) if cache_dir else None, fp16
+        )
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=chosen)
+        except Exception as e:  # onnxruntime raises its own exception types for bad files
+            raise RuntimeError(f"{self.path}: ONNX Runtime could not load the model: {e}") from e
+        inputs = self.session.get_inputs()
+        self.input_names = [i.name for i in inputs]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self._input_types = [_ORT_NUMPY_TYPES.get(i.type) for i in inputs]
+
+    @property
+    def providers(self) -> list[str]:
+        """The providers the session actually uses."""
+        return self.session.get_providers()
+
+    def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+        if len(inputs) != len(self.input_names):
+            raise ValueError(
+                f"{self.path.name} takes {len(self.input_names)} inputs {self.input_names}, got {len(inputs)}"
+            )
+        feed = {
+            name: np.ascontiguousarray(x, dtype=dtype) if dtype is not None else np.ascontiguousarray(x)
+            for name, x, dtype in zip(self.input_names, inputs, self._input_types, strict=True)
+        }
+        return tuple(self.session.run(None, feed))
+
+
+# ---------------------------------------------------------------------------------------------
+# TensorRT (10.x Python API)
+
+
+def _import_tensorrt():
+    try:
+        import tensorrt as trt
+    except ImportError as e:
+        raise RuntimeUnavailable(
+            "TensorRT is not installed (it needs an NVIDIA GPU machine: pip install 'tensorrt>=10,<11'); "
+            "use the 'onnxruntime' or 'torch' runtime instead"
+        ) from e
+    major = int(str(trt.__version__).split(".")[0])
+    if major != 10:
+        raise RuntimeUnavailable(
+            f"TensorRT {trt.__version__} is installed; this runtime is written for TensorRT 10"
+        )
+    return trt
+
+
+def tensorrt_available() -> bool:
+    """TensorRT is importable and torch sees an NVIDIA (CUDA, not ROCm) GPU."""
+    return (
+        importlib.util.find_spec("tensorrt") is not None
+        and torch.cuda.is_available()
+        and torch.version.cuda is not None
+        and getattr(torch.version, "hip", None) is None
+    )
+
+
+def engine_cache_path(
+    cache_dir: Path,
+    onnx_path: Path,
+    onnx_sha256: str,
+    gpu_name: str,
+    capability: tuple[int, int],
+    trt_version: str,
+    fp16: bool,
+    max_batch: int,
+) -> Path:
+    """Where the engine for this (model, GPU, TensorRT, precision, batch range) is cached."""
+    gpu = re.sub(r"[^A-Za-z0-9]+", "-", gpu_name).strip("-").lower() or "gpu"
+    precision = "fp16" if fp16 else "fp32"
+    name = (
+        f"{onnx_path.stem}-{onnx_sha256[:16]}-{gpu}-sm{capability[0]}{capability[1]}"
+        f"-trt{trt_version}-{precision}-b{max_batch}.engine"
+    )
+    return Path(cache_dir) / name
+
+
+def profile_shapes(
+    name: str, shape: Sequence[int], max_batch: int, opt_batch: int
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """(min, opt, max) shapes of one input for the optimisation profile: only the batch
+    axis (first, -1 in the ONNX graph) may vary; it ranges 1..max_batch."""
+    shape = tuple(int(d) for d in shape)
+    if not shape:
+        return shape, shape, shape
+    free = [i for i, d in enumerate(shape) if d < 0]
+    if any(i != 0 for i in free):
+        raise ValueError(
+            f"input {name!r} has shape {shape}: only the first (batch) axis may be dynamic; "
+            "export with fixed frame/image sizes"
+        )
+    if not free:  # exported with a fixed batch
+        return shape, shape, shape
+    rest = shape[1:]
+    opt = max(1, min(opt_batch, max_batch))
+    return (1, *rest), (opt, *rest), (max_batch, *rest)
+
+
+_TORCH_DTYPES = {
+    "FLOAT": torch.float32,
+    "HALF": torch.float16,
+    "BF16": torch.bfloat16,
+    "INT8": torch.int8,
+    "UINT8": torch.uint8,
+    "INT32": torch.int32,
+    "INT64": torch.int64,
+    "BOOL": torch.bool,
+}
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+class TensorRTRuntime:
+    """An ONNX file compiled by TensorRT 10 for this GPU; torch CUDA tensors are the buffers."""
+
+    name = "tensorrt"
+
+    def __init__(
+        self,
+        onnx_path: str | os.PathLike,
+        cache_dir: str | os.PathLike | None = None,
+        fp16: bool = True,
+        max_batch: int = 32,
+        opt_batch: int | None = None,
+        device: str | torch.device = "cuda",
+        workspace_bytes: int = 4 << 30,
+    ):
+        trt = _import_tensorrt()
+        self._trt = trt
+        if not torch.cuda.is_available():
+            raise RuntimeUnavailable("TensorRT needs a CUDA GPU and torch sees none")
+        self.device = torch.device(device)
+        if self.device.type != "cuda":
+            raise ValueError(f"TensorRT runs on a CUDA device, not {self.device}")
+        if self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        self.path = _require_file(onnx_path)
+        self.fp16 = fp16
+        self.max_batch = int(max_batch)
+        self.opt_batch = int(opt_batch or max(1, self.max_batch // 2))
+        self.workspace_bytes = int(workspace_bytes)
+
+        if cache_dir is None:
+            from weights.store import weights_dir
+
+            cache_dir = weights_dir() / "cache"
+        props = torch.cuda.get_device_properties(self.device)
+        self.engine_path = engine_cache_path(
+            Path(cache_dir),
+            self.path,
+            _file_sha256(self.path),
+            props.name,
+            (props.major, props.minor),
+            str(trt.__version__),
+            fp16,
+            self.max_batch,
+        )
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        with torch.cuda.device(self.device):
+            self.engine = self._load_or_build()
+            self.context = self.engine.create_execution_context()
+            self._stream = torch.cuda.Stream(self.device)
+        if self.context is None:
+            raise RuntimeError(f"{self.engine_path}: TensorRT could not create an execution context")
+
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
+        self.input_names = [n for n in names if is_input[n]]
+        self.output_names = [n for n in names if not is_input[n]]
+        self._dtypes = {n: self._torch_dtype(n) for n in names}
+
+    def _torch_dtype(self, name: str) -> torch.dtype:
+        dtype = self.engine.get_tensor_dtype(name)
+        if dtype.name not in _TORCH_DTYPES:
+            raise RuntimeError(f"{self.engine_path}: tensor {name!r} has unsupported type {dtype.name}")
+        return _TORCH_DTYPES[dtype.name]
+
+    def _load_or_build(self):
+        if self.engine_path.is_file():
+            engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
+            if engine is not None:
+                return engine
+            warnings.warn(f"{self.engine_path}: cached engine unusable; rebuilding", stacklevel=3)
+        data = self._build()
+        _write_atomic(self.engine_path, data)
+        engine = self._runtime.deserialize_cuda_engine(data)
+        if engine is None:
+            raise RuntimeError(f"{self.engine_path}: TensorRT could not load the engine it just built")
+        return engine
+
+    def _build(self) -> bytes:
+        trt = self._trt
+        builder = trt.Builder(self._logger)
+        network = builder.create_network(0)  # TensorRT 10 networks are always explicit-batch
+        parser = trt.OnnxParser(network, self._logger)
+        if not parser.parse_from_file(str(self.path)):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise RuntimeError(f"{self.path}: TensorRT could not parse the ONNX model: {errors}")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.workspace_bytes)
+        if self.fp16:
+            config.set_flag(trt.BuilderFlag.FP16)  # layers may run in fp16; I/O stays as exported
+        profile = builder.create_optimization_profile()
+        for i in range(network.num_inputs):
+            tensor = network.get_input(i)
+            lo, opt, hi = profile_shapes(tensor.name, tuple(tensor.shape), self.max_batch, self.opt_batch)
+            profile.set_shape(tensor.name, lo, opt, hi)
+        config.add_optimization_profile(profile)
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise RuntimeError(f"{self.path}: TensorRT engine build failed (see TensorRT's log above)")
+        return bytes(serialized)
+
+    def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+        if len(inputs) != len(self.input_names):
+            raise ValueError(
+                f"{self.path.name} takes {len(self.input_names)} inputs {self.input_names}, got {len(inputs)}"
+            )
+        batch = len(inputs[0]) if np.ndim(inputs[0]) else 1
+        if batch <= self.max_batch:
+            return self._run(inputs)
+        # The engine's profile stops at max_batch: run larger batches in slices.
+        parts = [
+            self._run(tuple(x[s : s + self.max_batch] for x in inputs))
+            for s in range(0, batch, self.max_batch)
+        ]
+        return tuple(np.concatenate([p[k] for p in parts]) for k in range(len(parts[0])))
+
+    def _run(self, inputs: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+        ctx = self.context
+        with torch.cuda.device(self.device), torch.cuda.stream(self._stream):
+            keep = []  # the buffers must outlive the asynchronous execution
+            for name, x in zip(self.input_names, inputs, strict=True):
+                t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device, self._dtypes[name])
+                if not ctx.set_input_shape(name, tuple(t.shape)):
+                    raise ValueError(
+                        f"{self.path.name}: input {name!r} shape {tuple(t.shape)} is outside the engine's profile"
+                    )
+                ctx.set_tensor_address(name, t.data_ptr())
+                keep.append(t)
+            outputs = []
+            for name in self.output_names:
+                out = torch.empty(
+                    tuple(ctx.get_tensor_shape(name)), dtype=self._dtypes[name], device=self.device
+                )
+                ctx.set_tensor_address(name, out.data_ptr())
+                outputs.append(out)
+            if not ctx.execute_async_v3(self._stream.cuda_stream):
+                raise RuntimeError(f"{self.engine_path}: TensorRT execution failed")
+            self._stream.synchronize()
+        return tuple(o.float().cpu().numpy() if o.is_floating_point() else o.cpu().numpy() for o in outputs)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def make_runtime(
+    kind: str = "auto",
+    module: torch.nn.Module | None = None,
+    onnx_path: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    *,
+    fp16: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    max_batch: int = 32,
+    threads: int = 0,
+) -> Runtime:
+    """A runtime of ``kind`` ("auto" | "torch" | "onnxruntime" | "tensorrt").
+
+    ``auto``: TensorRT when ``onnx_path`` is given, the device is an NVIDIA GPU and TensorRT is
+    importable; else ONNX Runtime when ``onnx_path`` is given; else torch on ``module``.
+    A TensorRT failure under ``auto`` falls back to ONNX Runtime with a warning.
+    ``device`` defaults to the first GPU when torch sees one, else the CPU.
+    """
+    dev = (
+        torch.device(device)
+        if device is not None
+        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    )
+    on_gpu = dev.type == "cuda"
+    if kind == "torch":
+        if module is None:
+            raise ValueError("the torch runtime needs a module")
+        return TorchRuntime(module, dev, fp16=fp16 and on_gpu)
+    if kind == "onnxruntime":
+        if onnx_path is None:
+            raise ValueError("the onnxruntime runtime needs an onnx_path")
+        return OnnxRuntimeRuntime(
+            onnx_path, providers="auto" if on_gpu else "cpu", threads=threads, cache_dir=cache_dir, fp16=fp16
+        )
+    if kind == "tensorrt":
+        if onnx_path is None:
+            raise ValueError("the tensorrt runtime needs an onnx_path")
+        return TensorRTRuntime(onnx_path, cache_dir=cache_dir, fp16=fp16, max_batch=max_batch, device=dev)
+    if kind != "auto":
+        raise ValueError(f"unknown runtime {kind!r}: use auto, torch, onnxruntime or tensorrt")
+
+    if onnx_path is not None and on_gpu and tensorrt_available():
+        try:
+            return TensorRTRuntime(onnx_path, cache_dir=cache_dir, fp16=fp16, max_batch=max_batch, device=dev)
+        except (RuntimeError, ValueError) as e:
+            warnings.warn(f"TensorRT unavailable for {onnx_path} ({e}); using ONNX Runtime", stacklevel=2)
+    if onnx_path is not None and importlib.util.find_spec("onnxruntime") is not None:
+        return OnnxRuntimeRuntime(onnx_path, providers="auto" if on_gpu else "cpu", threads=threads)
+    if module is not None:
+        return TorchRuntime(module, dev, fp16=fp16 and on_gpu)
+    raise ValueError("make_runtime('auto') needs an onnx_path or a module")

@@ -1,0 +1,104 @@
+"""Stand-ins for the preprocessor and the fusion model, to test the submission's orchestration.
+
+They live in their own light module (no torch) because spawned worker processes import it to
+unpickle the factory. What a fake video does is spelt in its file name:
+
+- ``p30``, ``p80`` ...: one face track per token, whose model probability is 0.30, 0.80
+- ``noface``: no track; ``broken``: a decode error; ``raise``: process() raises
+- ``crash``: the worker process dies (os._exit); ``hang``: sleeps (SIGALRM ends it)
+- ``stuck``: sleeps with SIGALRM blocked (only killing the worker ends it)
+- ``badmodel``: the fake model raises on it
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+
+from preprocess.config import PreprocessConfig
+from preprocess.types import PreprocessError, Sample, SampleMeta, VideoResult
+
+BAD_MODEL_VALUE = 255  # a track value the fake model refuses
+
+
+def fake_sample(path: str, value: int, track_id: int, num_tracks: int) -> Sample:
+    meta = SampleMeta(
+        video=Path(path).name,
+        source=path,
+        fps=25.0,
+        duration=1.0,
+        has_audio=False,
+        num_tracks=num_tracks,
+        track_id=track_id,
+    )
+    return Sample(
+        meta=meta,
+        faces=np.full((2, 4, 4, 3), value, np.uint8),
+        face_frame_indices=np.arange(2),
+        boxes=np.zeros((2, 4), np.float32),
+        frame_start=0,
+        audio=np.zeros((0,), np.int16),
+        mfcc=np.zeros((13, 0), np.float32),
+        mel=np.zeros((80, 0), np.float32),
+        latency=None,
+    )
+
+
+class FakePreprocessor:
+    """Built once per worker like the real one: counts its instances in ``$FAKE_INIT_LOG``."""
+
+    def __init__(self, cfg: PreprocessConfig, device: str = "cpu"):
+        self.cfg = cfg
+        self.device = device
+        log = os.environ.get("FAKE_INIT_LOG")
+        if log:
+            with open(log, "a") as f:
+                f.write(f"{os.getpid()}\n")
+
+    def process(self, path: str, label: int = -1) -> VideoResult:
+        name = Path(path).name
+        timings = {"decode": 0.01, "detect": 0.02}
+        if "crash" in name:
+            os._exit(3)
+        if "stuck" in name:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+            time.sleep(600)
+        if "hang" in name:
+            time.sleep(600)
+        if "raise" in name:
+            raise RuntimeError("fake bug")
+        if "broken" in name:
+            return VideoResult(path, error=PreprocessError(path, "decode_error", "fake"), timings=timings)
+        values = [int(v) for v in re.findall(r"(?:^|_)p(\d+)", Path(path).stem)]
+        if "badmodel" in name:
+            values = [BAD_MODEL_VALUE]
+        if "noface" in name:
+            values = []
+        samples = [fake_sample(path, v, i, len(values)) for i, v in enumerate(values)]
+        return VideoResult(path, samples=samples, timings=timings)
+
+
+class FailingPreprocessor:
+    def __init__(self, cfg: PreprocessConfig, device: str = "cpu"):
+        raise FileNotFoundError("retinaface_mobilenetv2.safetensors: weights not found")
+
+
+class FakeScorer:
+    """P(fake) of a sample = its face pixel value / 100; records the batches it was given."""
+
+    def __init__(self, batch_size: int = 4, preprocess_config: PreprocessConfig | None = None):
+        self.batch_size = batch_size
+        self.preprocess_config = preprocess_config or PreprocessConfig()
+        self.batches: list[list[str]] = []
+
+    def score(self, samples) -> np.ndarray:
+        self.batches.append([s.meta.video for s in samples])
+        values = [int(s.faces.flat[0]) for s in samples]
+        if BAD_MODEL_VALUE in values:
+            raise ValueError("fake model cannot score this sample")
+        return np.array(values, np.float64) / 100.0

@@ -1,0 +1,270 @@
+"""``python -m train synth|fit|eval|export|sync-pretrain``: the training tools' command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+log = logging.getLogger("train")
+
+
+def _model_config(text: str) -> dict:
+    """``tiny`` / ``base`` / a JSON file / inline JSON, with ``key=value,...`` overrides after ``:``
+    (``tiny:img_size=96,num_layers=3``)."""
+    from submission.fusion import FusionConfig
+
+    name, _, overrides = text.partition(":")
+    if name in ("tiny", "base"):
+        cfg = getattr(FusionConfig, name)().to_dict()
+    elif name.lstrip().startswith("{"):
+        cfg = json.loads(name)
+    else:
+        data = json.loads(Path(name).read_text())
+        cfg = data.get("model", data)
+    for part in filter(None, overrides.split(",")):
+        key, _, value = part.partition("=")
+        cfg[key.strip()] = json.loads(value)
+    FusionConfig.from_dict(cfg)  # validate now, not after the data has loaded
+    return cfg
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from train.synth import FAKE_CATEGORIES, write_dataset
+
+    categories = args.categories.split(",") if args.categories else list(FAKE_CATEGORIES)
+    labels = write_dataset(args.out, args.n, args.seconds, args.seed, categories, progress=not args.quiet)
+    print(f"wrote {args.n} videos and {labels}")
+    return 0
+
+
+def cmd_synth_check(args: argparse.Namespace) -> int:
+    from train.synth_check import run_check
+
+    result = run_check(args.n, args.seconds, args.seed, args.step, args.weights)
+    print(result.summary())
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from train.augment import AugmentConfig
+    from train.fit import FitConfig, fit
+    from train.module import OptimConfig
+
+    optim = OptimConfig(
+        optimizer=args.optimizer,
+        lr=args.lr if args.lr is not None else (5e-3 if args.optimizer == "sgd" else 1e-3),
+    )
+    optim = replace(
+        optim, scheduler=args.scheduler, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay
+    )
+    devices: str | int = int(args.devices) if args.devices.isdigit() else args.devices
+    cfg = FitConfig(
+        manifest=args.manifest,
+        out=args.out,
+        model=_model_config(args.model),
+        optim=optim,
+        augment=None if args.no_augment else AugmentConfig(),
+        batch_size=args.batch_size,
+        max_epochs=args.epochs,
+        max_steps=args.max_steps,
+        balance=args.balance,
+        grad_clip=args.grad_clip,
+        patience=args.patience,
+        precision=args.precision,
+        accelerator=args.accelerator,
+        devices=devices,
+        strategy=args.strategy,
+        num_nodes=args.num_nodes,
+        num_workers=args.num_workers,
+        seed=args.seed,
+        resume=args.resume,
+        syncnet=args.syncnet,
+        progress=not args.quiet,
+    )
+    result = fit(cfg)
+    print(f"best checkpoint: {result.best_checkpoint} (val AUC {result.best_val_auc})")
+    print(
+        f"last checkpoint: {result.last_checkpoint}; {result.epochs} epochs, {result.steps} steps; logs in {result.log_dir}"
+    )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from preprocess.cli import load_config
+    from train.export import export_checkpoint
+
+    pcfg = load_config(args.preprocess_config) if args.preprocess_config else None
+    result = export_checkpoint(args.checkpoint, args.out, pcfg, onnx=not args.no_onnx)
+    print(f"wrote {result.weights} and {result.config}")
+    if result.onnx:
+        print(f"wrote {result.onnx} (ONNX Runtime vs torch: max |diff| {result.onnx_max_abs_diff:.2e})")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from train import evaluate as ev
+
+    threshold = None
+    validation = None
+    if args.submission:
+        if not args.labels:
+            raise ValueError("--submission needs --labels")
+        labels = ev.read_labels(args.labels)
+        evaluated = ev.join(ev.read_submission(args.submission), labels, args.split)
+        if args.val_threshold_from:
+            source = args.val_threshold_from
+            try:
+                threshold = float(source)
+            except ValueError:
+                if source.endswith(".json"):
+                    threshold = float(json.loads(Path(source).read_text())["threshold"])
+                else:
+                    validation = ev.join(ev.read_submission(source), labels, args.val_split)
+        title = Path(args.submission).name
+    else:
+        if not args.manifest or not (args.checkpoint or args.weights):
+            raise ValueError("give --submission with --labels, or --manifest with --checkpoint or --weights")
+        model = ev.load_scoring_model(args.checkpoint, args.weights)
+        split = args.split or "test"
+        scored = ev.score_manifest(model, args.manifest, [split, args.val_split])
+        labels = ev.manifest_labels(args.manifest)
+        evaluated = ev.join(scored[split], labels, split)
+        if scored[args.val_split]:
+            validation = ev.join(scored[args.val_split], labels, args.val_split)
+        title = f"{Path(args.checkpoint or args.weights).name} on {split}"
+    if args.threshold is not None:
+        threshold = args.threshold
+    report = ev.report_for(evaluated, validation, threshold, args.threshold_method)
+    print(ev.format_report(report))
+    if evaluated.missing:
+        print(f"warning: {len(evaluated.missing)} labelled videos have no score (listed in the report)")
+    json_path, png = ev.write_report(report, evaluated, args.out, {"title": title})
+    print(f"wrote {json_path} and {png}")
+    return 0
+
+
+def cmd_sync_pretrain(args: argparse.Namespace) -> int:
+    from train.sync_pretrain import SyncPretrainConfig, pretrain_syncnet
+
+    cfg = SyncPretrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        eval_clips=args.eval_clips,
+        seed=args.seed,
+        init=args.init,
+    )
+    result = pretrain_syncnet(args.videos, args.out, cfg, progress=not args.quiet)
+    print(result.summary())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m train", description="Training, evaluation and export tools.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("synth", help="generate labelled synthetic talking-face videos")
+    s.add_argument("out", type=Path)
+    s.add_argument("--n", type=int, default=60, help="videos in all (half real, half fake)")
+    s.add_argument("--seconds", type=float, default=3.0)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--categories", help="comma-separated fake categories (default: all)")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_synth)
+
+    c = sub.add_parser("synth-check", help="detection rate of the face detector on synthetic faces")
+    c.add_argument("--n", type=int, default=20)
+    c.add_argument("--seconds", type=float, default=2.0)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--step", type=int, default=2, help="check every STEP-th frame")
+    c.add_argument("--weights", help="detector weights (default: DetectorConfig's)")
+    c.set_defaults(func=cmd_synth_check)
+
+    f = sub.add_parser("fit", help="train the fusion model on a preprocessing cache")
+    f.add_argument(
+        "--manifest", type=Path, required=True, help="CACHE/manifest.csv from python -m preprocess"
+    )
+    f.add_argument("--out", type=Path, required=True, help="run folder: checkpoints/, logs/")
+    f.add_argument("--model", default="tiny", help="tiny | base | config JSON, with :key=value overrides")
+    f.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
+    f.add_argument("--lr", type=float, help="default 5e-3 (sgd) / 1e-3 (adamw)")
+    f.add_argument("--weight-decay", type=float, default=1e-4)
+    f.add_argument("--scheduler", choices=("plateau", "cosine", "none"), default="plateau")
+    f.add_argument("--warmup-steps", type=int, default=0)
+    f.add_argument("--batch-size", type=int, default=8)
+    f.add_argument("--epochs", type=int, default=30)
+    f.add_argument("--max-steps", type=int, default=-1)
+    f.add_argument("--balance", choices=("sampler", "loss", "none"), default="sampler")
+    f.add_argument("--grad-clip", type=float, default=1.0)
+    f.add_argument("--patience", type=int, default=8, help="early-stopping epochs (0: off)")
+    f.add_argument("--no-augment", action="store_true")
+    f.add_argument("--precision", default="auto", help="auto | 32-true | 16-mixed | bf16-mixed")
+    f.add_argument("--accelerator", default="auto")
+    f.add_argument("--devices", default="auto")
+    f.add_argument("--strategy", default="auto", help="e.g. ddp")
+    f.add_argument("--num-nodes", type=int, default=1)
+    f.add_argument("--num-workers", type=int, default=0)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--resume", type=Path, help="checkpoint to resume from (e.g. RUN/checkpoints/last.ckpt)")
+    f.add_argument(
+        "--syncnet", choices=("frozen",), default="frozen",
+        help="cached samples carry SyncNet's output only, so SyncNet stays frozen",
+    )  # fmt: skip
+    f.add_argument("--quiet", action="store_true")
+    f.set_defaults(func=cmd_fit)
+
+    e = sub.add_parser("export", help="checkpoint -> weights (safetensors + JSON) + ONNX")
+    e.add_argument("checkpoint", type=Path)
+    e.add_argument("--out", default="weights/fusion", help="output stem (default weights/fusion)")
+    e.add_argument(
+        "--preprocess-config", type=Path, help="override the PreprocessConfig stored in the checkpoint"
+    )
+    e.add_argument("--no-onnx", action="store_true")
+    e.set_defaults(func=cmd_export)
+
+    v = sub.add_parser("eval", help="metrics report (JSON + ROC PNG)")
+    v.add_argument("--submission", type=Path, help="CSV filename,probability")
+    v.add_argument("--labels", type=Path, help="labels CSV or DFDC metadata.json")
+    v.add_argument("--manifest", type=Path, help="preprocessing manifest to score with a model")
+    v.add_argument("--checkpoint", type=Path)
+    v.add_argument("--weights", help="exported weights (name or path)")
+    v.add_argument(
+        "--split", help="evaluate only this split (default: all for --submission, test for --manifest)"
+    )
+    v.add_argument("--val-split", default="val")
+    v.add_argument(
+        "--val-threshold-from",
+        help="validation predictions CSV (labels from --labels, split --val-split), a report JSON, or a number",
+    )
+    v.add_argument("--threshold", type=float, help="fixed decision threshold")
+    v.add_argument("--threshold-method", choices=("youden", "eer"), default="youden")
+    v.add_argument("--out", type=Path, default=Path("eval_report"), help="folder for report.json and roc.png")
+    v.set_defaults(func=cmd_eval)
+
+    y = sub.add_parser("sync-pretrain", help="self-supervised SyncNet training on unlabelled real videos")
+    y.add_argument("videos", type=Path, help="folder of real talking-face videos")
+    y.add_argument("--out", default="weights/syncnet", help="output weights stem")
+    y.add_argument("--steps", type=int, default=200)
+    y.add_argument("--batch-size", type=int, default=8)
+    y.add_argument("--lr", type=float, default=1e-3)
+    y.add_argument("--eval-clips", type=int, default=4, help="videos held out to measure shift recovery")
+    y.add_argument("--init", help="start from these SyncNet weights (ours or syncnet_v2.model)")
+    y.add_argument("--seed", type=int, default=0)
+    y.add_argument("--quiet", action="store_true")
+    y.set_defaults(func=cmd_sync_pretrain)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,250 @@
+"""The preprocessing cache as Lightning data: manifest rows → samples → model inputs.
+
+``read_manifest`` parses ``manifest.csv`` (written by ``python -m preprocess``); the data
+module serves its ``train``/``val``/``test`` splits. Every sample goes through
+``submission.inputs.sample_to_inputs``, the function inference uses, after the clip-level
+augmentations of ``train.augment`` (training split only).
+
+Class balance: ``balance="sampler"`` draws training samples with a ``WeightedRandomSampler``
+(each class equally likely per draw); ``"loss"`` keeps the natural order and exposes class
+weights for the loss; ``"none"`` does neither.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+
+from preprocess.config import PreprocessConfig
+from preprocess.sample import load_sample
+from preprocess.types import Sample
+from submission.fusion import FusionConfig
+from submission.inputs import sample_to_inputs
+from train.augment import AugmentConfig, ClipAugmenter
+
+REQUIRED_COLUMNS = ("filename", "split", "label", "sample")
+BALANCE_MODES = ("sampler", "loss", "none")
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    filename: str
+    split: str
+    label: int  # 1 fake, 0 real, -1 unknown
+    sample: Path  # absolute path of the .npz
+    track_id: int = 0
+    video_id: str = ""
+    group: str = ""
+    original: str = ""
+    category: str = ""  # manipulation method; "real"/"fake" when the dataset gives none
+
+    @property
+    def video(self) -> str:
+        return self.video_id or self.filename
+
+
+def read_manifest(path: str | Path) -> list[ManifestEntry]:
+    """Rows of a preprocessing manifest; sample paths are resolved against its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: manifest not found (run `python -m preprocess ... --out CACHE`)")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: manifest lacks columns {missing}")
+        entries = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                label = int(row["label"])
+            except ValueError as err:
+                raise ValueError(f"{path}:{line}: label {row['label']!r} is not -1, 0 or 1") from err
+            sample = Path(row["sample"])
+            category = (row.get("category") or "").strip() or {1: "fake", 0: "real"}.get(label, "unknown")
+            entries.append(
+                ManifestEntry(
+                    filename=row["filename"],
+                    split=(row["split"] or "").strip(),
+                    label=label,
+                    sample=sample if sample.is_absolute() else path.parent / sample,
+                    track_id=int(row.get("track_id") or 0),
+                    video_id=row.get("video_id") or row["filename"],
+                    group=row.get("group") or "",
+                    original=row.get("original") or "",
+                    category=category,
+                )
+            )
+    return entries
+
+
+def cache_preprocess_config(manifest: str | Path) -> PreprocessConfig | None:
+    """The PreprocessConfig the cache beside ``manifest`` was made with (None if unrecorded)."""
+    path = Path(manifest).parent / "preprocess_config.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return PreprocessConfig.from_dict(data.get("preprocess", data))
+
+
+class SampleDataset(Dataset):
+    """Manifest entries → dicts of model inputs. Loaded samples are kept on the object when
+    ``keep_in_memory`` (small datasets: decompressing a .npz costs more than a training step)."""
+
+    def __init__(
+        self,
+        entries: Sequence[ManifestEntry],
+        model_config: FusionConfig,
+        augmenter: ClipAugmenter | None = None,
+        keep_in_memory: bool = True,
+    ):
+        self.entries = list(entries)
+        self.model_config = model_config
+        self.augmenter = augmenter
+        self.keep_in_memory = keep_in_memory
+        self._samples: dict[int, Sample] = {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def sample(self, index: int) -> Sample:
+        if index in self._samples:
+            return self._samples[index]
+        sample = load_sample(self.entries[index].sample)
+        if self.keep_in_memory:
+            self._samples[index] = sample
+        return sample
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        entry = self.entries[index]
+        sample = self.sample(index)
+        if self.augmenter is not None:
+            # torch's RNG is seeded per worker by Lightning: runs repeat under a fixed seed
+            seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+            sample = self.augmenter(sample, np.random.default_rng(seed))
+        inputs = sample_to_inputs(sample, self.model_config)
+        return {
+            "frames": torch.from_numpy(inputs.frames),
+            "latency": torch.from_numpy(inputs.latency),
+            "has_latency": torch.tensor(float(inputs.has_latency)),
+            "label": torch.tensor(entry.label, dtype=torch.long),
+            "video": entry.video,
+            "category": entry.category,
+        }
+
+
+def collate_batch(items: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in items[0]:
+        values = [item[key] for item in items]
+        out[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
+    return out
+
+
+def class_counts(entries: Sequence[ManifestEntry]) -> tuple[int, int]:
+    labels = [e.label for e in entries]
+    return labels.count(0), labels.count(1)
+
+
+class ManifestDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        manifest: str | Path,
+        model_config: FusionConfig,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        balance: str = "sampler",
+        augment: AugmentConfig | None = None,
+        audio_augment: bool = False,
+        keep_in_memory: bool = True,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if balance not in BALANCE_MODES:
+            raise ValueError(f"balance must be one of {BALANCE_MODES}, got {balance!r}")
+        self.manifest = Path(manifest)
+        self.model_config = model_config
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.balance = balance
+        self.augment = augment if augment is not None else AugmentConfig()
+        self.audio_augment = audio_augment and model_config.audio_frames > 0  # only mel models hear it
+        self.keep_in_memory = keep_in_memory
+        self.seed = seed
+        self.splits: dict[str, list[ManifestEntry]] = {}
+        self.preprocess_config = cache_preprocess_config(self.manifest)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        labelled = [e for e in read_manifest(self.manifest) if e.label in (0, 1)]
+        for entry in labelled:
+            self.splits.setdefault(entry.split or "train", []).append(entry)
+        if not self.splits.get("train"):
+            raise ValueError(f"{self.manifest}: no labelled samples in the 'train' split")
+        if 0 in class_counts(self.splits["train"]):
+            raise ValueError(f"{self.manifest}: the training split needs both real and fake samples")
+
+    def entries(self, split: str) -> list[ManifestEntry]:
+        self.setup()
+        return self.splits.get(split, [])
+
+    @property
+    def val_split(self) -> str:
+        """Where model selection looks: ``val``, else (stated in the logs) ``train``."""
+        return "val" if self.entries("val") else "train"
+
+    def class_weights(self) -> torch.Tensor | None:
+        """Inverse-frequency loss weights (mean 1) when ``balance == "loss"``."""
+        if self.balance != "loss":
+            return None
+        counts = torch.tensor(class_counts(self.entries("train")), dtype=torch.float32)
+        weights = counts.sum() / (2 * counts)
+        return weights
+
+    def _dataset(self, split: str, train: bool) -> SampleDataset:
+        augmenter = None
+        if train:
+            pcfg = self.preprocess_config or PreprocessConfig()
+            augmenter = ClipAugmenter(self.augment, self.audio_augment, pcfg.audio, pcfg.media.sample_rate)
+        return SampleDataset(self.entries(split), self.model_config, augmenter, self.keep_in_memory)
+
+    def _loader(self, dataset: SampleDataset, shuffle: bool = False, sampler=None) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            collate_fn=collate_batch,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self._dataset("train", train=True)
+        if self.balance != "sampler":
+            return self._loader(dataset, shuffle=True)
+        n_real, n_fake = class_counts(dataset.entries)
+        weights = [1.0 / (n_fake if e.label else n_real) for e in dataset.entries]
+        generator = torch.Generator().manual_seed(self.seed)
+        sampler = WeightedRandomSampler(
+            weights, num_samples=len(weights), replacement=True, generator=generator
+        )
+        return self._loader(dataset, sampler=sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self._dataset(self.val_split, train=False))
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self._dataset("test", train=False))
+
+    def split_dataloader(self, split: str) -> DataLoader:
+        return self._loader(self._dataset(split, train=False))

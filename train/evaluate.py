@@ -1,0 +1,253 @@
+"""``python -m train eval``: a JSON report and a ROC-curve PNG for a set of predictions.
+
+Either a submission CSV (``filename,probability``) against a labels file, or a model
+(training checkpoint or exported weights) run over a preprocessing cache's split. The
+decision threshold for accuracy and the confusion matrix is chosen on validation scores
+(another CSV, or the cache's ``val`` split) and applied unchanged to the evaluated ones;
+without validation scores it is chosen on the evaluated scores and the report says so.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from preprocess.datasets import parse_label
+from train.metrics import DetectionReport, choose_threshold, evaluate_scores
+
+
+@dataclass
+class LabelledScores:
+    """Video-level scores joined with their labels."""
+
+    filenames: list[str]
+    labels: np.ndarray
+    scores: np.ndarray
+    categories: list[str]
+    missing: list[str]  # labelled videos without a score
+
+
+@dataclass
+class VideoLabel:
+    label: int
+    split: str
+    category: str
+
+
+def read_labels(path: str | Path) -> dict[str, VideoLabel]:
+    """``filename -> VideoLabel`` from a labels CSV (``filename,label[,split][,category]``, labels
+    0/1/real/fake) or a DFDC ``metadata.json``; unlabelled rows are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: labels file not found")
+    out: dict[str, VideoLabel] = {}
+    if path.suffix.lower() == ".json":
+        for name, entry in json.loads(path.read_text(encoding="utf-8")).items():
+            label = parse_label(entry.get("label", ""), f"{path}:{name}")
+            if label >= 0:
+                out[name] = VideoLabel(label, entry.get("split", ""), "fake" if label else "real")
+        return out
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or not {"filename", "label"} <= set(reader.fieldnames):
+            raise ValueError(f"{path}: a labels CSV needs 'filename' and 'label' columns")
+        for line, row in enumerate(reader, start=2):
+            label = parse_label(row["label"], f"{path}:{line}")
+            if label < 0:
+                continue
+            category = (row.get("category") or "").strip() or ("fake" if label else "real")
+            out[Path(row["filename"]).name] = VideoLabel(label, (row.get("split") or "").strip(), category)
+    return out
+
+
+def read_submission(path: str | Path) -> dict[str, float]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: submission CSV not found")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or not {"filename", "probability"} <= set(reader.fieldnames):
+            raise ValueError(f"{path}: a submission CSV needs 'filename' and 'probability' columns")
+        out = {}
+        for line, row in enumerate(reader, start=2):
+            try:
+                p = float(row["probability"])
+            except ValueError as err:
+                raise ValueError(
+                    f"{path}:{line}: probability {row['probability']!r} is not a number"
+                ) from err
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{path}:{line}: probability {p} is outside [0, 1]")
+            out[Path(row["filename"]).name] = p
+    return out
+
+
+def join(scores: dict[str, float], labels: dict[str, VideoLabel], split: str | None = None) -> LabelledScores:
+    """Scores of the labelled videos (of ``split`` when given); unscored labelled videos are listed."""
+    names, missing = [], []
+    for name, lab in sorted(labels.items()):
+        if split and lab.split != split:
+            continue
+        (names if name in scores else missing).append(name)
+    if not names:
+        raise ValueError(f"no scored video has a label{f' in split {split!r}' if split else ''}")
+    return LabelledScores(
+        filenames=names,
+        labels=np.array([labels[n].label for n in names]),
+        scores=np.array([scores[n] for n in names]),
+        categories=[labels[n].category for n in names],
+        missing=missing,
+    )
+
+
+def report_for(
+    evaluated: LabelledScores,
+    validation: LabelledScores | None = None,
+    threshold: float | None = None,
+    method: str = "youden",
+) -> DetectionReport:
+    source = "given"
+    if threshold is None and validation is not None:
+        threshold = choose_threshold(validation.labels, validation.scores, method)
+        source = f"{method} on validation (n={len(validation.labels)})"
+    return evaluate_scores(
+        evaluated.labels,
+        evaluated.scores,
+        evaluated.categories,
+        threshold=threshold,
+        threshold_method=method,
+        threshold_source=source if threshold is not None else None,
+    )
+
+
+def plot_roc(
+    labels: np.ndarray, scores: np.ndarray, report: DetectionReport, path: str | Path, title: str = ""
+) -> Path:
+    """ROC curve with the operating point at the report's threshold, written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=110)
+    if len(set(labels.tolist())) == 2:
+        fpr, tpr, _ = roc_curve(labels, scores)
+        ax.plot(fpr, tpr, lw=2, label=f"AUC {report.auc:.3f}")
+        c = report.confusion
+        ax.plot([1 - c.tnr], [c.tpr], "o", color="C3", label=f"threshold {report.threshold:.3f}")
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01))
+    ax.set_title(title or f"ROC (n={report.n}, fakes {report.n_fake})", fontsize=10)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_report(
+    report: DetectionReport, scores: LabelledScores, out_dir: str | Path, extra: dict | None = None
+) -> tuple[Path, Path]:
+    """``report.json`` and ``roc.png`` in ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = {**report.to_dict(), "missing": scores.missing, **(extra or {})}
+    data["videos"] = [
+        {"filename": n, "label": int(y), "score": float(p), "category": c}
+        for n, y, p, c in zip(scores.filenames, scores.labels, scores.scores, scores.categories, strict=True)
+    ]
+    json_path = out_dir / "report.json"
+    tmp = json_path.with_name(json_path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, json_path)
+    return json_path, plot_roc(scores.labels, scores.scores, report, out_dir / "roc.png")
+
+
+def format_report(report: DetectionReport) -> str:
+    def f(x: float | None) -> str:
+        return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
+
+    c = report.confusion
+    lines = [
+        f"videos {report.n} (fake {report.n_fake})  AUC {f(report.auc)}  log-loss {f(report.log_loss)}  "
+        f"AP {f(report.average_precision)}  EER {f(report.eer)}",
+        f"threshold {report.threshold:.4f} ({report.threshold_source}): accuracy {f(report.accuracy)}  "
+        f"TP {c.tp} FP {c.fp} TN {c.tn} FN {c.fn}",
+    ]
+    for name, cat in report.per_category.items():
+        what = "caught" if cat.label == 1 else "passed"
+        auc = f"  AUC vs real {f(cat.auc_vs_real)}" if cat.auc_vs_real is not None else ""
+        lines.append(
+            f"  {name:<16} n {cat.n:<4} mean score {cat.mean_score:.3f}  {what} {f(cat.detected)}{auc}"
+        )
+    return "\n".join(lines)
+
+
+# --- scoring a cache with a model -------------------------------------------------------------
+
+
+def load_scoring_model(
+    checkpoint: str | Path | None = None, weights: str | Path | None = None
+) -> torch.nn.Module:
+    if (checkpoint is None) == (weights is None):
+        raise ValueError("give exactly one of a checkpoint or weights")
+    if checkpoint is not None:
+        from train.export import load_checkpoint
+
+        return load_checkpoint(checkpoint).model.eval()
+    from submission.fusion import model_from_weights
+
+    return model_from_weights(str(weights))[0]
+
+
+@torch.no_grad()
+def score_manifest(
+    model: torch.nn.Module, manifest: str | Path, splits: Sequence[str], batch_size: int = 16
+) -> dict[str, dict[str, float]]:
+    """``{split: {video filename: P(fake)}}``, each video the max over its face tracks."""
+    from submission.scoring import fake_probability
+    from train.data import SampleDataset, collate_batch, read_manifest
+
+    entries = read_manifest(manifest)
+    out: dict[str, dict[str, float]] = {}
+    for split in splits:
+        chosen = [e for e in entries if e.split == split]
+        data = SampleDataset(chosen, model.config, keep_in_memory=False)
+        best: dict[str, float] = {}
+        for start in range(0, len(data), batch_size):
+            batch = collate_batch([data[i] for i in range(start, min(start + batch_size, len(data)))])
+            logits = model(batch["frames"], batch["latency"], batch["has_latency"]).float().numpy()
+            for i, p in enumerate(fake_probability(logits)):
+                name = chosen[start + i].filename
+                best[name] = max(best.get(name, 0.0), float(p))
+        out[split] = best
+    return out
+
+
+def manifest_labels(manifest: str | Path) -> dict[str, VideoLabel]:
+    from train.data import read_manifest
+
+    return {
+        e.filename: VideoLabel(e.label, e.split, e.category)
+        for e in read_manifest(manifest)
+        if e.label in (0, 1)
+    }

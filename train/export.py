@@ -1,0 +1,126 @@
+"""``python -m train export``: a training checkpoint → the files ``run.sh`` loads.
+
+Writes ``<out>.safetensors`` + ``<out>.json`` (``weights.store`` format: arch, model config, the
+PreprocessConfig the training samples were made with) and ``<out>.onnx`` beside them, then
+checks that ONNX Runtime reproduces the torch logits.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from preprocess.config import PreprocessConfig
+from submission.export import export_onnx
+from train.module import FusionLitModule
+from weights.store import save_model
+
+log = logging.getLogger("train")
+
+ONNX_TOLERANCE = 1e-3  # max |logit difference| accepted between torch and ONNX Runtime
+
+
+class ExportError(Exception):
+    """The checkpoint cannot become a working submission model; the message says why."""
+
+
+@dataclass
+class ExportResult:
+    weights: Path
+    config: Path
+    onnx: Path | None
+    onnx_max_abs_diff: float | None
+
+
+def load_checkpoint(path: str | Path) -> FusionLitModule:
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"{path}: checkpoint not found")
+    try:
+        # our own checkpoints hold tensors and plain hyper-parameters only
+        return FusionLitModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ExportError(f"{path}: not a fusion training checkpoint ({type(err).__name__}: {err})") from err
+
+
+def checkpoint_extra(path: Path) -> dict[str, Any]:
+    """Provenance for the weights' JSON: epoch, step and the best val AUC the checkpoint saw."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    extra: dict[str, Any] = {
+        "source_checkpoint": str(path),
+        "epoch": ckpt.get("epoch"),
+        "step": ckpt.get("global_step"),
+    }
+    for key, state in (ckpt.get("callbacks") or {}).items():
+        if key.startswith("ModelCheckpoint") and state.get("best_model_score") is not None:
+            extra["best_val_auc"] = float(state["best_model_score"])
+    return extra
+
+
+def export_checkpoint(
+    checkpoint: str | Path,
+    out: str | Path,
+    preprocess: PreprocessConfig | None = None,
+    onnx: bool = True,
+) -> ExportResult:
+    """Export ``checkpoint`` to ``out`` (a stem: ``weights/fusion`` → ``weights/fusion.*``)."""
+    checkpoint = Path(checkpoint)
+    module = load_checkpoint(checkpoint)
+    model = module.model.eval()
+    if preprocess is None:
+        stored = module.hparams.get("preprocess")
+        if stored is None:
+            log.warning("%s records no PreprocessConfig: exporting the default one", checkpoint)
+        preprocess = PreprocessConfig.from_dict(stored) if stored else PreprocessConfig()
+    want = 2 * preprocess.sync.vshift + 3
+    if model.config.latency_dim != want:
+        raise ExportError(
+            f"{checkpoint}: model takes a {model.config.latency_dim}-value latency vector, but preprocessing "
+            f"with sync.vshift={preprocess.sync.vshift} makes {want}"
+        )
+    out = Path(out)
+    stem = out.with_suffix("") if out.suffix in (".safetensors", ".json", ".onnx") else out
+    weights = save_model(
+        stem,
+        model.state_dict(),
+        model.arch,
+        model.config.to_dict(),
+        preprocess,
+        extra=checkpoint_extra(checkpoint),
+    )
+    result = ExportResult(
+        weights=weights, config=weights.with_suffix(".json"), onnx=None, onnx_max_abs_diff=None
+    )
+    if onnx:
+        result.onnx = export_onnx(
+            model,
+            model.example_inputs(2),
+            weights.with_suffix(".onnx"),
+            model.input_names,
+            model.output_names,
+        )
+        result.onnx_max_abs_diff = onnx_difference(model, result.onnx)
+        if result.onnx_max_abs_diff > ONNX_TOLERANCE:
+            raise ExportError(
+                f"{result.onnx}: ONNX Runtime differs from torch by {result.onnx_max_abs_diff:.2e}"
+            )
+    return result
+
+
+def onnx_difference(model: torch.nn.Module, path: Path, batch: int = 3) -> float:
+    """Max |logit| difference between torch and ONNX Runtime on random inputs (another batch
+    size than the export's, so the dynamic batch axis is exercised too)."""
+    import onnxruntime as ort
+
+    inputs = model.example_inputs(batch, seed=1)
+    with torch.no_grad():
+        expected = model(*inputs).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})[0]
+    return float(np.abs(got - expected).max())

@@ -1,0 +1,159 @@
+"""``python -m train fit``: build the Trainer (callbacks, loggers, precision, devices) and run it.
+
+Outputs under ``out``: ``checkpoints/best.ckpt`` (highest ``val_auc``), ``checkpoints/last.ckpt``
+(for ``--resume``), ``logs/csv/.../metrics.csv`` and ``logs/tb`` (TensorBoard).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from submission.fusion import FusionConfig
+from train.augment import AugmentConfig
+from train.data import ManifestDataModule
+from train.module import FusionLitModule, OptimConfig
+
+log = logging.getLogger("train")
+
+
+@dataclass
+class FitConfig:
+    manifest: Path
+    out: Path
+    model: dict[str, Any] = field(default_factory=lambda: FusionConfig.tiny().to_dict())
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig | None = field(default_factory=AugmentConfig)  # None: no augmentation
+    batch_size: int = 8
+    max_epochs: int = 30
+    max_steps: int = -1
+    balance: str = "sampler"
+    grad_clip: float = 1.0
+    patience: int = 8  # epochs without a better val_auc before stopping; 0 disables
+    precision: str = "auto"  # "auto": bf16/16-mixed on CUDA, 32-true on CPU
+    accelerator: str = "auto"
+    devices: str | int = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    num_workers: int = 0
+    seed: int = 0
+    resume: Path | None = None  # a checkpoint to continue from (optimizer, epoch, callbacks)
+    val_every: int = 1  # epochs between validations
+    log_every: int = 10  # steps between logged training metrics
+    syncnet: str = "frozen"
+    progress: bool = True
+    keep_in_memory: bool = True
+
+
+@dataclass
+class FitResult:
+    best_checkpoint: Path | None
+    best_val_auc: float | None
+    last_checkpoint: Path | None
+    epochs: int
+    steps: int
+    log_dir: Path
+
+
+def auto_precision(accelerator: str = "auto") -> str:
+    """Mixed precision where it pays: bf16 on GPUs that have it, fp16 on older ones, fp32 on CPU."""
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def build_trainer(cfg: FitConfig) -> L.Trainer:
+    ckpt_dir = cfg.out / "checkpoints"
+    best = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="best", monitor="val_auc", mode="max", save_top_k=1, save_last=True
+    )
+    callbacks: list[Any] = [best, LearningRateMonitor(logging_interval="epoch")]
+    if cfg.patience > 0:
+        callbacks.append(EarlyStopping(monitor="val_auc", mode="max", patience=cfg.patience))
+    loggers = [CSVLogger(cfg.out / "logs", name="csv"), TensorBoardLogger(cfg.out / "logs", name="tb")]
+    return L.Trainer(
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        strategy=cfg.strategy,
+        num_nodes=cfg.num_nodes,
+        precision=cfg.precision if cfg.precision != "auto" else auto_precision(cfg.accelerator),
+        max_epochs=cfg.max_epochs,
+        max_steps=cfg.max_steps,
+        gradient_clip_val=cfg.grad_clip or None,
+        check_val_every_n_epoch=cfg.val_every,
+        log_every_n_steps=cfg.log_every,
+        callbacks=callbacks,
+        logger=loggers,
+        enable_progress_bar=cfg.progress,
+        enable_model_summary=cfg.progress,
+        num_sanity_val_steps=0,
+        deterministic=False,
+    )
+
+
+def fit(cfg: FitConfig) -> FitResult:
+    """Train the fusion model on a preprocessing cache; returns where the checkpoints are."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    model_config = FusionConfig.from_dict(cfg.model)
+    data = ManifestDataModule(
+        cfg.manifest,
+        model_config,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+        balance=cfg.balance,
+        augment=cfg.augment if cfg.augment is not None else AugmentConfig.none(),
+        keep_in_memory=cfg.keep_in_memory,
+        seed=cfg.seed,
+    )
+    data.setup()
+    if data.val_split != "val":
+        log.warning("%s has no 'val' split: model selection uses the training samples", cfg.manifest)
+    pcfg = data.preprocess_config
+    if pcfg is not None and pcfg.sample.num_frames < model_config.num_frames:
+        log.warning(
+            "samples hold %d face frames, the model takes %d: frames will repeat",
+            pcfg.sample.num_frames,
+            model_config.num_frames,
+        )
+    weights = data.class_weights()
+    module = FusionLitModule(
+        model_config=model_config.to_dict(),
+        optim=asdict(cfg.optim),
+        preprocess=pcfg.to_dict() if pcfg is not None else None,
+        class_weights=weights.tolist() if weights is not None else None,
+        syncnet=cfg.syncnet,
+    )
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    (cfg.out / "fit_config.json").write_text(json.dumps(_jsonable(asdict(cfg)), indent=1) + "\n")
+    trainer = build_trainer(cfg)
+    trainer.fit(module, datamodule=data, ckpt_path=str(cfg.resume) if cfg.resume else None)
+    best_cb = trainer.checkpoint_callback
+    best_path = Path(best_cb.best_model_path) if best_cb and best_cb.best_model_path else None
+    score = best_cb.best_model_score if best_cb else None
+    last = cfg.out / "checkpoints" / "last.ckpt"
+    return FitResult(
+        best_checkpoint=best_path,
+        best_val_auc=float(score) if score is not None else None,
+        last_checkpoint=last if last.is_file() else None,
+        epochs=trainer.current_epoch,
+        steps=trainer.global_step,
+        log_dir=cfg.out / "logs",
+    )
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, Path):
+        return str(x)
+    return x

@@ -1,0 +1,221 @@
+"""Binary detection metrics: ROC AUC, log loss, average precision, EER, thresholded accuracy.
+
+Scores are probabilities of "fake" (label 1). A decision threshold is chosen on validation
+scores (Youden's J or the EER point) and then applied, unchanged, to the test scores.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn import metrics as skm
+
+THRESHOLD_METHODS = ("youden", "eer")
+
+
+def _arrays(labels, scores) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(labels).astype(np.int64).ravel()
+    p = np.asarray(scores, dtype=np.float64).ravel()
+    if y.shape != p.shape:
+        raise ValueError(f"{len(y)} labels but {len(p)} scores")
+    if len(y) and not np.isin(y, (0, 1)).all():
+        raise ValueError("labels must be 0 (real) or 1 (fake)")
+    if not np.isfinite(p).all():
+        raise ValueError("scores contain NaN or infinity")
+    return y, p
+
+
+def _both_classes(y: np.ndarray) -> bool:
+    return bool((y == 0).any() and (y == 1).any())
+
+
+def roc_auc(labels, scores) -> float:
+    """Area under the ROC curve; NaN when only one class is present."""
+    y, p = _arrays(labels, scores)
+    return float(skm.roc_auc_score(y, p)) if _both_classes(y) else math.nan
+
+
+def average_precision(labels, scores) -> float:
+    y, p = _arrays(labels, scores)
+    return float(skm.average_precision_score(y, p)) if (y == 1).any() else math.nan
+
+
+def log_loss(labels, scores, eps: float = 1e-7) -> float:
+    """Mean binary cross-entropy; probabilities are clipped to [eps, 1 - eps] as the challenge did."""
+    y, p = _arrays(labels, scores)
+    if not len(y):
+        return math.nan
+    p = np.clip(p, eps, 1 - eps)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def equal_error_rate(labels, scores) -> tuple[float, float]:
+    """(EER, threshold): the rate where false-positive and false-negative rates meet.
+
+    Between the two ROC operating points that bracket the crossing, both rates move
+    linearly, so the crossing is found exactly by linear interpolation; the threshold is
+    interpolated the same way (between the two points' thresholds).
+    """
+    y, p = _arrays(labels, scores)
+    if not _both_classes(y):
+        return math.nan, math.nan
+    fpr, tpr, thr = skm.roc_curve(y, p, drop_intermediate=False)
+    thr = np.where(np.isinf(thr), np.nextafter(p.max(), np.inf), thr)  # sklearn's first point is +inf
+    fnr = 1 - tpr
+    diff = fnr - fpr  # starts at 1 (threshold above all scores), ends at -1
+    k = int(np.argmax(diff <= 0))  # first operating point where fnr <= fpr
+    if diff[k] == 0 or k == 0:
+        return float(fpr[k]), float(thr[k])
+    w = diff[k - 1] / (diff[k - 1] - diff[k])  # fraction of the way from point k-1 to k
+    rate = fpr[k - 1] + w * (fpr[k] - fpr[k - 1])
+    return float(rate), float(thr[k - 1] + w * (thr[k] - thr[k - 1]))
+
+
+def youden_threshold(labels, scores) -> float:
+    """Threshold maximising TPR - FPR (predict fake when score >= threshold)."""
+    y, p = _arrays(labels, scores)
+    if not _both_classes(y):
+        return 0.5
+    fpr, tpr, thr = skm.roc_curve(y, p)
+    k = int(np.argmax(tpr - fpr))
+    return float(min(thr[k], 1.0)) if np.isfinite(thr[k]) else 1.0
+
+
+def choose_threshold(labels, scores, method: str = "youden") -> float:
+    if method == "youden":
+        return youden_threshold(labels, scores)
+    if method == "eer":
+        t = equal_error_rate(labels, scores)[1]
+        return 0.5 if math.isnan(t) else t
+    raise ValueError(f"threshold method must be one of {THRESHOLD_METHODS}, got {method!r}")
+
+
+@dataclass
+class Confusion:
+    tp: int
+    fp: int
+    tn: int
+    fn: int
+
+    @classmethod
+    def at(cls, labels, scores, threshold: float) -> Confusion:
+        y, p = _arrays(labels, scores)
+        pred = p >= threshold
+        return cls(
+            tp=int(np.sum(pred & (y == 1))),
+            fp=int(np.sum(pred & (y == 0))),
+            tn=int(np.sum(~pred & (y == 0))),
+            fn=int(np.sum(~pred & (y == 1))),
+        )
+
+    @property
+    def accuracy(self) -> float:
+        n = self.tp + self.fp + self.tn + self.fn
+        return (self.tp + self.tn) / n if n else math.nan
+
+    @property
+    def tpr(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else math.nan
+
+    @property
+    def tnr(self) -> float:
+        return self.tn / (self.tn + self.fp) if self.tn + self.fp else math.nan
+
+
+@dataclass
+class CategoryReport:
+    """One category's scores: fakes are measured against all reals (AUC) and at the threshold."""
+
+    n: int
+    label: int
+    mean_score: float
+    detected: float  # fakes: fraction scored >= threshold; reals: fraction scored < threshold
+    auc_vs_real: float | None = None
+
+
+@dataclass
+class DetectionReport:
+    n: int
+    n_fake: int
+    auc: float
+    log_loss: float
+    average_precision: float
+    eer: float
+    eer_threshold: float
+    threshold: float
+    threshold_source: str  # e.g. "youden on validation (n=12)"
+    accuracy: float
+    confusion: Confusion
+    per_category: dict[str, CategoryReport] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["confusion"]["accuracy"] = self.confusion.accuracy
+        return _json_safe(d)
+
+
+def _json_safe(x):
+    """NaN is not JSON: report it as null."""
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def evaluate_scores(
+    labels,
+    scores,
+    categories: Sequence[str] | None = None,
+    threshold: float | None = None,
+    threshold_method: str = "youden",
+    threshold_source: str | None = None,
+) -> DetectionReport:
+    """All metrics for one set of scores. Without ``threshold`` one is chosen on these very
+    scores (optimistic; pass a validation threshold for an honest accuracy)."""
+    y, p = _arrays(labels, scores)
+    if threshold is None:
+        threshold = choose_threshold(y, p, threshold_method)
+        threshold_source = threshold_source or f"{threshold_method} on the evaluated scores (optimistic)"
+    eer, eer_thr = equal_error_rate(y, p)
+    conf = Confusion.at(y, p, threshold)
+    report = DetectionReport(
+        n=len(y),
+        n_fake=int(y.sum()),
+        auc=roc_auc(y, p),
+        log_loss=log_loss(y, p),
+        average_precision=average_precision(y, p),
+        eer=eer,
+        eer_threshold=eer_thr,
+        threshold=float(threshold),
+        threshold_source=threshold_source or "given",
+        accuracy=conf.accuracy,
+        confusion=conf,
+    )
+    if categories is not None:
+        cats = np.asarray(list(categories), dtype=object)
+        if len(cats) != len(y):
+            raise ValueError(f"{len(cats)} categories for {len(y)} scores")
+        real = y == 0
+        for name in sorted(set(cats.tolist())):
+            sel = cats == name
+            label = int(round(y[sel].mean()))
+            detected = np.mean(p[sel] >= threshold) if label == 1 else np.mean(p[sel] < threshold)
+            auc = None
+            if label == 1 and real.any():
+                both = sel | real
+                auc = roc_auc(y[both], p[both])
+            report.per_category[name] = CategoryReport(
+                n=int(sel.sum()),
+                label=label,
+                mean_score=float(p[sel].mean()),
+                detected=float(detected),
+                auc_vs_real=auc,
+            )
+    return report

