@@ -1,12 +1,15 @@
 """One video in, one ``VideoResult`` out: decode → faces → tracks → crops → audio → SyncNet.
 
 The submission container and the dataset cache both call ``Preprocessor.process``, so training
-and inference can never preprocess differently.
+and inference can never preprocess differently. Face detection runs on a second thread while
+the video is still decoding (``DetectionStage``).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from preprocess.audio import audio_features
-from preprocess.config import PreprocessConfig
+from preprocess.config import DetectorConfig, PreprocessConfig
 from preprocess.faces.detector import FaceDetector
 from preprocess.latency import SyncNetScorer
 from preprocess.media import FrameBuffer, decode
@@ -37,18 +40,115 @@ MFCC_PER_FRAME = 4  # 100 Hz audio features against 25 fps video
 
 
 class StageTimer:
-    """Accumulates wall time per named stage."""
+    """Accumulates wall time (``seconds``) and process CPU time (``cpu_seconds``) per named stage."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+            self.cpu_seconds[stage] = self.cpu_seconds.get(stage, 0.0) + time.process_time() - cpu_start
+
+
+def detection_frames(num_frames: int, every: int) -> np.ndarray:
+    """Frames the detector runs on: every k-th, plus the last (it anchors the tracks' end)."""
+    chosen = np.arange(0, num_frames, max(1, every))
+    if num_frames and chosen[-1] != num_frames - 1:
+        chosen = np.append(chosen, num_frames - 1)
+    return chosen
+
+
+class DetectionStage:
+    """Runs the face detector on a worker thread, fed by ``decode``'s ``on_frames`` hook.
+
+    Each batch of every-k-th frames goes to the detector as soon as it is decoded, so detection
+    uses the CPU the decoder leaves idle (PyAV and torch release the GIL while they compute).
+    Batches are cut exactly as ``Preprocessor.detect`` cuts them, so the detections are the same.
+    Use as a context manager: leaving it, normally or by an exception, stops and joins the thread.
+    """
+
+    def __init__(self, detector: FaceDetector, cfg: DetectorConfig):
+        self.detector = detector
+        self.every = max(1, cfg.detect_every)
+        self.batch_size = max(1, cfg.batch_size)
+        self.cpu_seconds = 0.0  # CPU time of the worker thread (torch's own threads excluded)
+        self._jobs: queue.SimpleQueue[tuple[np.ndarray, list[int]] | None] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._next = 0  # next frame index to pick for detection
+        self._pending: list[int] = []  # picked, waiting for a full batch
+        self._submitted: list[int] = []
+        self._found: list[FaceDetections] = []  # in the order of _submitted
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="face-detection", daemon=True)
+
+    def __enter__(self) -> DetectionStage:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def on_frames(self, frames: np.ndarray, count: int) -> None:
+        """``decode``'s hook: queue the picked frames among the first ``count`` slots."""
+        if self._error is not None:
+            raise self._error  # stop decoding: the result would be thrown away
+        while self._next < count:
+            self._pending.append(self._next)
+            self._next += self.every
+            if len(self._pending) == self.batch_size:
+                self._submit(frames, self._pending)
+                self._pending = []
+
+    def finish(self, frames: np.ndarray) -> list[FaceDetections | None]:
+        """Detections for the whole decoded clip ``frames``, once the worker has caught up;
+        ``None`` marks frames the detector skipped. Raises what the detector raised."""
+        num_frames = len(frames)
+        self.on_frames(frames, num_frames)
+        picked = self._pending
+        if num_frames and (num_frames - 1) % self.every:
+            picked.append(num_frames - 1)
+        for start in range(0, len(picked), self.batch_size):
+            self._submit(frames, picked[start : start + self.batch_size])
+        self._pending = []
+        self._jobs.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        detections: list[FaceDetections | None] = [None] * num_frames
+        for index, faces in zip(self._submitted, self._found, strict=True):
+            detections[index] = faces
+        return detections
+
+    def close(self) -> None:
+        """Stop the worker after its current batch and wait for it (idempotent)."""
+        if self._thread.is_alive():
+            self._stop.set()
+            self._jobs.put(None)
+            self._thread.join()
+
+    def _submit(self, frames: np.ndarray, indices: list[int]) -> None:
+        self._submitted += indices
+        self._jobs.put((frames, list(indices)))
+
+    def _work(self) -> None:
+        start = time.thread_time()
+        try:
+            while not self._stop.is_set():
+                job = self._jobs.get()
+                if job is None:
+                    break
+                frames, indices = job
+                self._found += self.detector.detect(frames[indices])
+        except BaseException as err:  # handed to the decoding thread, which raises it
+            self._error = err
+        finally:
+            self.cpu_seconds = time.thread_time() - start
 
 
 class Preprocessor:
@@ -90,10 +190,17 @@ class Preprocessor:
         return VideoResult(path, samples=samples, timings=timer.seconds)
 
     def _process(self, path: str, label: int, timer: StageTimer) -> list[Sample]:
-        with timer("decode"):
-            clip = decode(path, self.cfg.media, self.frame_buffer)
-        with timer("detect"):
-            detections = self.detect(clip.frames)
+        """Timings: ``decode`` is decoding's wall time, with detection running alongside;
+        ``detect`` only the wait for detection after decoding ended, ``detect_cpu`` the detector
+        thread's CPU time; ``preprocess_wall``/``_cpu`` span decoding to the last crop (SyncNet
+        excluded)."""
+        start, cpu_start = time.perf_counter(), time.process_time()
+        with DetectionStage(self.detector, self.cfg.detector) as detection:
+            with timer("decode"):
+                clip = decode(path, self.cfg.media, self.frame_buffer, on_frames=detection.on_frames)
+            with timer("detect"):
+                detections = detection.finish(clip.frames)
+        timer.seconds["detect_cpu"] = detection.cpu_seconds
         with timer("track"):
             tracks = build_tracks(detections, len(clip.frames), self.cfg.track)
         if not tracks:
@@ -102,14 +209,17 @@ class Preprocessor:
             features = (
                 audio_features(clip.audio, clip.sample_rate, self.cfg.audio) if clip.has_audio else None
             )
-        return [self._sample(clip, track, len(tracks), features, label, timer) for track in tracks]
+        samples = [self._sample(clip, track, len(tracks), features, label, timer) for track in tracks]
+        timer.seconds["preprocess_wall"] = time.perf_counter() - start - timer.seconds.get("syncnet", 0.0)
+        timer.seconds["preprocess_cpu"] = (
+            time.process_time() - cpu_start - timer.cpu_seconds.get("syncnet", 0.0)
+        )
+        return samples
 
     def detect(self, frames: np.ndarray) -> list[FaceDetections | None]:
-        """Detections on every k-th frame; ``None`` marks frames the detector skipped."""
-        every = max(1, self.cfg.detector.detect_every)
-        chosen = np.arange(0, len(frames), every)
-        if len(frames) and chosen[-1] != len(frames) - 1:
-            chosen = np.append(chosen, len(frames) - 1)  # anchor the track's end
+        """Detections on every k-th frame of a decoded clip; ``None`` marks frames the detector
+        skipped. (``process`` gets the same result while decoding, from ``DetectionStage``.)"""
+        chosen = detection_frames(len(frames), self.cfg.detector.detect_every)
         found = self.detector.detect(frames[chosen])
         detections: list[FaceDetections | None] = [None] * len(frames)
         for index, faces in zip(chosen, found, strict=True):

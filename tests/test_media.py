@@ -116,6 +116,42 @@ def test_frame_buffer_is_reused(workdir):
     assert indices(b.frames) == list(range(15))
 
 
+@pytest.mark.parametrize("understated", [False, True])
+def test_on_frames_reports_filled_slots_that_stay_put(workdir, monkeypatch, understated):
+    """The hook sees slots as they fill; what it saw never changes (also across the array growing
+    when the container understates its duration)."""
+    path = make_clip(workdir / "hook.mp4", seconds=2.0, fps=10.0)  # each frame fills 2-3 slots
+    if understated:
+        monkeypatch.setattr(media, "_stream_seconds", lambda stream: 0.1)
+    seen: list[tuple[int, list[int], int]] = []  # count, slot indices read then, array id
+
+    def hook(frames: np.ndarray, count: int) -> None:
+        seen.append((count, indices(frames[:count]), id(frames)))
+
+    clip = decode(path, on_frames=hook)
+    counts = [count for count, _, _ in seen]
+    assert counts == sorted(set(counts)) and counts[-1] == len(clip.frames) == 50
+    assert max(np.diff([0, *counts])) >= 2  # one source frame filled several slots in one call
+    final = indices(clip.frames)
+    for count, read, _ in seen:
+        assert read == final[:count]
+    assert (len({array for _, _, array in seen}) > 1) == understated
+
+
+def test_on_frames_error_aborts_decode(workdir):
+    path = make_clip(workdir / "hook_abort.mp4", seconds=1.0)
+    calls = []
+
+    def hook(frames: np.ndarray, count: int) -> None:
+        calls.append(count)
+        if count >= 5:
+            raise RuntimeError("consumer gave up")
+
+    with pytest.raises(RuntimeError, match="consumer gave up"):
+        decode(path, on_frames=hook)
+    assert calls[-1] == 5
+
+
 # ---------------------------------------------------------------------------------------------
 # orientation, codecs, containers
 

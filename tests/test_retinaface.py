@@ -192,6 +192,51 @@ def test_network_shapes_traceable_and_fusable(backbone):
             torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # exporter chatter about constant folding
+def test_onnx_export_runs_at_other_sizes(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    net = fuse_batchnorm(build_retinaface("mobilenetv2").eval())
+    path = tmp_path / "retinaface.onnx"
+    torch.onnx.export(
+        net,
+        (torch.randn(1, 3, 64, 64),),
+        str(path),
+        input_names=["image"],
+        output_names=["boxes", "scores", "landmarks"],
+        dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    x = torch.randn(2, 3, 96, 160)
+    with torch.inference_mode():
+        expected = net(x)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_allclose(a, b.numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_tf_converter_refuses_incomplete_graphs():
+    from weights.build_default import find_graph
+    from weights.convert import ConversionError, retinaface_from_tf_graph
+    from weights.tf_graph import TFGraph, read_graph
+
+    try:
+        graph = read_graph(find_graph())
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    prefix = "RetinaFaceModel/"
+    for dropped, problem in (
+        (prefix + "MobileNetV2_extrator/Conv1/Conv2D", "no MobileNetV2 RetinaFace"),
+        (prefix + "SSH_1/ConvBN_3/conv/Conv2D", "SSH_1/ConvBN_3/conv/Conv2D' is missing"),
+        (prefix + "ClassHead_2/conv2d_8/Conv2D", "ClassHead_2: expected one Conv2D, found 0"),
+        (prefix + "FPN/ConvBN_4/bn/FusedBatchNormV3", "expected one FusedBatchNormV3 consumer, found 0"),
+    ):
+        partial = TFGraph([n for n in graph.nodes if n.name != dropped], "partial.pb")
+        with pytest.raises(ConversionError, match=problem):
+            retinaface_from_tf_graph(partial)
+
+
 # --- the converted TF graph reproduces TensorFlow ------------------------------------------------
 
 
@@ -233,7 +278,9 @@ def test_batches_resizing_and_thresholds(tf_weights, fixture_frames):
     # 3 GRID frames with batch_size 2 (a full and a partial batch) == one frame at a time
     clip = shared_media("real/lipnet_GRID_bbaf2n.mpg")
     frames = np.stack([decode_frame(clip, i) for i in (0, 10, 40)])
-    detector = FaceDetector.from_weights(str(tf_weights), DetectorConfig(batch_size=2, min_face=0))
+    detector = FaceDetector.from_weights(
+        str(tf_weights), DetectorConfig(batch_size=2, min_face=0, max_side=640)
+    )
     together = detector.detect(frames)
     assert len(together) == 3
     for frame, dets in zip(frames, together, strict=True):
@@ -393,6 +440,7 @@ def test_bad_checkpoints_name_file_and_problem(tmp_path, tf_weights):
     torch.save(torch.zeros(3), notdict)
     cases[notdict] = "not a state dict"
     cases[tmp_path / "absent.pth"] = "not found"
+    cases[tmp_path / "absent_name"] = "not found .*python -m weights.build_default"
     for path, problem in cases.items():
         with pytest.raises(WeightsError, match=problem) as err:
             FaceDetector.from_weights(str(path), DetectorConfig())

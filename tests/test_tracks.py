@@ -10,7 +10,7 @@ from preprocess.config import TrackConfig
 from preprocess.tracks import build_tracks, crop_faces, crop_regions, iou_matrix, smooth, uniform_indices
 from preprocess.types import FaceDetections, Track
 
-CFG = TrackConfig()  # iou 0.3, max_gap 15, min_length 10, smooth 5, crop 0.4 -> 224, 4 tracks
+CFG = TrackConfig(max_gap=15)  # iou 0.3, min_length 10, smooth 5, crop 0.4 -> 224, 4 tracks
 
 
 def faces(*boxes, score: float = 0.9) -> FaceDetections:

@@ -70,6 +70,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         optim=optim,
         augment=None if args.no_augment else AugmentConfig(),
         batch_size=args.batch_size,
+        epoch_size=args.epoch_size,
         max_epochs=args.epochs,
         max_steps=args.max_steps,
         balance=args.balance,
@@ -198,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--warmup-steps", type=int, default=0)
     f.add_argument("--batch-size", type=int, default=8)
     f.add_argument("--epochs", type=int, default=30)
+    f.add_argument("--epoch-size", type=int, help="training samples per epoch (default: the train split)")
     f.add_argument("--max-steps", type=int, default=-1)
     f.add_argument("--balance", choices=("sampler", "loss", "none"), default="sampler")
     f.add_argument("--grad-clip", type=float, default=1.0)

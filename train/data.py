@@ -22,7 +22,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, WeightedRandomSampler
 
 from preprocess.config import PreprocessConfig
 from preprocess.sample import load_sample
@@ -166,6 +166,7 @@ class ManifestDataModule(L.LightningDataModule):
         audio_augment: bool = False,
         keep_in_memory: bool = True,
         seed: int = 0,
+        epoch_size: int | None = None,
     ):
         super().__init__()
         if balance not in BALANCE_MODES:
@@ -179,6 +180,7 @@ class ManifestDataModule(L.LightningDataModule):
         self.audio_augment = audio_augment and model_config.audio_frames > 0  # only mel models hear it
         self.keep_in_memory = keep_in_memory
         self.seed = seed
+        self.epoch_size = epoch_size  # training samples drawn per epoch (default: the split's size)
         self.splits: dict[str, list[ManifestEntry]] = {}
         self.preprocess_config = cache_preprocess_config(self.manifest)
 
@@ -229,16 +231,23 @@ class ManifestDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        """Balanced draws with replacement (``sampler``), or a shuffle; ``epoch_size`` makes
+        epochs longer than the split (small sets: fewer validation passes per step)."""
         dataset = self._dataset("train", train=True)
-        if self.balance != "sampler":
-            return self._loader(dataset, shuffle=True)
-        n_real, n_fake = class_counts(dataset.entries)
-        weights = [1.0 / (n_fake if e.label else n_real) for e in dataset.entries]
         generator = torch.Generator().manual_seed(self.seed)
-        sampler = WeightedRandomSampler(
-            weights, num_samples=len(weights), replacement=True, generator=generator
-        )
-        return self._loader(dataset, sampler=sampler)
+        size = self.epoch_size or len(dataset)
+        if self.balance == "sampler":
+            n_real, n_fake = class_counts(dataset.entries)
+            weights = [1.0 / (n_fake if e.label else n_real) for e in dataset.entries]
+            return self._loader(
+                dataset, sampler=WeightedRandomSampler(weights, size, replacement=True, generator=generator)
+            )
+        if self.epoch_size:
+            return self._loader(
+                dataset,
+                sampler=RandomSampler(dataset, replacement=True, num_samples=size, generator=generator),
+            )
+        return self._loader(dataset, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self._dataset(self.val_split, train=False))

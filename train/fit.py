@@ -33,6 +33,7 @@ class FitConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     augment: AugmentConfig | None = field(default_factory=AugmentConfig)  # None: no augmentation
     batch_size: int = 8
+    epoch_size: int | None = None  # training samples per epoch (default: the train split's size)
     max_epochs: int = 30
     max_steps: int = -1
     balance: str = "sampler"
@@ -112,6 +113,7 @@ def fit(cfg: FitConfig) -> FitResult:
         augment=cfg.augment if cfg.augment is not None else AugmentConfig.none(),
         keep_in_memory=cfg.keep_in_memory,
         seed=cfg.seed,
+        epoch_size=cfg.epoch_size,
     )
     data.setup()
     if data.val_split != "val":

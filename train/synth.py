@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from train.synth_audio import Speech, synthesize_speech
-from train.synth_face import Identity, inner_face_region, mouth_region, render_head_base
+from train.synth_face import Identity, inner_face_region, mouth_region
 from train.synth_scene import Scene, face_boxes, head_layer, make_scene, render_frames
 
 FAKE_CATEGORIES = ("audio_shift", "audio_swap", "face_blend", "mouth_rerender", "mouth_redrive")
@@ -92,7 +92,7 @@ def _degrade(img: np.ndarray, factor: float) -> np.ndarray:
 
 def face_blend_edit(actor: _Actor, donor: _Actor, opening: np.ndarray, rng: np.random.Generator):
     """Layer edit pasting the donor's inner face (same pose, mouth and blinks) into the actor's head."""
-    donor_base, _ = render_head_base(donor.ident, rng)
+    donor_base = donor.scene.base_rgb  # the donor as it looks in its own video
     mask = inner_face_region(actor.ident, feather=rng.uniform(2.0, 4.0))[..., None]
     target, source = np.asarray(actor.ident.skin), np.asarray(donor.ident.skin)
     correct = rng.uniform(0.0, 0.3)  # colour transfer only partly matches the skin tones
@@ -168,7 +168,13 @@ def generate_videos(
     for a in actors:
         by_split.setdefault(a.split, []).append(a)
     sr = actors[0].speech.sample_rate
-    turn: dict[str, int] = {}  # categories are dealt in turn within each split, so every split mixes them
+    # Categories are dealt in turn split by split (train, val, test), so each split gets a run
+    # of consecutive categories: all of them once it has as many fakes as there are categories.
+    with_fake = {a.index for a in actors[: n - n_real]}
+    dealt = [
+        a.index for split in ("train", "val", "test") for a in by_split.get(split, []) if a.index in with_fake
+    ]
+    category_of = {index: categories[k % len(categories)] for k, index in enumerate(dealt)}
     for k in range(n_real):
         actor = actors[k]
         frames = render_frames(actor.scene, actor.speech.opening)
@@ -178,8 +184,7 @@ def generate_videos(
         )
         if n_real + k >= n:
             continue
-        category = categories[turn.get(actor.split, 0) % len(categories)]
-        turn[actor.split] = turn.get(actor.split, 0) + 1
+        category = category_of[actor.index]
         peers = [p for p in by_split[actor.split] if p is not actor] or [p for p in actors if p is not actor]
         donor = pick_donor(actor, peers, rng) if peers else actor
         audio, detail, fake_frames = actor.speech.audio, "", frames

@@ -17,6 +17,8 @@ import numpy as np
 from train.synth_face import (
     CX,
     CY,
+    LAYER_H,
+    LAYER_W,
     Identity,
     draw_eyes,
     draw_mouth,
@@ -145,19 +147,36 @@ def layer_to_frame(scene: Scene, i: int) -> np.ndarray:
 def render_frames(scene: Scene, opening: np.ndarray, layer_edit: LayerEdit | None = None) -> np.ndarray:
     """(T, H, W, 3) uint8 RGB frames of the scene with the given mouth openings."""
     height, width = scene.background.shape[:2]
-    noise = np.random.default_rng(scene.noise_seed)
+    rng = np.random.default_rng(scene.noise_seed)
+    # Sensor noise from a small pool, re-drawn by offset: fresh Gaussian noise per frame would
+    # cost as much as the drawing, and H.264 smooths the difference away anyway.
+    pool = rng.normal(0, 1.5, (3, height + 8, width + 8, 3)).astype(np.float32)
+    corners = np.array([[0, 0, 1], [LAYER_W, 0, 1], [0, LAYER_H, 1], [LAYER_W, LAYER_H, 1]], np.float64)
     frames = np.empty((scene.num_frames, height, width, 3), np.uint8)
     for i in range(scene.num_frames):
         layer = head_layer(scene, scene.ident, scene.base_rgb, i, opening[i])
         if layer_edit is not None:
             layer = layer_edit(i, layer)
         m = layer_to_frame(scene, i)
-        rgba = np.concatenate([layer, scene.base_alpha[..., None] * 255], 2)
-        warped = cv2.warpAffine(rgba, m, (width, height), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0, 0))
-        a = warped[..., 3:] / 255.0
-        out = scene.background * (1 - a) + warped[..., :3] * a
-        out += noise.normal(0, 1.5, out.shape).astype(np.float32)  # sensor noise
-        frames[i] = np.clip(out, 0, 255).astype(np.uint8)
+        # composite only inside the head's bounding box in the frame
+        pts = corners @ m.T
+        x0, y0 = np.clip(np.floor(pts.min(0)).astype(int), 0, [width, height])
+        x1, y1 = np.clip(np.ceil(pts.max(0)).astype(int) + 1, 0, [width, height])
+        out = scene.background.copy()
+        if x1 > x0 and y1 > y0:
+            m_roi = m.copy()
+            m_roi[:, 2] -= (x0, y0)
+            rgba = np.dstack([layer, scene.base_alpha * 255])
+            warped = cv2.warpAffine(
+                rgba, m_roi, (int(x1 - x0), int(y1 - y0)), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0, 0)
+            )
+            a = warped[..., 3:] * (1 / 255.0)
+            roi = out[y0:y1, x0:x1]
+            roi += (warped[..., :3] - roi) * a
+        dy, dx = rng.integers(0, 8, 2)
+        out += pool[i % 3, dy : dy + height, dx : dx + width]
+        np.clip(out, 0, 255, out=out)
+        frames[i] = out.astype(np.uint8)
     return frames
 
 

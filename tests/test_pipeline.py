@@ -1,0 +1,138 @@
+"""preprocess.pipeline: detection overlapped with decoding, and its failure paths."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from clips import make_clip
+from conftest import shared_media
+
+from preprocess import pipeline
+from preprocess.config import PreprocessConfig
+from preprocess.faces.detector import FaceDetector
+from preprocess.media import decode
+from preprocess.pipeline import DetectionStage, Preprocessor, detection_frames
+from preprocess.types import PreprocessError
+
+# Several full batches, a short one, and a last frame off the detection grid.
+CFG = PreprocessConfig().replace("detector", detect_every=4, batch_size=3)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory) -> FaceDetector:
+    """The default RetinaFace, converted from the retinaface package's graph into a temp folder."""
+    from weights.build_default import build, find_graph
+
+    try:
+        graph = find_graph()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    path, _ = build(graph, tmp_path_factory.mktemp("weights"))
+    return FaceDetector.from_weights(str(path), CFG.detector)
+
+
+def detection_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "face-detection"]
+
+
+def test_detection_frames():
+    assert detection_frames(9, 4).tolist() == [0, 4, 8]
+    assert detection_frames(10, 4).tolist() == [0, 4, 8, 9]
+    assert detection_frames(1, 4).tolist() == [0]
+    assert detection_frames(0, 4).tolist() == []
+
+
+def test_overlapped_detection_equals_whole_clip(detector):
+    path = shared_media("real", "retalking_face_5.mp4")  # 4.9 s, one face
+    pre = Preprocessor(CFG, detector=detector, syncnet=None)
+    with DetectionStage(detector, CFG.detector) as stage:
+        clip = decode(path, CFG.media, on_frames=stage.on_frames)
+        overlapped = stage.finish(clip.frames)
+    whole = pre.detect(clip.frames)
+    assert len(clip.frames) % 4 != 1  # the last frame is an extra detection
+    ran = [i for i, found in enumerate(whole) if found is not None]
+    assert ran == detection_frames(len(clip.frames), 4).tolist()
+    assert [i for i, found in enumerate(overlapped) if found is not None] == ran
+    assert all(len(whole[i].scores) == 1 for i in ran)  # the real face, in every detected frame
+    for i in ran:
+        for field in ("boxes", "scores", "landmarks"):
+            np.testing.assert_array_equal(getattr(overlapped[i], field), getattr(whole[i], field))
+    assert stage.cpu_seconds > 0
+    assert not detection_threads()
+
+
+def test_process_reports_overlapped_timings(detector):
+    path = shared_media("real", "retalking_face_5.mp4")
+    result = Preprocessor(CFG, detector=detector, syncnet=None).process(path)
+    assert result.ok and len(result.samples) == 1
+    t = result.timings
+    assert {"decode", "detect", "detect_cpu", "track", "crop", "audio", "preprocess_wall"} <= set(t)
+    assert t["preprocess_wall"] >= t["decode"] + t["detect"] + t["track"] + t["crop"] + t["audio"]
+    assert t["preprocess_cpu"] >= t["detect_cpu"] > 0
+    assert not detection_threads()
+
+
+class FailingDetector:
+    """Stands in for FaceDetector where the test needs detection itself to fail."""
+
+    def __init__(self, after: int):
+        self.calls = 0
+        self.after = after
+
+    def detect(self, frames: np.ndarray) -> list:
+        self.calls += 1
+        if self.calls > self.after:
+            raise RuntimeError("detector blew up")
+        return [None] * len(frames)
+
+
+@pytest.mark.parametrize("after", [0, 2])
+def test_detector_failure_surfaces_and_stops_decoding(tmp_path, after):
+    path = make_clip(tmp_path / "clip.mp4", seconds=3.0)
+    failing = FailingDetector(after)
+    result = Preprocessor(CFG, detector=failing, syncnet=None).process(path)
+    assert not result.ok and result.error.code == "internal_error"
+    assert "RuntimeError: detector blew up" in result.error.detail
+    assert failing.calls == after + 1  # the worker stopped at the first failure
+    assert not detection_threads()
+
+
+def test_decode_failure_leaves_no_worker(tmp_path, detector, monkeypatch):
+    """A decode that fails midway, with batches queued, returns its error and joins the worker."""
+    path = make_clip(tmp_path / "clip.mp4", seconds=3.0)
+
+    def failing_decode(path, cfg, buffer, on_frames):
+        def hook(frames: np.ndarray, count: int) -> None:
+            on_frames(frames, count)
+            if count >= 40:
+                raise PreprocessError(str(path), "decode_error", "simulated failure midway")
+
+        return decode(path, cfg, buffer, on_frames=hook)
+
+    pre = Preprocessor(CFG, detector=detector, syncnet=None)
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "decode", failing_decode)
+        result = pre.process(path)
+    assert result.error.code == "decode_error" and "decode" in result.timings
+    assert not detection_threads()
+    result = pre.process(path)  # the same Preprocessor carries on (the pattern clip has no face)
+    assert result.error.code == "no_face" and result.timings["detect_cpu"] > 0
+    assert not detection_threads()
+
+
+def test_stage_left_early_joins_worker(detector):
+    frames = np.zeros((8, 64, 64, 3), np.uint8)
+    with DetectionStage(detector, CFG.detector) as stage:
+        stage.on_frames(frames, 8)  # batches queued, never finished
+    assert not detection_threads()

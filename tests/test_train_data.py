@@ -1,0 +1,94 @@
+"""The data module over a preprocessing cache: manifest parsing, splits, balance, batches."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from preprocess.config import PreprocessConfig
+from submission.fusion import FusionConfig
+from train.augment import AugmentConfig
+from train.data import ManifestDataModule, cache_preprocess_config, read_manifest
+from train.synth import generate_videos
+from train.synth_samples import samples_from_videos, write_sample_cache
+
+MODEL = FusionConfig.tiny(img_size=32, num_frames=2)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """12 videos (6 real, 6 fake) as cached samples; reals outnumber fakes in train by design below."""
+    cfg = PreprocessConfig().replace("sample", num_frames=2)
+    pairs = samples_from_videos(
+        generate_videos(12, seconds=0.4, seed=5, categories=["face_blend"]), cfg, crop_size=32
+    )
+    # drop two training fakes: the classes become unbalanced (balance must fix the draws)
+    dropped = [v.filename for v, _ in pairs if v.label == 1 and v.split == "train"][:2]
+    pairs = [(v, s) for v, s in pairs if v.filename not in dropped]
+    return write_sample_cache(pairs, tmp_path_factory.mktemp("cache"), cfg)
+
+
+def test_manifest_rows_resolve_sample_paths(cache):
+    entries = read_manifest(cache)
+    assert len(entries) == 10
+    assert all(e.sample.is_file() for e in entries)
+    assert {e.split for e in entries} == {"train", "val", "test"}
+    assert {e.category for e in entries} == {"real", "face_blend"}
+    assert cache_preprocess_config(cache).sample.num_frames == 2
+
+
+def test_manifest_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="manifest not found"):
+        read_manifest(tmp_path / "manifest.csv")
+    bad = tmp_path / "m.csv"
+    bad.write_text("filename,label\nx.mp4,1\n")
+    with pytest.raises(ValueError, match=r"m\.csv: manifest lacks columns \['split', 'sample'\]"):
+        read_manifest(bad)
+
+
+def test_batches_fit_the_model(cache):
+    dm = ManifestDataModule(cache, MODEL, batch_size=3, augment=AugmentConfig())
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["frames"].shape == (3, 3, 2, 32, 32) and batch["frames"].dtype == torch.float32
+    assert batch["latency"].shape == (3, MODEL.latency_dim)
+    assert batch["has_latency"].tolist() == [0.0, 0.0, 0.0]  # no SyncNet in this cache
+    assert batch["label"].dtype == torch.long and len(batch["video"]) == 3
+    val = next(iter(dm.val_dataloader()))
+    assert set(val["video"]) <= {e.video for e in dm.entries("val")}
+
+
+def test_sampler_balances_the_classes(cache):
+    dm = ManifestDataModule(cache, MODEL, batch_size=64, balance="sampler", augment=AugmentConfig.none())
+    train = dm.entries("train")
+    counts = Counter(e.label for e in train)
+    assert counts[0] > counts[1]  # the fixture is unbalanced
+    drawn = Counter()
+    loader = dm.train_dataloader()
+    for _ in range(30):
+        for batch in loader:
+            drawn.update(batch["label"].tolist())
+    share = drawn[1] / (drawn[0] + drawn[1])
+    assert 0.4 < share < 0.6, drawn
+
+
+def test_loss_weights_favour_the_rare_class(cache):
+    dm = ManifestDataModule(cache, MODEL, balance="loss")
+    w = dm.class_weights()
+    n_real, n_fake = (
+        Counter(e.label for e in dm.entries("train"))[0],
+        Counter(e.label for e in dm.entries("train"))[1],
+    )
+    assert w[1] > w[0] and float(w[0] * n_real + w[1] * n_fake) == pytest.approx(n_real + n_fake)
+    assert ManifestDataModule(cache, MODEL, balance="sampler").class_weights() is None
+
+
+def test_augmentation_only_on_training_batches(cache):
+    dm = ManifestDataModule(cache, MODEL, batch_size=1, augment=AugmentConfig(flip_p=1.0))
+    train_ds, val_ds = dm._dataset("train", True), dm._dataset("train", False)
+    a, b = train_ds[0]["frames"], val_ds[0]["frames"]
+    assert torch.equal(val_ds[0]["frames"], b)  # evaluation inputs are deterministic
+    assert not torch.equal(a, b)
+    assert np.isfinite(a.numpy()).all()

@@ -1,0 +1,94 @@
+"""``python -m train eval`` on submission CSVs: joined with labels, validation threshold, report files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from train.cli import main
+from train.evaluate import join, read_labels, read_submission
+
+
+def _write(path, header, rows):
+    path.write_text("\n".join([",".join(header), *(",".join(map(str, r)) for r in rows)]) + "\n")
+    return path
+
+
+@pytest.fixture
+def files(tmp_path):
+    rng = np.random.default_rng(0)
+    labels, test, val = [], [], []
+    for i in range(40):
+        y = i % 2
+        split = "val" if i < 16 else "test"
+        cat = "real" if y == 0 else ("face_blend" if i % 4 == 1 else "audio_shift")
+        labels.append((f"v{i}.mp4", "FAKE" if y else "REAL", split, cat))
+        p = float(np.clip(0.5 + (0.3 if y else -0.3) + rng.normal(0, 0.2), 0, 1))
+        (val if split == "val" else test).append((f"v{i}.mp4", round(p, 4)))
+    test.append(("unlabelled.mp4", 0.5))
+    return (
+        _write(tmp_path / "labels.csv", ["filename", "label", "split", "category"], labels),
+        _write(tmp_path / "test.csv", ["filename", "probability"], test),
+        _write(tmp_path / "val.csv", ["filename", "probability"], val),
+    )
+
+
+def test_eval_report_with_a_validation_threshold(files, tmp_path, capsys):
+    labels, test, val = files
+    out = tmp_path / "report"
+    rc = main(["eval", "--submission", str(test), "--labels", str(labels), "--split", "test",
+               "--val-threshold-from", str(val), "--out", str(out)])  # fmt: skip
+    assert rc == 0
+    report = json.loads((out / "report.json").read_text())
+    truth = read_labels(labels)
+    scores = read_submission(test)
+    names = sorted(n for n in scores if n in truth and truth[n].split == "test")
+    assert report["n"] == len(names) == 24
+    assert report["auc"] == pytest.approx(
+        roc_auc_score([truth[n].label for n in names], [scores[n] for n in names])
+    )
+    assert report["threshold_source"].startswith("youden on validation (n=16)")
+    assert set(report["per_category"]) == {"real", "face_blend", "audio_shift"}
+    assert (out / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "AUC" in capsys.readouterr().out
+
+
+def test_fixed_threshold_and_missing_predictions(files, tmp_path):
+    labels, test, _ = files
+    lines = test.read_text().splitlines()
+    test.write_text("\n".join(lines[:-5]) + "\n")  # drop some predictions
+    joined = join(read_submission(test), read_labels(labels), "test")
+    assert len(joined.missing) == 4  # the unlabelled row was among the dropped
+    rc = main(
+        [
+            "eval",
+            "--submission",
+            str(test),
+            "--labels",
+            str(labels),
+            "--split",
+            "test",
+            "--threshold",
+            "0.5",
+            "--out",
+            str(tmp_path / "r"),
+        ]
+    )
+    assert rc == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert (
+        report["threshold"] == 0.5 and report["threshold_source"] == "given" and len(report["missing"]) == 4
+    )
+
+
+def test_bad_files_fail_with_the_file_named(files, tmp_path, capsys):
+    labels, test, _ = files
+    assert main(["eval", "--submission", str(tmp_path / "nope.csv"), "--labels", str(labels)]) == 2
+    assert "nope.csv: submission CSV not found" in capsys.readouterr().err
+    bad = _write(tmp_path / "bad.csv", ["filename", "probability"], [("v1.mp4", 1.5)])
+    assert main(["eval", "--submission", str(bad), "--labels", str(labels)]) == 2
+    assert "bad.csv:2: probability 1.5 is outside [0, 1]" in capsys.readouterr().err
+    assert main(["eval", "--manifest", str(tmp_path / "m.csv")]) == 2
