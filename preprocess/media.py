@@ -317,7 +317,8 @@ class _SlotWriter:
         self.count = 0
         # One long-lived swscale context per step: PyAV's frame.reformat builds (and frees) a
         # context, with its thread pool, on every call. One thread, because the decoder's frame
-        # threads and the face detector already have the cores (measured: -0.25 CPU-s a clip).
+        # threads and the face detector already have the cores. Same pixels; on 10 s of 1080p
+        # decoding takes 0.05-0.15 CPU-s less (0.25 s with the cores otherwise idle).
         self._scaler = VideoReformatter()
         self._to_rgb = VideoReformatter()
 

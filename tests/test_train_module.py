@@ -6,7 +6,6 @@ import csv
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Small enough to train in seconds on a CPU: 32x32 crops in 8x8 patches, 2 frames.
 MODEL = FusionConfig.tiny(img_size=32, patch_size=8, num_frames=2)
 LEARN_STEPS = 300
-LEARN_AUC = 0.75  # observed ~0.85 on the 48 held-out videos; chance is 0.5
+LEARN_AUC = 0.75  # measured 0.861 on the 24 test-split videos; chance is 0.5
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +70,7 @@ def test_tiny_model_learns_face_blends_on_unseen_identities(cache, trained):
     labels = manifest_labels(cache)
     names = sorted(scores)
     auc = roc_auc([labels[n].label for n in names], [scores[n] for n in names])
+    print(f"held-out AUC {auc:.3f} after {LEARN_STEPS} steps")
     assert len(names) == 24
     assert auc >= LEARN_AUC, f"test AUC {auc:.3f} after {LEARN_STEPS} steps"
 
@@ -135,6 +135,28 @@ def test_export_then_run_sh_scores_videos(trained, cache, tmp_path):
     with open(out / "submission.csv") as f:
         rows = list(csv.DictReader(f))
     assert sorted(r["filename"] for r in rows) == sorted(names)
-    probs = np.array([float(r["probability"]) for r in rows])
-    assert ((probs > 0) & (probs < 1)).all()
-    assert sys.executable  # run.sh used the repository's interpreter (.venv) or python3
+    got = {r["filename"]: float(r["probability"]) for r in rows}
+    # the same videos through the Python API: preprocessing from the weights' JSON, torch model
+    from preprocess.pipeline import Preprocessor
+    from submission.scoring import FusionScorer
+
+    scorer = FusionScorer.from_weights(exported.weights, runtime="torch")
+    pre = Preprocessor(scorer.preprocess_config)
+    for name in names:
+        samples = pre.process(videos / name).samples
+        expected = float(np.clip(scorer.score(samples).max(), 1e-3, 1 - 1e-3))
+        assert got[name] == pytest.approx(expected, abs=1e-4)
+
+
+def test_weight_average_is_what_validation_and_export_use(cache, tmp_path):
+    from safetensors.torch import load_file
+
+    from train.export import export_checkpoint
+
+    optim = OptimConfig(optimizer="adamw", lr=1e-2, scheduler="none", ema_decay=0.9)
+    result = _fit(cache, tmp_path, epoch_size=48, max_epochs=1, optim=optim)
+    state = torch.load(result.last_checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    raw, avg = state["model.head.weight"], state["ema.head.weight"]
+    assert not torch.equal(raw, avg)
+    exported = export_checkpoint(result.last_checkpoint, tmp_path / "fusion", onnx=False)
+    assert torch.equal(load_file(exported.weights)["head.weight"], avg)

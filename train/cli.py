@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -37,7 +38,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from train.synth import FAKE_CATEGORIES, write_dataset
 
     categories = args.categories.split(",") if args.categories else list(FAKE_CATEGORIES)
-    labels = write_dataset(args.out, args.n, args.seconds, args.seed, categories, progress=not args.quiet)
+    labels = write_dataset(
+        args.out, args.n, args.seconds, args.seed, categories, progress=not args.quiet, workers=args.workers
+    )
     print(f"wrote {args.n} videos and {labels}")
     return 0
 
@@ -73,6 +76,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         epoch_size=args.epoch_size,
         max_epochs=args.epochs,
         max_steps=args.max_steps,
+        max_time=args.max_time,
         balance=args.balance,
         grad_clip=args.grad_clip,
         patience=args.patience,
@@ -88,6 +92,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     result = fit(cfg)
+    if os.environ.get("RANK", "0") != "0":  # DDP: other ranks stay quiet
+        return 0
     print(f"best checkpoint: {result.best_checkpoint} (val AUC {result.best_val_auc})")
     print(
         f"last checkpoint: {result.last_checkpoint}; {result.epochs} epochs, {result.steps} steps; logs in {result.log_dir}"
@@ -175,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seconds", type=float, default=3.0)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--categories", help="comma-separated fake categories (default: all)")
+    s.add_argument("--workers", type=int, default=1, help="processes rendering in parallel")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_synth)
 
@@ -197,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--weight-decay", type=float, default=1e-4)
     f.add_argument("--scheduler", choices=("plateau", "cosine", "none"), default="plateau")
     f.add_argument("--warmup-steps", type=int, default=0)
+    f.add_argument("--label-smoothing", type=float, default=0.0)
+    f.add_argument("--ema", type=float, default=0.0, help="weight-average decay, e.g. 0.995 (0: off)")
+    f.add_argument("--max-time", type=float, help="stop training after this many seconds")
     f.add_argument("--batch-size", type=int, default=8)
     f.add_argument("--epochs", type=int, default=30)
     f.add_argument("--epoch-size", type=int, help="training samples per epoch (default: the train split)")
@@ -251,9 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     y = sub.add_parser("sync-pretrain", help="self-supervised SyncNet training on unlabelled real videos")
     y.add_argument("videos", type=Path, help="folder of real talking-face videos")
     y.add_argument("--out", default="weights/syncnet", help="output weights stem")
-    y.add_argument("--steps", type=int, default=200)
+    y.add_argument("--steps", type=int, default=300)
     y.add_argument("--batch-size", type=int, default=8)
-    y.add_argument("--lr", type=float, default=1e-3)
+    y.add_argument("--lr", type=float, default=1e-4)
     y.add_argument("--eval-clips", type=int, default=4, help="videos held out to measure shift recovery")
     y.add_argument("--init", help="start from these SyncNet weights (ours or syncnet_v2.model)")
     y.add_argument("--seed", type=int, default=0)
@@ -265,8 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from train.export import ExportError
+    from weights.store import WeightsError
+
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, ExportError, WeightsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

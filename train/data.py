@@ -111,6 +111,9 @@ class SampleDataset(Dataset):
         self.augmenter = augmenter
         self.keep_in_memory = keep_in_memory
         self._samples: dict[int, Sample] = {}
+        # integer video ids: tensors, unlike names, can be gathered across DDP ranks
+        videos = sorted({e.video for e in self.entries})
+        self._video_index = {v: i for i, v in enumerate(videos)}
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -137,6 +140,7 @@ class SampleDataset(Dataset):
             "has_latency": torch.tensor(float(inputs.has_latency)),
             "label": torch.tensor(entry.label, dtype=torch.long),
             "video": entry.video,
+            "video_index": torch.tensor(self._video_index[entry.video], dtype=torch.long),
             "category": entry.category,
         }
 

@@ -35,14 +35,18 @@ TARGET_AUC = 0.95
 @dataclass
 class DemoConfig:
     out: Path = Path("demo_out")
-    videos: int = 480  # half real, half fake
+    videos: int = 600  # half real, half fake
     seconds: float = 1.0
     seed: int = 0
     img_size: int = 64
     num_frames: int = 4
-    steps: int = 1200
+    steps: int = 2000
+    train_seconds: float = 300.0  # training stops here even if steps remain (a busy machine)
     batch_size: int = 16
     lr: float = 1e-3
+    label_smoothing: float = 0.1  # keeps probabilities off 0/1: run.sh clips to [1e-3, 1 - 1e-3]
+    dropout: float = 0.1
+    workers: int = 2  # processes for generation and preprocessing
     sync_steps: int = 0  # >0: pretrain SyncNet on the training reals and include audio fakes
     threads: int = 2
     categories: tuple[str, ...] = ()  # default: by sync_steps (see module docstring)
@@ -89,7 +93,9 @@ def demo_preprocess_config(cfg: DemoConfig, syncnet_weights: Path):
 def generate(cfg: DemoConfig, videos_dir: Path, categories) -> Path:
     from train.synth import write_dataset
 
-    return write_dataset(videos_dir, cfg.videos, cfg.seconds, cfg.seed, categories, progress=True)
+    return write_dataset(
+        videos_dir, cfg.videos, cfg.seconds, cfg.seed, categories, progress=True, workers=cfg.workers
+    )
 
 
 def pretrain_sync(cfg: DemoConfig, labels: Path, videos_dir: Path, weights: Path, pcfg):
@@ -108,12 +114,13 @@ def pretrain_sync(cfg: DemoConfig, labels: Path, videos_dir: Path, weights: Path
     return result
 
 
-def preprocess(labels: Path, videos_dir: Path, cache: Path, pcfg):
+def preprocess(labels: Path, videos_dir: Path, cache: Path, pcfg, workers: int):
     from preprocess.cli import run_preprocess
     from preprocess.datasets import load_dataset
 
     items = load_dataset(videos_dir, labels)
-    summary = run_preprocess(items, cache, pcfg, workers=0, progress=True)
+    # workers=0 runs in this process; more spawn processes that each load the detector
+    summary = run_preprocess(items, cache, pcfg, workers=workers if workers > 1 else 0, progress=True)
     print(summary.format(), flush=True)
     if summary.samples == 0:
         raise RuntimeError(f"preprocessing produced no samples: see {cache / 'failures.csv'}")
@@ -126,18 +133,25 @@ def train(cfg: DemoConfig, manifest: Path, run_dir: Path):
     from train.module import OptimConfig
 
     per_epoch = 100  # steps between validations
-    model = FusionConfig.tiny(img_size=cfg.img_size, num_frames=cfg.num_frames)
+    model = FusionConfig.tiny(img_size=cfg.img_size, num_frames=cfg.num_frames, dropout=cfg.dropout)
     fit_cfg = FitConfig(
         manifest=manifest,
         out=run_dir,
         model=model.to_dict(),
-        optim=OptimConfig(optimizer="adamw", lr=cfg.lr, weight_decay=0.05, scheduler="none"),
+        optim=OptimConfig(
+            optimizer="adamw",
+            lr=cfg.lr,
+            weight_decay=0.05,
+            scheduler="none",
+            label_smoothing=cfg.label_smoothing,
+        ),
         # No augmentation: a transformer trained from scratch for a few hundred steps has no
         # translation invariance yet, and flips or crop jitter (measured) halve its progress.
         augment=None,
         batch_size=cfg.batch_size,
         epoch_size=per_epoch * cfg.batch_size,
         max_epochs=max(1, cfg.steps // per_epoch),
+        max_time=cfg.train_seconds,
         patience=0,
         progress=True,
     )
@@ -211,7 +225,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
         stages.run("1b. SyncNet pretraining", pretrain_sync, cfg, labels, videos_dir, syncnet, pcfg)
     if cache.exists():
         shutil.rmtree(cache)  # the videos were regenerated: old samples would not match
-    manifest = stages.run("2. preprocess", preprocess, labels, videos_dir, cache, pcfg)
+    manifest = stages.run("2. preprocess", preprocess, labels, videos_dir, cache, pcfg, cfg.workers)
     if run_dir.exists():
         shutil.rmtree(run_dir)
     trained = stages.run("3. train", train, cfg, manifest, run_dir)
@@ -251,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
         "--sync-steps", type=int, default=d.sync_steps, help="pretrain SyncNet for N steps (slow on CPU)"
     )
     p.add_argument("--threads", type=int, default=d.threads)
+    p.add_argument(
+        "--workers", type=int, default=d.workers, help="processes for generation and preprocessing"
+    )
     a = p.parse_args(argv)
     cfg = DemoConfig(
         a.out, a.videos, a.seconds, a.seed, steps=a.steps, sync_steps=a.sync_steps, threads=a.threads

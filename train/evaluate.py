@@ -213,7 +213,7 @@ def load_scoring_model(
     if checkpoint is not None:
         from train.export import load_checkpoint
 
-        return load_checkpoint(checkpoint).model.eval()
+        return load_checkpoint(checkpoint).scoring_model().eval()
     from submission.fusion import model_from_weights
 
     return model_from_weights(str(weights))[0]

@@ -71,7 +71,7 @@ def export_checkpoint(
     """Export ``checkpoint`` to ``out`` (a stem: ``weights/fusion`` → ``weights/fusion.*``)."""
     checkpoint = Path(checkpoint)
     module = load_checkpoint(checkpoint)
-    model = module.model.eval()
+    model = module.scoring_model().eval()
     if preprocess is None:
         stored = module.hparams.get("preprocess")
         if stored is None:

@@ -6,15 +6,18 @@ Outputs under ``out``: ``checkpoints/best.ckpt`` (highest ``val_auc``), ``checkp
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from submission.fusion import FusionConfig
@@ -36,6 +39,7 @@ class FitConfig:
     epoch_size: int | None = None  # training samples per epoch (default: the train split's size)
     max_epochs: int = 30
     max_steps: int = -1
+    max_time: float | None = None  # seconds of training before stopping (checkpoints kept)
     balance: str = "sampler"
     grad_clip: float = 1.0
     patience: int = 8  # epochs without a better val_auc before stopping; 0 disables
@@ -64,6 +68,29 @@ class FitResult:
     log_dir: Path
 
 
+class ValidationPrinter(Callback):
+    """One plain line per validation (step, train loss, val AUC, elapsed): readable in logs and
+    CI output, where a progress bar is not."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        m = trainer.callback_metrics
+
+        def get(key: str) -> str:
+            return f"{float(m[key]):.4f}" if key in m else "n/a"
+
+        total = trainer.max_steps if trainer.max_steps > 0 else trainer.estimated_stepping_batches
+        print(
+            f"[train] step {trainer.global_step}/{int(total)} epoch {trainer.current_epoch}: train_loss {get('train_loss')} "
+            f"val_auc {get('val_auc')} val_log_loss {get('val_log_loss')} ({time.perf_counter() - self.started:.0f} s)",
+            flush=True,
+        )
+
+
 def auto_precision(accelerator: str = "auto") -> str:
     """Mixed precision where it pays: bf16 on GPUs that have it, fp16 on older ones, fp32 on CPU."""
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
@@ -76,7 +103,7 @@ def build_trainer(cfg: FitConfig) -> L.Trainer:
     best = ModelCheckpoint(
         dirpath=ckpt_dir, filename="best", monitor="val_auc", mode="max", save_top_k=1, save_last=True
     )
-    callbacks: list[Any] = [best, LearningRateMonitor(logging_interval="epoch")]
+    callbacks: list[Any] = [best, LearningRateMonitor(logging_interval="epoch"), ValidationPrinter()]
     if cfg.patience > 0:
         callbacks.append(EarlyStopping(monitor="val_auc", mode="max", patience=cfg.patience))
     loggers = [CSVLogger(cfg.out / "logs", name="csv"), TensorBoardLogger(cfg.out / "logs", name="tb")]
@@ -88,12 +115,14 @@ def build_trainer(cfg: FitConfig) -> L.Trainer:
         precision=cfg.precision if cfg.precision != "auto" else auto_precision(cfg.accelerator),
         max_epochs=cfg.max_epochs,
         max_steps=cfg.max_steps,
+        max_time=None if cfg.max_time is None else dt.timedelta(seconds=cfg.max_time),
         gradient_clip_val=cfg.grad_clip or None,
         check_val_every_n_epoch=cfg.val_every,
         log_every_n_steps=cfg.log_every,
         callbacks=callbacks,
         logger=loggers,
-        enable_progress_bar=cfg.progress,
+        # the bar only where someone watches it; logs get ValidationPrinter's lines
+        enable_progress_bar=cfg.progress and sys.stderr.isatty(),
         enable_model_summary=cfg.progress,
         num_sanity_val_steps=0,
         deterministic=False,

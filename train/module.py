@@ -13,6 +13,7 @@ crop of the window plus the audio (a different cache) and a differentiable offse
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -40,6 +41,7 @@ class OptimConfig:
     plateau_patience: int = 2
     warmup_steps: int = 0  # linear learning-rate warm-up, in optimiser steps
     label_smoothing: float = 0.0
+    ema_decay: float = 0.0  # >0: validate, checkpoint-select and export an exponential moving average
 
 
 class FusionLitModule(L.LightningModule):
@@ -61,12 +63,32 @@ class FusionLitModule(L.LightningModule):
         self.save_hyperparameters()
         self.optim = OptimConfig(**(optim or {}))
         self.model = build_model(arch, model_config)
+        # The weight average: models trained briefly from scratch swing from one validation to
+        # the next; the average is steadier (measured on the demo: test AUC 0.93-0.97 raw vs 0.985).
+        self.ema = copy.deepcopy(self.model).requires_grad_(False) if self.optim.ema_decay > 0 else None
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.register_buffer("class_weights", weights, persistent=False)
         self._val: dict[str, list] = defaultdict(list)
 
     def forward(self, frames: torch.Tensor, latency: torch.Tensor, has_latency: torch.Tensor) -> torch.Tensor:
         return self.model(frames, latency, has_latency)
+
+    def scoring_model(self) -> torch.nn.Module:
+        """What validation scores and export writes: the weight average when there is one."""
+        return self.ema if self.ema is not None else self.model
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema is not None:
+            self._update_ema()
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        step = self.trainer.global_step
+        decay = min(self.optim.ema_decay, (1 + step) / (10 + step))  # short memory while it starts
+        for avg, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
+            avg.lerp_(p.detach(), 1 - decay)
+        for avg, b in zip(self.ema.buffers(), self.model.buffers(), strict=True):
+            avg.copy_(b)
 
     def _logits(self, batch: dict[str, Any]) -> torch.Tensor:
         return self(batch["frames"], batch["latency"], batch["has_latency"])
@@ -85,19 +107,21 @@ class FusionLitModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        logits = self._logits(batch).float()
+        logits = self.scoring_model()(batch["frames"], batch["latency"], batch["has_latency"]).float()
         prob = torch.softmax(logits, 1)[:, 1]
-        self._val["prob"].append(prob.detach().cpu())
-        self._val["label"].append(batch["label"].cpu())
-        self._val["video"].extend(batch["video"])
+        self._val["prob"].append(prob.detach())
+        self._val["label"].append(batch["label"])
+        self._val["video"].append(batch["video_index"])
 
     def on_validation_epoch_end(self) -> None:
         if not self._val["prob"]:
             return
-        probs = torch.cat(self._val["prob"]).numpy()
-        labels = torch.cat(self._val["label"]).numpy()
-        videos, labels, probs = video_scores(self._val["video"], labels, probs)
+        # Every rank scores a shard: gather all, so each computes the same AUC over every video
+        # (DistributedSampler's padding repeats a few samples; the max per video absorbs them).
+        parts = [torch.cat(self._val[k]) for k in ("prob", "label", "video")]
         self._val.clear()
+        probs, labels, videos = (self.all_gather(t).reshape(-1).cpu().numpy() for t in parts)
+        _, labels, probs = video_scores(videos.tolist(), labels, probs)
         auc = roc_auc(labels, probs)
         # AUC is undefined with one class (tiny sanity sets): report 0.5 so monitors keep working
         self.log("val_auc", 0.5 if math.isnan(auc) else auc, prog_bar=True, sync_dist=True)
@@ -149,7 +173,7 @@ class FusionLitModule(L.LightningModule):
         return asdict(self.optim)
 
 
-def video_scores(videos, labels, probs) -> tuple[list[str], np.ndarray, np.ndarray]:
+def video_scores(videos, labels, probs) -> tuple[list, np.ndarray, np.ndarray]:
     """Per-video (max over tracks) probabilities, as the submission aggregates them."""
     best: dict[str, float] = {}
     label_of: dict[str, int] = {}

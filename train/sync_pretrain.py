@@ -15,8 +15,11 @@ Evaluation: held-out clips (not trained on) get their audio shifted by known amo
 offset search of ``preprocess.latency`` must find the shift (within one frame).
 
 Cost: the lip stream runs 3-D convolutions on 224x224 crops, ~1.6 GMAC per window forward;
-on two CPU cores one training step of 8 windows takes about 1.5 s, so CPU runs are short
-(hundreds of steps); real training wants a GPU (``--device cuda``).
+on two idle CPU cores a training step of 8 windows takes ~0.6 s (1.5-3 s on a shared machine).
+Measured: 300 steps (lr 1e-4, batch 8) on 20 synthetic real clips of 3 s recover every shift
+(0, ±3, ±6, ±10 frames: 28/28, exact) on 4 held-out clips; at lr 1e-3 the embeddings collapse
+to equal distances (loss stuck at ~margin²/2, 0/28). Real footage wants a GPU and many more steps
+(``--device cuda`` via the API).
 """
 
 from __future__ import annotations
@@ -44,9 +47,9 @@ log = logging.getLogger("train")
 
 @dataclass(frozen=True)
 class SyncPretrainConfig:
-    steps: int = 200
+    steps: int = 300
     batch_size: int = 8  # lip windows per step (each brings 1 positive and batch_size negatives)
-    lr: float = 1e-3  # Adam
+    lr: float = 1e-4  # Adam; at 1e-3 the embeddings collapse (measured: 0/28 shifts found after 150 steps)
     margin: float = 15.0  # negatives are pushed at least this far apart
     min_shift: int = 3  # frames: closer shifts are too similar to in-sync to call negatives
     max_shift: int = 15
@@ -295,7 +298,7 @@ def pretrain_syncnet(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if progress and (step % cfg.log_every == 0 or step == cfg.steps):
             recent = np.mean(losses[-cfg.log_every :])
             rate = (time.perf_counter() - started) / step

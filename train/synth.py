@@ -7,8 +7,9 @@ audio), moving and blinking. Fakes are made from a real clip the ways real deepf
 - ``audio_swap``: another clip's soundtrack;
 - ``face_blend``: another identity's inner face pasted in with a soft mask, at a lower
   resolution and with only partly corrected colour (a visible blend boundary);
-- ``mouth_rerender``: the mouth redrawn flat and blurred (a re-enactment generator's mouth);
-- ``mouth_redrive``: the same, but driven by another clip's audio.
+- ``mouth_rerender``: the lower face regenerated at low resolution, smoothed and tinted
+  around a flat, detail-free mouth (what lip-sync generators leave);
+- ``mouth_redrive``: the same, with the mouth driven by another clip's audio.
 
 Splits are by identity: a fake stays in the split of the real clip it was made from.
 """
@@ -16,8 +17,10 @@ Splits are by identity: a fake stays in the split of the real clip it was made f
 from __future__ import annotations
 
 import csv
+import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,25 +129,83 @@ def mouth_rerender_edit(actor: _Actor, opening: np.ndarray, rng: np.random.Gener
     return edit
 
 
-def pick_donor(actor: _Actor, peers: Sequence[_Actor], rng: np.random.Generator) -> _Actor:
-    """Another identity, preferring a visibly different skin tone (face swaps between similar
-    tones exist, but colour mismatch is the commonest tell and the synthetic set should show it)."""
-    tone = np.asarray(actor.ident.skin)
-    far = [p for p in peers if np.abs(np.asarray(p.ident.skin) - tone).mean() > 30]
-    pool = far or list(peers)
+class _Cast:
+    """The real clips' ingredients. Each identity is drawn from its own seed and its clip
+    (speech, scene) is built on first use, so any shard of the videos can be rendered on its
+    own, in another process, with results identical to a single-process run."""
+
+    def __init__(self, n_real: int, seconds: float, fps: float, seed: int):
+        self.seconds, self.fps, self.seed = seconds, fps, seed
+        order = np.random.default_rng([seed, 0]).permutation(n_real)  # which identity lands in which split
+        splits = assign_splits(n_real)
+        self.splits = [splits[order[i]] for i in range(n_real)]
+        self.idents = [Identity.random(np.random.default_rng([seed, 1, i])) for i in range(n_real)]
+        self._actors: dict[int, _Actor] = {}
+
+    def __len__(self) -> int:
+        return len(self.idents)
+
+    def actor(self, i: int) -> _Actor:
+        if i not in self._actors:
+            rng = np.random.default_rng([self.seed, 2, i])
+            speech = synthesize_speech(rng, self.seconds, fps=self.fps)
+            num_frames = int(round(self.seconds * self.fps))
+            scene = make_scene(rng, self.idents[i], num_frames, self.fps)
+            self._actors[i] = _Actor(i, self.splits[i], self.idents[i], speech, scene)
+        return self._actors[i]
+
+    def forget(self, i: int, keep: int = 32) -> None:
+        """Drop clip ``i`` and, past ``keep`` cached clips, the rest (donors are rebuilt on demand)."""
+        self._actors.pop(i, None)
+        if len(self._actors) > keep:
+            self._actors.clear()
+
+
+def pick_donor(cast: _Cast, index: int, rng: np.random.Generator) -> int:
+    """Another identity of the same split, preferring a visibly different skin tone (swaps
+    between similar tones exist, but colour mismatch is the commonest tell)."""
+    peers = [j for j in range(len(cast)) if j != index and cast.splits[j] == cast.splits[index]]
+    peers = peers or [j for j in range(len(cast)) if j != index] or [index]
+    tone = np.asarray(cast.idents[index].skin)
+    far = [j for j in peers if np.abs(np.asarray(cast.idents[j].skin) - tone).mean() > 30]
+    pool = far or peers
     return pool[int(rng.integers(len(pool)))]
 
 
-def plan_actors(n_real: int, seconds: float, fps: float, rng: np.random.Generator) -> list[_Actor]:
-    splits = assign_splits(n_real)
-    order = rng.permutation(n_real)  # identities are drawn independently; shuffle split order
-    actors = []
-    num_frames = int(round(seconds * fps))
-    for i in range(n_real):
-        ident = Identity.random(rng)
-        speech = synthesize_speech(rng, seconds, fps=fps)
-        actors.append(_Actor(i, splits[order[i]], ident, speech, make_scene(rng, ident, num_frames, fps)))
-    return actors
+def deal_categories(cast: _Cast, n_fakes: int, categories: Sequence[str]) -> dict[int, str]:
+    """Fake category per real clip (the first ``n_fakes`` clips get a fake), dealt in turn split
+    by split, so each split gets a run of consecutive categories: all of them once it has as
+    many fakes as there are categories."""
+    dealt = [i for split in ("train", "val", "test") for i in range(n_fakes) if cast.splits[i] == split]
+    return {index: categories[k % len(categories)] for k, index in enumerate(dealt)}
+
+
+def make_fake(cast: _Cast, k: int, category: str, frames: np.ndarray) -> SynthVideo:
+    """The fake made from real clip ``k`` (whose rendered frames are ``frames``)."""
+    rng = np.random.default_rng([cast.seed, 3, k])
+    actor = cast.actor(k)
+    donor = cast.actor(pick_donor(cast, k, rng))
+    fps, sr = cast.fps, actor.speech.sample_rate
+    audio, detail, fake_frames = actor.speech.audio, "", frames
+    opening = actor.speech.opening
+    if category == "audio_shift":
+        shift = int(rng.integers(5, 13)) * (1 if rng.random() < 0.5 else -1)
+        audio, detail = shift_audio(audio, shift, fps, sr, rng), f"shift={shift:+d}"
+    elif category == "audio_swap":
+        audio, detail = donor.speech.audio, f"audio_from={donor.name}"
+    elif category == "face_blend":
+        fake_frames = render_frames(actor.scene, opening, face_blend_edit(actor, donor, opening, rng))
+        detail = f"face_from={donor.name}"
+    elif category == "mouth_rerender":
+        fake_frames = render_frames(actor.scene, opening, mouth_rerender_edit(actor, opening, rng))
+    elif category == "mouth_redrive":
+        fake_frames = render_frames(
+            actor.scene, opening, mouth_rerender_edit(actor, donor.speech.opening, rng)
+        )
+        detail = f"driven_by={donor.name}"
+    boxes = face_boxes(actor.scene)
+    name = f"fake_{k:04d}_{category}.mp4"
+    return SynthVideo(name, 1, actor.split, actor.name, category, detail, fake_frames, audio, fps, sr, boxes)
 
 
 def generate_videos(
@@ -153,66 +214,30 @@ def generate_videos(
     seed: int = 0,
     categories: Sequence[str] = FAKE_CATEGORIES,
     fps: float = 25.0,
+    shard: tuple[int, int] = (0, 1),
 ) -> Iterator[SynthVideo]:
     """``n`` videos, half real (rounded up) and half fake, fake categories taken in turn.
-    Deterministic for a seed. Videos come one at a time (frames are large)."""
+    Deterministic for a seed. Videos come one at a time (frames are large). ``shard=(i, m)``
+    yields only real clips ``k`` with ``k % m == i`` and their fakes."""
     unknown = set(categories) - set(FAKE_CATEGORIES)
     if unknown or not categories:
         raise ValueError(
             f"fake categories must be a non-empty subset of {FAKE_CATEGORIES}, got {list(categories)}"
         )
-    rng = np.random.default_rng(seed)
     n_real = (n + 1) // 2
-    actors = plan_actors(n_real, seconds, fps, rng)
-    by_split: dict[str, list[_Actor]] = {}
-    for a in actors:
-        by_split.setdefault(a.split, []).append(a)
-    sr = actors[0].speech.sample_rate
-    # Categories are dealt in turn split by split (train, val, test), so each split gets a run
-    # of consecutive categories: all of them once it has as many fakes as there are categories.
-    with_fake = {a.index for a in actors[: n - n_real]}
-    dealt = [
-        a.index for split in ("train", "val", "test") for a in by_split.get(split, []) if a.index in with_fake
-    ]
-    category_of = {index: categories[k % len(categories)] for k, index in enumerate(dealt)}
-    for k in range(n_real):
-        actor = actors[k]
+    cast = _Cast(n_real, seconds, fps, seed)
+    category_of = deal_categories(cast, n - n_real, list(categories))
+    for k in range(shard[0], n_real, shard[1]):
+        actor = cast.actor(k)
         frames = render_frames(actor.scene, actor.speech.opening)
         boxes = face_boxes(actor.scene)
+        sr = actor.speech.sample_rate
         yield SynthVideo(
             actor.name, 0, actor.split, "", "real", "", frames, actor.speech.audio, fps, sr, boxes
         )
-        if n_real + k >= n:
-            continue
-        category = category_of[actor.index]
-        peers = [p for p in by_split[actor.split] if p is not actor] or [p for p in actors if p is not actor]
-        donor = pick_donor(actor, peers, rng) if peers else actor
-        audio, detail, fake_frames = actor.speech.audio, "", frames
-        if category == "audio_shift":
-            shift = int(rng.integers(5, 13)) * (1 if rng.random() < 0.5 else -1)
-            audio, detail = shift_audio(audio, shift, fps, sr, rng), f"shift={shift:+d}"
-        elif category == "audio_swap":
-            audio, detail = donor.speech.audio, f"audio_from={donor.name}"
-        elif category == "face_blend":
-            edit = face_blend_edit(actor, donor, actor.speech.opening, rng)
-            fake_frames, detail = (
-                render_frames(actor.scene, actor.speech.opening, edit),
-                f"face_from={donor.name}",
-            )
-        elif category == "mouth_rerender":
-            fake_frames = render_frames(
-                actor.scene, actor.speech.opening, mouth_rerender_edit(actor, actor.speech.opening, rng)
-            )
-        elif category == "mouth_redrive":
-            edit = mouth_rerender_edit(actor, donor.speech.opening, rng)
-            fake_frames, detail = (
-                render_frames(actor.scene, actor.speech.opening, edit),
-                f"driven_by={donor.name}",
-            )
-        name = f"fake_{k:04d}_{category}.mp4"
-        yield SynthVideo(
-            name, 1, actor.split, actor.name, category, detail, fake_frames, audio, fps, sr, boxes
-        )
+        if k in category_of:
+            yield make_fake(cast, k, category_of[k], frames)
+        cast.forget(k)  # memory stays flat: ~1.5 MB per cached clip
 
 
 def write_labels(path: Path, rows: list[dict[str, object]], columns: Sequence[str] = LABEL_COLUMNS) -> None:
@@ -224,6 +249,27 @@ def write_labels(path: Path, rows: list[dict[str, object]], columns: Sequence[st
     os.replace(tmp, path)
 
 
+def _write_shard(
+    out: Path,
+    n: int,
+    seconds: float,
+    seed: int,
+    categories: Sequence[str],
+    fps: float,
+    shard: tuple[int, int],
+    progress: bool,
+) -> list[dict[str, object]]:
+    from preprocess.media import write_video
+
+    rows = []
+    for video in generate_videos(n, seconds, seed, categories, fps, shard):
+        write_video(out / video.filename, video.frames, video.fps, video.audio, sample_rate=video.sample_rate)
+        rows.append({c: getattr(video, c) for c in (*LABEL_COLUMNS, "detail")})
+        if progress:
+            print(f"[synth] {video.filename} ({video.split}, {video.category})", flush=True)
+    return rows
+
+
 def write_dataset(
     out: str | Path,
     n: int,
@@ -232,19 +278,29 @@ def write_dataset(
     categories: Sequence[str] = FAKE_CATEGORIES,
     fps: float = 25.0,
     progress: bool = True,
+    workers: int = 1,
 ) -> Path:
     """Write ``n`` videos (.mp4, H.264 + AAC), ``labels.csv`` (filename,label,split,original,category)
-    and ``details.csv`` (filename,detail: shift, donor) into ``out``; returns the labels path."""
-    from preprocess.media import write_video
-
+    and ``details.csv`` (filename,detail: shift, donor) into ``out``; returns the labels path.
+    ``workers`` > 1 renders shards in that many processes (same files as one process)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i, video in enumerate(generate_videos(n, seconds, seed, categories, fps)):
-        write_video(out / video.filename, video.frames, video.fps, video.audio, sample_rate=video.sample_rate)
-        rows.append({c: getattr(video, c) for c in (*LABEL_COLUMNS, "detail")})
-        if progress:
-            print(f"[synth] {i + 1}/{n} {video.filename} ({video.split}, {video.category})", flush=True)
+    args = (out, n, seconds, seed, list(categories), fps)
+    if workers <= 1:
+        rows = _write_shard(*args, (0, 1), progress)
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            parts = list(
+                pool.map(
+                    _write_shard,
+                    *zip(*[(*args, (i, workers), progress) for i in range(workers)], strict=True),
+                )
+            )
+        rows = sorted(
+            (r for part in parts for r in part),
+            key=lambda r: (str(r["original"] or r["filename"]), r["label"]),
+        )
     labels = out / "labels.csv"
     write_labels(labels, [{c: row[c] for c in LABEL_COLUMNS} for row in rows])
     write_labels(

@@ -32,7 +32,8 @@ class DetectionCheck:
         lines = [
             f"frames {self.frames}, detected {self.detected} ({100 * self.rate:.2f} %), "
             f"median IoU {np.median(self.ious) if self.ious else float('nan'):.3f}, "
-            f"min score {min(self.scores) if self.scores else float('nan'):.3f}"
+            f"min score {min(self.scores) if self.scores else float('nan'):.3f}, "
+            f"score > 0.8 in {100 * np.mean(np.array(self.scores) > 0.8) if self.scores else float('nan'):.2f} %"
         ]
         for name, (n, k) in sorted(self.per_category.items()):
             lines.append(f"  {name:<16} {k}/{n}")
