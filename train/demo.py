@@ -148,6 +148,7 @@ def train(cfg: DemoConfig, manifest: Path, run_dir: Path):
         # No augmentation: a transformer trained from scratch for a few hundred steps has no
         # translation invariance yet, and flips or crop jitter (measured) halve its progress.
         augment=None,
+        balance="none",  # the synthetic set is balanced by construction (one fake per real)
         batch_size=cfg.batch_size,
         epoch_size=per_epoch * cfg.batch_size,
         max_epochs=max(1, cfg.steps // per_epoch),
