@@ -2,7 +2,9 @@
 
 Validation scores every sample, takes each video's maximum over its face tracks (what
 ``submission.scoring.aggregate`` does at inference) and logs ``val_auc`` and ``val_log_loss``
-per video; checkpointing, early stopping and ReduceLROnPlateau all watch ``val_auc``.
+per video; checkpointing, early stopping and ReduceLROnPlateau all watch ``val_auc``. With
+``ema_decay`` an exponential moving average of the weights is what validation scores and
+export writes.
 
 SyncNet is frozen: the cached samples hold SyncNet's latency *vector* (distances per offset),
 not the mouth crops and MFCC windows it was computed from, so no gradient can reach SyncNet
