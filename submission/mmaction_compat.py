@@ -4,6 +4,11 @@
   ``mmaction/models/localizers/__init__.py`` imports it (upstream issue #2714), so
   ``import mmaction.models`` fails. We register a placeholder module for it before the
   import; using DRN (a temporal localiser we never need) raises a clear error.
+- ``mmaction.models`` imports its multimodal (VindLU) models whenever ``transformers>=4.28``
+  is installed, and they import ``transformers`` internals that 5.x removed
+  (``apply_chunking_to_forward``): beside a current ``transformers`` (CUDA images ship one;
+  seen on the GPU machine) the import fails. We never use those models, so the multimodal
+  package is registered empty before the import.
 - Its undeclared ``importlib-metadata`` dependency and mmengine's need for
   ``setuptools<81`` (``pkg_resources``) are pinned in requirements.txt.
 """
@@ -42,9 +47,20 @@ def _register_missing_drn() -> None:
     sys.modules[name + ".drn"] = inner
 
 
+def _skip_multimodal() -> None:
+    name = "mmaction.models.multimodal"
+    if name in sys.modules:
+        return
+    pkg = types.ModuleType(name)
+    pkg.__path__ = []
+    pkg.__all__ = []  # ``from .multimodal import *`` in mmaction.models brings nothing
+    sys.modules[name] = pkg
+
+
 def build_timesformer(**kwargs):
     """Build mmaction2's ``TimeSformer`` backbone (its constructor's keyword arguments)."""
     _register_missing_drn()
+    _skip_multimodal()
     with warnings.catch_warnings():
         # mmcv-lite lacks compiled ops; TimeSformer needs none of them.
         warnings.filterwarnings("ignore", message=".*mmcv-lite.*")

@@ -458,3 +458,31 @@ def test_load_timesformer_checkpoint_from_files(tmp_path):
 
 class _PickledObject:
     """An arbitrary class instance: weights_only loading must refuse it."""
+
+
+def test_timesformer_builds_beside_an_incompatible_transformers(tmp_path):
+    """mmaction2 1.2.0 imports its VindLU models when any transformers>=4.28 is installed; a
+    transformers without the 4.x internals they use (5.x, as on CUDA images) must not break us."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    site = tmp_path / "site"
+    pkg = site / "transformers"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("__version__ = '5.0.0'\n")
+    (pkg / "modeling_utils.py").write_text("raise ImportError('no apply_chunking_to_forward in 5.x')\n")
+    dist = site / "transformers-5.0.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: transformers\nVersion: 5.0.0\n")
+    code = (
+        "from submission.mmaction_compat import build_timesformer\n"
+        "m = build_timesformer(num_frames=2, img_size=32, patch_size=16, embed_dims=32, num_heads=2,"
+        " num_transformer_layers=1)\n"
+        "print(type(m).__name__)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {"PYTHONPATH": f"{site}:{root}", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("TimeSformer")

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
+from sklearn import metrics as skm
 
 from train.cli import main
 from train.evaluate import join, read_labels, read_submission
@@ -26,7 +26,7 @@ def files(tmp_path):
         split = "val" if i < 16 else "test"
         cat = "real" if y == 0 else ("face_blend" if i % 4 == 1 else "audio_shift")
         labels.append((f"v{i}.mp4", "FAKE" if y else "REAL", split, cat))
-        p = float(np.clip(0.5 + (0.3 if y else -0.3) + rng.normal(0, 0.2), 0, 1))
+        p = float(np.clip(0.5 + (0.3 if y else -0.3) + rng.normal(0, 0.35), 0, 1))
         (val if split == "val" else test).append((f"v{i}.mp4", round(p, 4)))
     test.append(("unlabelled.mp4", 0.5))
     return (
@@ -47,9 +47,29 @@ def test_eval_report_with_a_validation_threshold(files, tmp_path, capsys):
     scores = read_submission(test)
     names = sorted(n for n in scores if n in truth and truth[n].split == "test")
     assert report["n"] == len(names) == 24
-    assert report["auc"] == pytest.approx(
-        roc_auc_score([truth[n].label for n in names], [scores[n] for n in names])
-    )
+    y = np.array([truth[n].label for n in names])
+    p = np.array([scores[n] for n in names])
+    # every number the report gives, recomputed with scikit-learn on the same joined rows
+    assert report["auc"] == pytest.approx(skm.roc_auc_score(y, p), abs=1e-12)
+    assert report["average_precision"] == pytest.approx(skm.average_precision_score(y, p), abs=1e-12)
+    # probabilities are clipped to [1e-7, 1 - 1e-7] first (run.sh clips too): scores of 0 or 1 occur here
+    assert report["log_loss"] == pytest.approx(skm.log_loss(y, np.clip(p, 1e-7, 1 - 1e-7)), abs=1e-12)
+    fpr, tpr, _ = skm.roc_curve(y, p, drop_intermediate=False)
+    gap = (1 - tpr) - fpr  # FNR - FPR falls from 1 to -1 along the curve; EER where it crosses 0
+    assert report["eer"] == pytest.approx(np.interp(0.0, gap[::-1], fpr[::-1]), abs=1e-9)
+    pred = (p >= report["threshold"]).astype(int)
+    tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[0, 1]).ravel()
+    assert report["confusion"] == {
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
+        "accuracy": pytest.approx(skm.accuracy_score(y, pred)),
+    }
+    vy = np.array([truth[n].label for n in sorted(read_submission(val))])
+    vp = np.array([read_submission(val)[n] for n in sorted(read_submission(val))])
+    vfpr, vtpr, vthr = skm.roc_curve(vy, vp)
+    assert report["threshold"] == pytest.approx(vthr[int(np.argmax(vtpr - vfpr))])
     assert report["threshold_source"].startswith("youden on validation (n=16)")
     assert set(report["per_category"]) == {"real", "face_blend", "audio_shift"}
     assert (out / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -155,6 +155,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resolve_device(text: str) -> str:
+    if text != "auto":
+        return text
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def cmd_sync_pretrain(args: argparse.Namespace) -> int:
     from train.sync_pretrain import SyncPretrainConfig, pretrain_syncnet
 
@@ -165,6 +173,8 @@ def cmd_sync_pretrain(args: argparse.Namespace) -> int:
         eval_clips=args.eval_clips,
         seed=args.seed,
         init=args.init,
+        device=_resolve_device(args.device),
+        max_frames=args.max_frames,
     )
     result = pretrain_syncnet(args.videos, args.out, cfg, progress=not args.quiet)
     print(result.summary())
@@ -266,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--lr", type=float, default=1e-4)
     y.add_argument("--eval-clips", type=int, default=4, help="videos held out to measure shift recovery")
     y.add_argument("--init", help="start from these SyncNet weights (ours or syncnet_v2.model)")
+    y.add_argument("--max-frames", type=int, default=100, help="frames kept per clip (its main face track)")
+    y.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
     y.add_argument("--seed", type=int, default=0)
     y.add_argument("--quiet", action="store_true")
     y.set_defaults(func=cmd_sync_pretrain)
