@@ -15,8 +15,9 @@ Anything else (no marker, another config, other failures, missing files) is proc
 so an interrupted run redoes exactly the unfinished videos.
 
 Workers are spawned processes (torch and fork do not mix), each building its Preprocessor
-once. Every video is isolated: a failure is recorded with its reason; a worker that dies takes
-only its video down (``worker_crashed``) and the pool is rebuilt for the rest.
+once (``preprocess.workers.IsolatedPool``). Every video is isolated: a failure is recorded
+with its reason; a worker that dies takes only its video down (``worker_crashed``), one stuck
+past ``--video-timeout`` is killed (``timeout``), and a new worker takes over the rest.
 """
 
 from __future__ import annotations
@@ -28,14 +29,11 @@ import hashlib
 import io
 import json
 import logging
-import multiprocessing
 import os
 import sys
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -62,6 +60,7 @@ from preprocess.sample import (
     video_key,
 )
 from preprocess.types import VideoResult
+from preprocess.workers import IsolatedPool, JobFailure, WorkerStartError
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +83,34 @@ def build_preprocessor(cfg: PreprocessConfig, device: str = "cpu") -> VideoProce
     return Preprocessor(cfg, device=device)
 
 
+def weights_identity(name_or_path: str) -> str:
+    """What a cache depends on from one weights file: the sha256 our JSON records, the size
+    and mtime of an upstream file without one, or ``"absent"`` (SyncNet is optional)."""
+    from weights.store import WeightsError, read_config, resolve
+
+    path = resolve(name_or_path)
+    if not path.is_file():
+        return "absent"
+    try:
+        return str(read_config(path)["sha256"])
+    except (WeightsError, OSError, ValueError):
+        stat = path.stat()
+        return f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
 def config_hash(cfg: PreprocessConfig) -> str:
-    """Identifies what a cached sample depends on: the configuration and the file format."""
-    text = json.dumps({"config": cfg.to_dict(), "sample_format": FORMAT_VERSION}, sort_keys=True)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    """Identifies what a cached sample depends on: the configuration, the detector and SyncNet
+    weights it was made with (new SyncNet weights turn "no latency" samples stale) and the
+    file format."""
+    key = {
+        "config": cfg.to_dict(),
+        "weights": {
+            "detector": weights_identity(cfg.detector.weights),
+            "syncnet": weights_identity(cfg.sync.weights),
+        },
+        "sample_format": FORMAT_VERSION,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
 
 # --- per-video outcome (the done-marker) --------------------------------------------------
@@ -237,11 +260,6 @@ class WorkerInitError(RuntimeError):
     """The Preprocessor could not be built in a worker (e.g. missing weights): fatal."""
 
 
-# A pool initializer can only hand state to later jobs through the worker's module globals:
-# this dict holds that process's Preprocessor (or why building it failed).
-_WORKER_STATE: dict[str, Any] = {}
-
-
 def _set_threads(threads: int) -> None:
     """Caps math-library threads; torch is only touched once something imported it."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -250,19 +268,16 @@ def _set_threads(threads: int) -> None:
         sys.modules["torch"].set_num_threads(threads)
 
 
-def _init_worker(factory: PreprocessorFactory, cfg: PreprocessConfig, device: str, threads: int) -> None:
+def _build_in_worker(factory: PreprocessorFactory, cfg: PreprocessConfig, device: str, threads: int) -> Any:
+    """A worker's state: its Preprocessor. An exception stops the run (WorkerInitError)."""
     _set_threads(threads)
-    try:
-        _WORKER_STATE["preprocessor"] = factory(cfg, device)
-        _set_threads(threads)  # again, now that the factory has imported torch
-    except Exception as err:
-        _WORKER_STATE["error"] = f"building the preprocessor failed: {type(err).__name__}: {err}"
+    preprocessor = factory(cfg, device)
+    _set_threads(threads)  # again, now that the factory has imported torch
+    return preprocessor
 
 
-def _worker_job(item: VideoItem, cache: Path, cfg_hash: str) -> VideoOutcome:
-    if "error" in _WORKER_STATE:
-        raise WorkerInitError(_WORKER_STATE["error"])
-    return process_item(_WORKER_STATE["preprocessor"], item, cache, cfg_hash)
+def _job_in_worker(preprocessor: VideoProcessor, job: tuple[VideoItem, Path, str]) -> VideoOutcome:
+    return process_item(preprocessor, *job)
 
 
 def _run_in_pool(
@@ -276,71 +291,26 @@ def _run_in_pool(
     cfg: PreprocessConfig,
     device: str,
     threads: int,
+    video_timeout: float = 0.0,
 ) -> int:
-    """Runs ``todo`` on a spawned pool; returns how many times the pool had to be rebuilt."""
-    context = multiprocessing.get_context("spawn")
-    pending = deque(todo)
-    suspects: deque[VideoItem] = deque()  # in flight when a worker died: rerun one at a time
-    running: dict[Future, VideoItem] = {}
-    pool: ProcessPoolExecutor | None = None
-    rebuilds = 0
+    """Runs ``todo`` in worker processes; a video that crashes its worker or runs past
+    ``video_timeout`` seconds fails alone. Returns how many workers were lost that way."""
+    pool = IsolatedPool(
+        _build_in_worker,
+        (factory, cfg, device, threads),
+        _job_in_worker,
+        workers=workers,
+        kill_after=video_timeout,
+    )
+    jobs = [(item, cache, cfg_hash) for item in todo]
     try:
-        while pending or suspects or running:
-            if pool is None:
-                pool = ProcessPoolExecutor(
-                    workers,
-                    mp_context=context,
-                    initializer=_init_worker,
-                    initargs=(factory, cfg, device, threads),
-                )
-            while suspects and not running:
-                item = suspects.popleft()
-                running[pool.submit(_worker_job, item, cache, cfg_hash)] = item
-            while pending and not suspects and len(running) < workers:
-                item = pending.popleft()
-                running[pool.submit(_worker_job, item, cache, cfg_hash)] = item
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            crashed = _collect(finished, running, on_outcome, cfg_hash)
-            if not crashed:
-                continue
-            # Every job still in flight dies with the pool; only a lone job is surely the culprit.
-            wait(list(running))
-            crashed += _collect(list(running), running, on_outcome, cfg_hash)
-            pool.shutdown(wait=True, cancel_futures=True)
-            pool = None
-            rebuilds += 1
-            if len(crashed) == 1:
-                detail = "the worker process died while processing it"
-                on_outcome(VideoOutcome.failure(crashed[0], cfg_hash, "worker_crashed", detail))
-            else:
-                suspects.extend(crashed)
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-    return rebuilds
-
-
-def _collect(
-    futures: Iterable[Future],
-    running: dict[Future, VideoItem],
-    on_outcome: Callable[[VideoOutcome], None],
-    cfg_hash: str,
-) -> list[VideoItem]:
-    """Hands finished jobs' outcomes on; returns the items whose worker died."""
-    crashed = []
-    for future in futures:
-        item = running.pop(future)
-        try:
-            outcome = future.result()
-        except BrokenProcessPool:
-            crashed.append(item)
-            continue
-        except WorkerInitError:
-            raise
-        except Exception as err:  # e.g. a result that could not be sent back
-            outcome = VideoOutcome.failure(item, cfg_hash, "internal_error", f"{type(err).__name__}: {err}")
-        on_outcome(outcome)
-    return crashed
+        for index, outcome in pool.run(jobs):
+            if isinstance(outcome, JobFailure):
+                outcome = VideoOutcome.failure(todo[index], cfg_hash, outcome.code, outcome.detail)
+            on_outcome(outcome)
+    except WorkerStartError as err:
+        raise WorkerInitError(f"building the preprocessor failed: {err}") from err
+    return pool.restarts
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -401,9 +371,12 @@ def run_preprocess(
     resplit: bool = False,
     seed: int = 0,
     threads: int | None = None,
+    video_timeout: float = 0.0,
     progress: bool = True,
 ) -> RunSummary:
     """Preprocess ``items`` into the cache ``out``; ``workers=0`` runs in this process.
+    With workers, a video still running after ``video_timeout`` seconds (0: no limit) has its
+    worker killed and fails with ``timeout``.
 
     Raises ``WorkerInitError`` when the Preprocessor cannot be built; individual videos
     never raise (their failures land in ``failures.csv``).
@@ -473,6 +446,7 @@ def run_preprocess(
                 cfg=cfg,
                 device=device,
                 threads=threads,
+                video_timeout=video_timeout,
             )
     finally:
         bar.close()
@@ -549,6 +523,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="cache folder (created; reruns resume)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes; 0 runs in this process")
     parser.add_argument("--threads", type=int, help="torch threads per worker (default: cores / workers)")
+    parser.add_argument(
+        "--video-timeout",
+        type=float,
+        default=600.0,
+        help="seconds one video may take in a worker before the worker is killed (0: no limit)",
+    )
     parser.add_argument("--device", default="cpu", help="torch device for the networks, e.g. cuda")
     parser.add_argument(
         "--config", type=Path, help="PreprocessConfig JSON (or a JSON with a 'preprocess' key)"
@@ -610,6 +590,7 @@ def main(
             resplit=args.resplit,
             seed=args.seed,
             threads=args.threads,
+            video_timeout=args.video_timeout,
             progress=not args.no_progress,
         )
     except WorkerInitError as err:

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,8 @@ class StandInPreprocessor:
             os._exit(7)
         if data == b"bug":
             raise RuntimeError("a bug in a stage")
+        if data == b"hang":
+            time.sleep(600)
         if data == b"interrupt":
             raise KeyboardInterrupt
         if not data:
@@ -237,6 +240,31 @@ def test_config_change_redoes_all_and_drops_stale_tracks(tmp_path):
     assert len(read_csv(cache / "manifest.csv")) == 2
 
 
+def test_new_syncnet_weights_make_the_cache_stale(tmp_path, monkeypatch):
+    """Samples made without SyncNet carry no latency; once weights appear they are redone."""
+    import torch
+
+    from weights.store import save_model
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for name in ("retinaface_mobilenetv2.safetensors", "retinaface_mobilenetv2.json"):
+        (weights / name).symlink_to(ROOT / "weights" / name)
+    monkeypatch.setenv("AVDF_WEIGHTS", str(weights))
+    items = load_dataset(make_dataset(tmp_path / "data", {"real/a.mp4": b"tracks=1"}))
+    cache = tmp_path / "cache"
+    before = config_hash(CFG)
+    run(items, cache)
+    assert run(items, cache).skipped == 1
+    save_model(weights / "syncnet", {"w": torch.zeros(2)}, "syncnet", {}, None)
+    assert config_hash(CFG) != before
+    calls: list[str] = []
+    summary = run(items, cache, calls)
+    assert calls == ["a.mp4"] and summary.skipped == 0
+    save_model(weights / "syncnet", {"w": torch.ones(2)}, "syncnet", {}, None)  # retrained
+    assert run(items, cache).skipped == 0
+
+
 def test_interrupted_run_leaves_no_partial_files_and_resumes(tmp_path):
     items = load_dataset(make_dataset(tmp_path / "data"))
     cache = tmp_path / "cache"
@@ -307,6 +335,21 @@ def test_worker_crash_fails_that_video_and_the_run_goes_on(tmp_path):
     failures = {r["filename"]: r["code"] for r in read_csv(cache / "failures.csv")}
     assert failures == {"crash.mp4": "worker_crashed", "e.mp4": "empty_file"}
     assert {r["filename"] for r in read_csv(cache / "manifest.csv")} == {"a.mp4", "b.mp4", "c.mp4", "d.mp4"}
+
+
+def test_stuck_video_is_killed_and_the_run_goes_on(tmp_path):
+    videos = {"real/a.mp4": b"tracks=1", "fake/stuck.mp4": b"hang", "fake/b.mp4": b"tracks=1"}
+    items = load_dataset(make_dataset(tmp_path / "data", videos))
+    cache = tmp_path / "cache"
+    started = time.monotonic()
+    summary = run_preprocess(
+        items, cache, CFG, workers=2, threads=1, preprocessor_factory=stand_in_factory,
+        video_timeout=2.0, progress=False,
+    )  # fmt: skip
+    assert time.monotonic() - started < 60
+    assert summary.processed == 2 and dict(summary.failed) == {"timeout": 1}
+    failures = {r["filename"]: r["reason"] for r in read_csv(cache / "failures.csv")}
+    assert failures == {"stuck.mp4": "timeout: stuck over 2 s; worker killed"}
 
 
 def test_preprocessor_that_cannot_be_built_is_fatal(tmp_path):
