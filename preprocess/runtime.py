@@ -43,3 +43,10 @@ class TorchRuntime:
         if isinstance(out, torch.Tensor):
             out = (out,)
         return tuple(o.float().cpu().numpy() if o.is_floating_point() else o.cpu().numpy() for o in out)
+
+
+def resolve_device(text: str) -> str:
+    """``auto`` → ``cuda`` when torch sees a GPU, else ``cpu``; anything else unchanged."""
+    if text != "auto":
+        return text
+    return "cuda" if torch.cuda.is_available() else "cpu"

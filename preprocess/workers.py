@@ -126,8 +126,9 @@ class IsolatedPool:
                         continue
                     w.process.join(timeout=10)
                     yield from self._collect(w)  # what it sent just before it went
+                    self._end(w)
                     yield from self._bury(w)
-                    pool[k] = self._replace(w, bool(todo))
+                    pool[k] = self._replacement(bool(todo))
                 yield from self._kill_overdue(pool, bool(todo))
                 pool = [w for w in pool if w is not None]
         finally:
@@ -154,9 +155,6 @@ class IsolatedPool:
 
     def _bury(self, worker: _Worker) -> Iterator[tuple[int, JobFailure]]:
         """A worker that died: its job fails; one that never got ready counts towards giving up."""
-        if worker.process.is_alive():
-            worker.process.kill()
-            worker.process.join(timeout=10)
         code = worker.process.exitcode
         if worker.busy:
             log.warning("worker died (exit code %s) on job %d", code, worker.index)
@@ -179,9 +177,8 @@ class IsolatedPool:
         child.close()  # the parent keeps only its end: EOF then means the worker is gone
         return _Worker(process, parent)
 
-    def _replace(self, worker: _Worker, needed: bool) -> _Worker | None:
-        """Ends a lost worker; starts another if there is work left for it."""
-        self._end(worker)
+    def _replacement(self, needed: bool) -> _Worker | None:
+        """For a lost worker: another one if there is work left for it."""
         self.restarts += 1
         return self._start() if needed else None
 
@@ -200,7 +197,8 @@ class IsolatedPool:
                 log.warning("killing the worker stuck on job %d for %.0f s", w.index, now - w.started)
                 yield w.index, JobFailure("timeout", f"stuck over {self.kill_after:g} s; worker killed")
                 w.index = None
-                pool[k] = self._replace(w, needed)
+                self._end(w)
+                pool[k] = self._replacement(needed)
 
     @staticmethod
     def _end(worker: _Worker) -> None:

@@ -101,11 +101,9 @@ def _resolve_output(text: str) -> Path:
 
 
 def _resolve_device(text: str) -> str:
-    if text != "auto":
-        return text
-    import torch
+    from preprocess.runtime import resolve_device  # imports torch: only when a command needs it
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return resolve_device(text)
 
 
 def _validate(args: argparse.Namespace) -> None:

@@ -156,11 +156,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _resolve_device(text: str) -> str:
-    if text != "auto":
-        return text
-    import torch
+    from preprocess.runtime import resolve_device  # imports torch: only when a command needs it
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return resolve_device(text)
 
 
 def cmd_sync_pretrain(args: argparse.Namespace) -> int:

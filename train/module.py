@@ -92,8 +92,9 @@ class FusionLitModule(L.LightningModule):
         for avg, b in zip(self.ema.buffers(), self.model.buffers(), strict=True):
             avg.copy_(b)
 
-    def _logits(self, batch: dict[str, Any]) -> torch.Tensor:
-        return self(batch["frames"], batch["latency"], batch["has_latency"])
+    def _logits(self, batch: dict[str, Any], model: torch.nn.Module | None = None) -> torch.Tensor:
+        model = self.model if model is None else model
+        return model(batch["frames"], batch["latency"], batch["has_latency"])
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         logits = self._logits(batch)
@@ -109,7 +110,7 @@ class FusionLitModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        logits = self.scoring_model()(batch["frames"], batch["latency"], batch["has_latency"]).float()
+        logits = self._logits(batch, self.scoring_model()).float()
         prob = torch.softmax(logits, 1)[:, 1]
         self._val["prob"].append(prob.detach())
         self._val["label"].append(batch["label"])

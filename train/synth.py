@@ -291,12 +291,8 @@ def write_dataset(
     else:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            parts = list(
-                pool.map(
-                    _write_shard,
-                    *zip(*[(*args, (i, workers), progress) for i in range(workers)], strict=True),
-                )
-            )
+            shards = [pool.submit(_write_shard, *args, (i, workers), progress) for i in range(workers)]
+            parts = [shard.result() for shard in shards]
         rows = sorted(
             (r for part in parts for r in part),
             key=lambda r: (str(r["original"] or r["filename"]), r["label"]),
