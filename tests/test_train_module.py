@@ -21,26 +21,32 @@ from train.synth import generate_videos
 from train.synth_samples import samples_from_videos, write_sample_cache
 
 ROOT = Path(__file__).resolve().parents[1]
-# Small enough to train in seconds on a CPU: 32x32 crops in 8x8 patches, 2 frames.
-MODEL = FusionConfig.tiny(img_size=32, patch_size=8, num_frames=2)
-LEARN_STEPS = 300
-LEARN_AUC = 0.75  # measured 0.861 on the 24 test-split videos; chance is 0.5
+# Small enough to train in ~20 s on a CPU: 64x64 crops in 16x16 patches, 2 frames.
+# The margin must hold on any machine: float sums differ across CPUs and thread counts, and
+# a run that is barely learning turns that noise into a different model. At 32 px, 120 clips
+# and a constant lr the held-out AUC ranged 0.50-0.86 with the thread count and seed (the
+# face-blend seam is a pixel wide there). At 64 px, 300 clips, warm-up + cosine and 600 steps
+# it measured 0.922-0.986 over 10 runs (data seeds 4-7, training seeds 0-3, 1 and 2 threads).
+MODEL = FusionConfig.tiny(img_size=64, patch_size=16, num_frames=2)
+NUM_VIDEOS = 300
+LEARN_STEPS = 600
+LEARN_AUC = 0.80  # chance is 0.5
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    """120 short clips (60 real, 60 face-blend fakes) as cached samples, split by identity."""
+    """300 short clips (150 real, 150 face-blend fakes) as cached samples, split by identity."""
     cfg = PreprocessConfig().replace("sample", num_frames=2)
-    videos = generate_videos(120, seconds=0.12, seed=4, categories=["face_blend"])
+    videos = generate_videos(NUM_VIDEOS, seconds=0.12, seed=4, categories=["face_blend"])
     return write_sample_cache(
-        samples_from_videos(videos, cfg, crop_size=32), tmp_path_factory.mktemp("cache"), cfg
+        samples_from_videos(videos, cfg, crop_size=MODEL.img_size), tmp_path_factory.mktemp("cache"), cfg
     )
 
 
 def _fit(cache: Path, out: Path, **changes) -> object:
     params = dict(
         model=MODEL.to_dict(),
-        optim=OptimConfig(optimizer="adamw", lr=1e-3, scheduler="none"),
+        optim=OptimConfig(optimizer="adamw", lr=1e-3, scheduler="cosine", warmup_steps=30),
         augment=None,
         batch_size=16,
         epoch_size=16 * 25,
@@ -54,7 +60,6 @@ def _fit(cache: Path, out: Path, **changes) -> object:
 
 @pytest.fixture(scope="module")
 def trained(cache, tmp_path_factory):
-    torch.set_num_threads(2)
     out = tmp_path_factory.mktemp("run")
     return _fit(cache, out), out
 
@@ -71,7 +76,7 @@ def test_tiny_model_learns_face_blends_on_unseen_identities(cache, trained):
     names = sorted(scores)
     auc = roc_auc([labels[n].label for n in names], [scores[n] for n in names])
     print(f"held-out AUC {auc:.3f} after {LEARN_STEPS} steps")
-    assert len(names) == 24
+    assert len(names) == NUM_VIDEOS // 5
     assert auc >= LEARN_AUC, f"test AUC {auc:.3f} after {LEARN_STEPS} steps"
 
 
