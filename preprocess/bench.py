@@ -23,9 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from preprocess.config import PreprocessConfig
+from core.preprocess_config import PreprocessConfig
+from core.threads import limit_threads
 from preprocess.media import probe
 from preprocess.pipeline import Preprocessor
 
@@ -78,8 +77,8 @@ def find_clips(media: Path, min_height: int) -> list[Path]:
 
 def random_syncnet(cfg: PreprocessConfig):
     """SyncNet with random weights: same compute as trained weights, for timing only."""
+    from models.syncnet import SyncNet
     from preprocess.latency import SyncNetScorer
-    from preprocess.syncnet import SyncNet
 
     return SyncNetScorer(SyncNet(), cfg.sync)
 
@@ -105,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.media.is_dir():
         print(f"bench: {args.media} not found (it needs ../shared/media)", file=sys.stderr)
         return 2
-    torch.set_num_threads(args.torch_threads)
+    limit_threads(args.torch_threads)
     cfg = PreprocessConfig()
     pre = Preprocessor(cfg, syncnet=None if args.no_syncnet else random_syncnet(cfg))
     clips = find_clips(args.media, args.min_height)

@@ -40,7 +40,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from preprocess.sample import atomic_write
+from core.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,8 @@ def has_class_folders(root: Path) -> bool:
     return bool(_class_dirs(root)) or any(child.is_dir() and _class_dirs(child) for child in root.iterdir())
 
 
-def _videos_under(folder: Path) -> list[Path]:
+def videos_under(folder: Path) -> list[Path]:
+    """Every video file below ``folder`` (recursively, hidden files skipped), sorted by path."""
     return sorted(p for p in folder.rglob("*") if p.is_file() and is_video(p))
 
 
@@ -229,7 +230,7 @@ def load_folder(root: Path) -> list[VideoItem]:
     items = []
     for split, folder in layouts:
         for label, class_dir in sorted(_class_dirs(folder).items()):
-            for path in _videos_under(class_dir):
+            for path in videos_under(class_dir):
                 sub = path.parent.relative_to(class_dir).as_posix()
                 items.append(_item(root, path, label, split=split, category=None if sub == "." else sub))
     return _sorted_unique(items, root)
@@ -239,7 +240,7 @@ def load_unlabelled(root: Path) -> list[VideoItem]:
     root = Path(root)
     if root.is_file():
         return [_item(root.parent, root, -1)]
-    return _sorted_unique([_item(root, path, -1) for path in _videos_under(root)], root)
+    return _sorted_unique([_item(root, path, -1) for path in videos_under(root)], root)
 
 
 # --- CSV ----------------------------------------------------------------------------------

@@ -20,16 +20,16 @@ import numpy as np
 import torch
 from scipy.signal import medfilt
 
-from preprocess.config import SyncConfig
-from preprocess.runtime import Runtime, TorchRuntime
-from preprocess.syncnet import SyncNet
-from preprocess.types import Latency
+from core.preprocess_config import SyncConfig
+from core.runtime import Runtime, TorchRuntime
+from core.types import Latency
+from models.syncnet import UPSTREAM_SUFFIXES, load_syncnet
+from weights.store import tensors_path
 
 MFCC_PER_FRAME = 4  # 100 Hz MFCCs against 25 fps video
 LIP_WINDOW = 5  # frames; fixed by the network (its first conv spans 5 frames)
 AUDIO_WINDOW = LIP_WINDOW * MFCC_PER_FRAME  # 20 MFCC frames, fixed by the network
 FRAME_CONF_SMOOTHING = 9  # median filter over the per-frame confidence, as the official code
-UPSTREAM_SUFFIXES = (".model", ".pth", ".pt")  # syncnet_python's pickled state dict
 
 
 class SyncNetWeightsMissing(FileNotFoundError):
@@ -73,31 +73,12 @@ class SyncNetScorer:
         caller can mark samples "no SyncNet weights" rather than fake a latency; a file that exists
         but is corrupt or does not fit raises ``weights.store.WeightsError``.
         """
-        from weights import store  # weights imports preprocess; import late to keep the graph acyclic
-        from weights.convert import SYNCNET_ARCH, load_syncnet_v2, syncnet_v2_to_ours
-
         path = Path(name_or_path)
-        if path.suffix in UPSTREAM_SUFFIXES:
-            if not path.is_file():
-                raise SyncNetWeightsMissing(f"{path}: SyncNet weights not found")
-            state_dict = syncnet_v2_to_ours(load_syncnet_v2(path))
-            source = str(path)
-        else:
-            path = store.resolve(name_or_path)
-            if path.suffix == ".json":
-                path = path.with_suffix(".safetensors")
-            elif path.suffix != ".safetensors":
-                path = path.parent / (path.name + ".safetensors")
-            if not path.is_file():
-                raise SyncNetWeightsMissing(f"{path}: SyncNet weights not found")
-            loaded = store.load_model(path)
-            if loaded.arch != SYNCNET_ARCH:
-                raise store.WeightsError(f"{loaded.path}: holds a {loaded.arch!r} model, not SyncNet")
-            state_dict, source = loaded.state_dict, str(loaded.path)
-        model = SyncNet()
-        store.check_state_dict(model, state_dict, source)
-        model.load_state_dict(state_dict)
-        return cls(TorchRuntime(model, device), cfg)
+        if path.suffix not in UPSTREAM_SUFFIXES:
+            path = tensors_path(name_or_path)
+        if not path.is_file():
+            raise SyncNetWeightsMissing(f"{path}: SyncNet weights not found")
+        return cls(TorchRuntime(load_syncnet(path), device), cfg)
 
     def embed(self, faces: np.ndarray, mfcc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Lip embeddings (L, D) at frames ``lip_frames`` (L,), audio embeddings (N, D) at every

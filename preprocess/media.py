@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -21,8 +20,9 @@ import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from preprocess.config import MediaConfig
-from preprocess.types import Clip, PreprocessError, VideoInfo
+from core.files import atomic_path
+from core.preprocess_config import MediaConfig
+from core.types import Clip, PreprocessError, VideoInfo
 
 # Above this many bytes of RGB frames the window is downscaled (with a warning) rather than
 # risking an out-of-memory kill: 10 s of 1080p at 25 fps (1.56 GB) fits, 16 s (2.5 GB) does not.
@@ -546,12 +546,9 @@ def write_video(
     if height % 2 or width % 2:
         raise ValueError(f"yuv420p video needs even frame sizes, got {width}x{height}")
     rate = Fraction(fps).limit_denominator(1001 * 100)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp's 0600 would carry over to the final file
-    try:
+    with atomic_path(path) as tmp:
         options = {"movflags": "+faststart"} if suffix in (".mp4", ".mov", ".m4v") else {}
-        with av.open(tmp, "w", format=_MUXERS.get(suffix), options=options) as container:
+        with av.open(str(tmp), "w", format=_MUXERS.get(suffix), options=options) as container:
             video = container.add_stream(codec, rate=rate)
             video.width, video.height, video.pix_fmt = width, height, "yuv420p"
             if codec in ("libx264", "libx265"):
@@ -591,11 +588,6 @@ def write_video(
             if sound is not None:
                 _encode_audio(container, sound, samples, written, len(samples), final=True)
                 container.mux(sound.encode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 _MUXERS = {".mpg": "mpeg", ".mpeg": "mpeg", ".mkv": "matroska", ".mp4": "mp4", ".mov": "mov", ".avi": "avi"}

@@ -17,13 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from preprocess.audio import audio_features
-from preprocess.config import DetectorConfig, PreprocessConfig
-from preprocess.faces.detector import FaceDetector
-from preprocess.latency import SyncNetScorer
-from preprocess.media import FrameBuffer, decode
-from preprocess.tracks import build_tracks, crop_faces, uniform_indices
-from preprocess.types import (
+from core.preprocess_config import DetectorConfig, PreprocessConfig
+from core.types import (
     AudioFeatures,
     Clip,
     FaceDetections,
@@ -33,6 +28,11 @@ from preprocess.types import (
     Track,
     VideoResult,
 )
+from preprocess.audio import audio_features
+from preprocess.faces.detector import FaceDetector
+from preprocess.latency import SyncNetScorer
+from preprocess.media import FrameBuffer, decode
+from preprocess.tracks import build_tracks, crop_faces, uniform_indices
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from preprocess.config import TrackConfig
-from preprocess.types import FaceDetections, Track
+from core.preprocess_config import TrackConfig
+from core.types import FaceDetections, Track
 
 # SyncNet pads frames with this grey so crops reaching past the border stay square.
 PAD_VALUE = 110

@@ -22,10 +22,11 @@ import numpy as np
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from preprocess.types import VideoResult
-from submission.scoring import SampleScorer, VideoScore, aggregate
+from core.aggregation import aggregate
+from core.types import VideoResult
+from submission.preprocess_pool import PreprocessPool
+from submission.scoring import SampleScorer, VideoScore
 from submission.timing import RunTimings
-from submission.workers import PreprocessPool
 
 log = logging.getLogger("submission")
 

@@ -14,8 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from core.aggregation import AGGREGATIONS
+from core.device import resolve_device
+from core.threads import limit_threads
 from submission.folder import list_videos, parse_extensions
-from submission.scoring import AGGREGATIONS, RUNTIMES, ModelLoadError, SampleScorer
+from submission.scoring import RUNTIMES, SampleScorer
 from submission.writer import OutputError, check_writable, failures_path, write_submission
 
 log = logging.getLogger("submission")
@@ -51,9 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="CSV to write (required; a folder means FOLDER/submission.csv)",
     )
     p.add_argument(
-        "--weights", default="fusion", help="fusion weights: a name under the weights folder or a path"
+        "--weights", default="fusion", help="detector weights: a name under the weights folder or a path"
     )
-    p.add_argument("--runtime", choices=RUNTIMES, default="auto", help="what executes the fusion model")
+    p.add_argument("--runtime", choices=RUNTIMES, default="auto", help="what executes the detector")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
     p.add_argument(
         "--preprocess-device", default=None, help="device of the workers' networks (default: --device)"
@@ -67,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16, help="samples per model call")
     p.add_argument("--extensions", default="mp4", help="comma-separated video extensions, e.g. mp4,mpg,mov")
     p.add_argument(
-        "--aggregate", choices=AGGREGATIONS, default="max", help="video score from its face tracks'"
+        "--aggregate",
+        choices=AGGREGATIONS,
+        default=None,
+        help="video score from its face tracks' (default: the detector's own rule, max for fusion)",
     )
     p.add_argument(
         "--fallback", type=float, default=0.5, help="probability for a video that cannot be scored"
@@ -100,12 +106,6 @@ def _resolve_output(text: str) -> Path:
     return out
 
 
-def _resolve_device(text: str) -> str:
-    from preprocess.runtime import resolve_device  # imports torch: only when a command needs it
-
-    return resolve_device(text)
-
-
 def _validate(args: argparse.Namespace) -> None:
     if not 0.0 <= args.fallback <= 1.0:
         raise _UsageError(f"--fallback {args.fallback} is outside [0, 1]")
@@ -128,9 +128,9 @@ def _default_preprocessor_factory() -> Any:
 
 
 def _load_scorer(args: argparse.Namespace, device: str) -> SampleScorer:
-    from submission.scoring import FusionScorer
+    from submission.scoring import DetectorScorer
 
-    scorer = FusionScorer.from_weights(
+    scorer = DetectorScorer.from_weights(
         args.weights, runtime=args.runtime, device=device, batch_size=args.batch_size
     )
     log.info("model: %s", scorer.description)
@@ -138,18 +138,16 @@ def _load_scorer(args: argparse.Namespace, device: str) -> SampleScorer:
 
 
 def _weights_errors() -> tuple[type[BaseException], ...]:
-    try:
-        from weights.store import WeightsError
-    except ImportError:
-        return (ModelLoadError,)
-    return (WeightsError, ModelLoadError)
+    from weights.store import WeightsError  # imports torch: only once a command failed
+
+    return (WeightsError,)
 
 
 def main(
     argv: list[str] | None = None, *, preprocessor_factory: Any = None, scorer: SampleScorer | None = None
 ) -> int:
     """Run the submission. ``preprocessor_factory`` and ``scorer`` replace the real pipeline and
-    fusion model (tests inject fakes; the factory must be picklable for the worker processes)."""
+    detector (tests inject fakes; the factory must be picklable for the worker processes)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.check and (args.input is None or args.output is None):
@@ -174,7 +172,7 @@ def main(
 
 def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScorer | None) -> int:
     from submission.batch import score_videos
-    from submission.workers import PreprocessPool
+    from submission.preprocess_pool import PreprocessPool
 
     if not args.check:
         input_dir = Path(args.input)
@@ -184,8 +182,8 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
         check_writable(csv_path)  # before minutes of work, not after
         videos = list_videos(input_dir, args.extensions)
 
-    device = _resolve_device(args.device)
-    pre_device = _resolve_device(args.preprocess_device or args.device)
+    device = resolve_device(args.device)
+    pre_device = resolve_device(args.preprocess_device or args.device)
     if scorer is None:
         scorer = _load_scorer(args, device)
     factory = preprocessor_factory or _default_preprocessor_factory()
@@ -198,7 +196,7 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
     except Exception as exc:
         return _fail(EXIT_WEIGHTS, f"cannot build the preprocessor: {type(exc).__name__}: {exc}")
     if args.check:
-        log.info("check passed: fusion weights, runtime and preprocessor load")
+        log.info("check passed: detector weights, runtime and preprocessor load")
         return EXIT_OK
 
     cpus = available_cpus()
@@ -224,8 +222,9 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
     )
     if workers > 0:
         del preprocessor  # the workers build their own
-    _set_main_threads(max(1, cpus - workers))
-    result = score_videos(videos, pool, scorer, how=args.aggregate, progress=not args.no_progress)
+    limit_threads(max(1, cpus - workers))  # inference shares the machine with the workers
+    how = args.aggregate or scorer.video_aggregation
+    result = score_videos(videos, pool, scorer, how=how, progress=not args.no_progress)
 
     try:
         sidecar = write_submission(csv_path, result.scores, fallback=args.fallback, clip_eps=args.clip_eps)
@@ -243,15 +242,6 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
     if not videos:
         log.warning("no %s files in %s: the CSV has only its header", "/".join(args.extensions), input_dir)
     return EXIT_OK
-
-
-def _set_main_threads(n: int) -> None:
-    try:
-        import torch
-
-        torch.set_num_threads(n)
-    except ImportError:
-        pass
 
 
 def _log_to_stderr(verbose: bool) -> logging.Handler:

@@ -1,7 +1,9 @@
 """Samples -> probability that the video is fake.
 
-``FusionScorer`` runs the fusion model (through whichever runtime executes it) on batches of
-samples; ``aggregate`` turns the per-track probabilities of one video into the video's.
+``DetectorScorer`` runs a registered detector (through whichever runtime executes it) on batches
+of samples; the detector's own module says how samples become its inputs, how its outputs
+become probabilities and how a video's per-track probabilities become the video's
+(``models.detector``).
 """
 
 from __future__ import annotations
@@ -10,21 +12,20 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from preprocess.config import PreprocessConfig
-from preprocess.types import Sample
+from core.preprocess_config import PreprocessConfig
+from core.types import Sample
+
+if TYPE_CHECKING:  # torch and the models load when a scorer is built, not for --help
+    from core.runtime import Runtime
+    from models.detector import DetectorModel
 
 log = logging.getLogger("submission")
 
-AGGREGATIONS = ("max", "mean")
 RUNTIMES = ("auto", "torch", "onnxruntime", "tensorrt")
-
-
-class ModelLoadError(Exception):
-    """Fusion weights were found but do not make a working model."""
 
 
 @dataclass(frozen=True)
@@ -42,41 +43,23 @@ class VideoScore:
 
 
 class SampleScorer(Protocol):
-    """What the batch runner needs from a model: samples in, P(fake) per sample out."""
+    """What the batch runner needs from a model: samples in, P(fake) per sample out, and the
+    rule (``models.detector.aggregate``) that makes a video's probability of its samples'."""
 
     batch_size: int
     preprocess_config: PreprocessConfig
+    video_aggregation: str
 
     def score(self, samples: Sequence[Sample]) -> np.ndarray: ...
 
 
-def aggregate(probabilities: Sequence[float], how: str = "max") -> float:
-    """One probability per video from its tracks'. ``max``: a video is fake if any face is."""
-    probs = np.asarray(probabilities, dtype=np.float64)
-    if probs.size == 0:
-        raise ValueError("no track probabilities to aggregate")
-    if how == "max":
-        return float(probs.max())
-    if how == "mean":
-        return float(probs.mean())
-    raise ValueError(f"unknown aggregation {how!r}; choose from {AGGREGATIONS}")
-
-
-def fake_probability(logits: np.ndarray) -> np.ndarray:
-    """softmax(logits)[:, 1] for (B, 2) logits, computed stably as sigmoid(l1 - l0)."""
-    logits = np.asarray(logits, dtype=np.float64)
-    if logits.ndim != 2 or logits.shape[1] != 2:
-        raise ValueError(f"expected (B, 2) logits, got shape {logits.shape}")
-    diff = logits[:, 1] - logits[:, 0]
-    return np.exp(-np.logaddexp(0.0, -diff))
-
-
-class FusionScorer:
-    """The fusion model on samples, ``batch_size`` samples per runtime call."""
+class DetectorScorer:
+    """A detector on samples, ``batch_size`` samples per runtime call."""
 
     def __init__(
         self,
-        runtime: Any,
+        runtime: Runtime,
+        detector: type[DetectorModel],
         model_config: Any,
         preprocess_config: PreprocessConfig,
         batch_size: int = 16,
@@ -85,53 +68,53 @@ class FusionScorer:
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
         self.runtime = runtime
+        self.detector = detector
         self.model_config = model_config
         self.preprocess_config = preprocess_config
         self.batch_size = batch_size
+        self.video_aggregation = detector.video_aggregation
         self.description = description
 
     def score(self, samples: Sequence[Sample]) -> np.ndarray:
-        from submission.inputs import collate, sample_to_inputs
-
         out = []
         for start in range(0, len(samples), self.batch_size):
-            chunk = samples[start : start + self.batch_size]
-            frames, latency, has_latency = collate([sample_to_inputs(s, self.model_config) for s in chunk])
-            logits = self.runtime(frames, latency, has_latency)[0]
-            out.append(fake_probability(logits))
+            inputs = self.detector.batch_inputs(samples[start : start + self.batch_size], self.model_config)
+            out.append(self.detector.fake_probability(self.runtime(*inputs)))
         return np.concatenate(out) if out else np.zeros((0,), np.float64)
 
     @classmethod
     def from_weights(
         cls, weights: str | Path, runtime: str = "auto", device: str = "cpu", batch_size: int = 16
-    ) -> FusionScorer:
-        """Load our fusion weights (safetensors + JSON) and put them on a runtime.
+    ) -> DetectorScorer:
+        """Load a detector's weights (safetensors + JSON) and put it on a runtime.
 
-        Raises ``weights.store.WeightsError`` when the files are missing, corrupt or do not fit
-        the architecture they name, and ``ModelLoadError`` when that architecture or its
-        configuration is unknown.
+        Raises ``weights.store.WeightsError`` when the files are missing or corrupt, name an
+        unknown architecture or one that is not a detector, or do not fit it.
         """
-        from submission.fusion import model_from_weights
+        from models.detector import DetectorModel
+        from models.registry import load_model
+        from weights.store import WeightsError
 
-        try:
-            module, loaded = model_from_weights(weights)
-        except (KeyError, ValueError, TypeError) as exc:  # unknown arch or a config it rejects
-            raise ModelLoadError(f"{weights}: {exc}") from exc
+        loaded = load_model(weights)
+        module = loaded.module
+        if not isinstance(module, DetectorModel):
+            raise WeightsError(f"{loaded.path}: a {loaded.arch!r} model does not score videos")
         if loaded.preprocess is None:
             log.warning("%s has no preprocess section: using the default preprocessing", loaded.path)
         preprocess_config = loaded.preprocess or PreprocessConfig()
-        rt = make_fusion_runtime(runtime, module, Path(loaded.path), device, max_batch=batch_size)
-        model_config = getattr(module, "config", loaded.model_config)
+        rt = make_model_runtime(runtime, module, loaded.path, device, max_batch=batch_size)
         description = f"{loaded.arch} from {loaded.path} on {getattr(rt, 'name', runtime)}/{device}"
-        return cls(rt, model_config, preprocess_config, batch_size, description)
+        return cls(rt, type(module), module.config, preprocess_config, batch_size, description)
 
 
-def make_fusion_runtime(kind: str, module: Any, weights_path: Path, device: str, max_batch: int = 16) -> Any:
+def make_model_runtime(
+    kind: str, module: Any, weights_path: Path, device: str, max_batch: int = 16
+) -> Runtime:
     """The runtime asked for, or torch with a log line saying why when it cannot be had.
 
     ONNX Runtime and TensorRT run the ``.onnx`` export that sits beside the weights
     (``fusion.safetensors`` -> ``fusion.onnx``)."""
-    from submission.runtimes import make_runtime
+    from submission.onnx_runtimes import make_runtime
 
     if kind not in RUNTIMES:
         raise ValueError(f"unknown runtime {kind!r}; choose from {RUNTIMES}")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from core.files import atomic_write
 from submission.scoring import VideoScore
 
 HEADER = ("filename", "probability")
@@ -40,22 +42,13 @@ def check_writable(csv_path: str | Path) -> None:
 
 
 def write_csv_atomic(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
-    """Readers see the old file or the complete new one, never a partial one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        # open() (not mkstemp) so the file gets the usual umask-based mode: a grader running as
-        # another user must be able to read it.
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(header)
-            writer.writerows(rows)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Readers see the old file or the complete new one, never a partial one; mode 0644, so a
+    grader running as another user can read it."""
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write(path, table.getvalue())
 
 
 def format_probability(p: float, clip_eps: float, decimals: int = 6) -> str:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from preprocess.config import PreprocessConfig
-from preprocess.types import PreprocessError, Sample, SampleMeta, VideoResult
+from core.preprocess_config import PreprocessConfig
+from core.types import PreprocessError, Sample, SampleMeta, VideoResult
 
 BAD_MODEL_VALUE = 255  # a track value the fake model refuses
 
@@ -90,6 +90,8 @@ class FailingPreprocessor:
 
 class FakeScorer:
     """P(fake) of a sample = its face pixel value / 100; records the batches it was given."""
+
+    video_aggregation = "max"
 
     def __init__(self, batch_size: int = 4, preprocess_config: PreprocessConfig | None = None):
         self.batch_size = batch_size

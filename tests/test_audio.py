@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import python_speech_features as psf
 
+from core.preprocess_config import AudioConfig
 from preprocess.audio import audio_features, log_mel, mfcc
-from preprocess.config import AudioConfig
 from tests.conftest import shared_media
 
 SR = 16000

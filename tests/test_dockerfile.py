@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from preprocess.config import DetectorConfig
+from core.preprocess_config import DetectorConfig
 from submission.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 # Weights the image needs that are git-ignored artifacts, and what builds each before `docker build`.
 BUILT_WEIGHTS = {
-    "retinaface_mobilenetv2": "make setup",  # Makefile `weights` target: python -m weights.build_default
+    "retinaface_mobilenetv2": "make setup",  # Makefile `weights` target: python -m models.build_default
     "fusion": "training (python -m train export)",
 }
 
@@ -104,8 +104,10 @@ def test_every_copied_path_exists_and_is_in_the_build_context(dockerfile):
             copied.append(src)
             assert (ROOT / src).exists(), f"Dockerfile copies {src}, which is not in the repository"
             assert not dockerignored(src, patterns), f"{src} is excluded by .dockerignore"
-    # the image runs the submission: its packages, the weights store and run.sh are copied
-    assert {"preprocess/", "submission/", "weights/", "run.sh", "requirements.txt"} <= set(copied)
+    # the image runs the submission: every package below it, the weights store and run.sh
+    packages = {"core/", "models/", "preprocess/", "submission/", "weights/"}
+    assert packages | {"run.sh", "requirements.txt"} <= set(copied)
+    assert "train/" not in copied  # nothing the submission imports lives there
 
 
 def test_weights_the_image_needs_are_built_artifacts(dockerfile):
@@ -121,8 +123,8 @@ def test_weights_the_image_needs_are_built_artifacts(dockerfile):
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(
         r"^setup:.*\bweights\b", makefile, re.M
-    ) and "python -m weights.build_default" in makefile.replace("$(PY)", "python")
-    assert 'NAME = "retinaface_mobilenetv2"' in (ROOT / "weights" / "build_default.py").read_text()
+    ) and "python -m models.build_default" in makefile.replace("$(PY)", "python")
+    assert 'NAME = "retinaface_mobilenetv2"' in (ROOT / "models" / "build_default.py").read_text()
     gitignore = (ROOT / ".gitignore").read_text()
     assert "weights/*.safetensors" in gitignore and "weights/*.json" in gitignore
     patterns = dockerignore_patterns()

@@ -9,19 +9,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from preprocess.types import Latency, Sample, SampleMeta
-from submission.fusion import FusionConfig, FusionModel, build_model, model_from_weights
-from submission.inputs import MEAN, STD, FusionInputs, collate, mel_frames, sample_to_inputs
-from submission.mmaction_compat import build_timesformer
-from weights.convert import (
-    ConversionError,
+from core.types import Latency, Sample, SampleMeta
+from models.checkpoints import ConversionError
+from models.fusion import MEAN, STD, FusionConfig, FusionModel, mel_frames
+from models.mmaction_compat import build_timesformer
+from models.registry import create_model, load_model
+from models.timesformer_convert import (
     interpolate_pos_embed,
     interpolate_time_embed,
     load_timesformer_checkpoint,
     timesformer_from_mmaction,
     timesformer_from_vit,
 )
-from weights.store import WeightsError, save_model
+from weights.store import WeightsError, save_weights
 
 torch.set_num_threads(2)
 
@@ -67,8 +67,8 @@ def test_config_presets_and_round_trip():
         FusionConfig.tiny(latency_dim=32)
 
 
-def test_build_model_by_name():
-    model = build_model("fusion_timesformer", FusionConfig.tiny().to_dict())
+def test_create_model_by_name():
+    model = create_model("fusion_timesformer", **FusionConfig.tiny().to_dict())
     assert isinstance(model, FusionModel) and model.config == FusionConfig.tiny()
     assert (
         type(model.backbone).__name__ == "TimeSformer"
@@ -79,8 +79,6 @@ def test_build_model_by_name():
         "DividedTemporalAttentionWithNorm",
         "DividedSpatialAttentionWithNorm",
     ]
-    with pytest.raises(ValueError, match=r"unknown model arch 'lstm'; registered: \['fusion_timesformer'\]"):
-        build_model("lstm", {})
 
 
 # --- forward ---------------------------------------------------------------------------------
@@ -176,30 +174,31 @@ def _sample(num_faces=8, size=96, latency=True, mel_frames=1600, vshift=15) -> S
     )
 
 
-def test_sample_to_inputs_normalises_and_resizes():
+def test_sample_inputs_normalise_and_resize():
     cfg = FusionConfig.tiny()
     sample = _sample(num_faces=8, size=64)
-    inputs = sample_to_inputs(sample, cfg)
-    assert inputs.frames.shape == (3, 4, 64, 64) and inputs.frames.dtype == np.float32
+    inputs = FusionModel.sample_inputs(sample, cfg)
+    assert list(inputs) == list(FusionModel.input_names)
+    assert inputs["frames"].shape == (3, 4, 64, 64) and inputs["frames"].dtype == np.float32
     # 8 faces → 4 evenly spaced ones (0, 2, 5, 7), normalised with mmaction's ImageNet mean/std.
     picked = sample.faces[[0, 2, 5, 7]].astype(np.float32)
     expected = ((picked - MEAN) / STD).transpose(3, 0, 1, 2)
-    np.testing.assert_allclose(inputs.frames, expected, rtol=1e-6, atol=1e-6)
-    assert inputs.latency.shape == (33,) and inputs.has_latency == 1.0
-    np.testing.assert_array_equal(inputs.latency, sample.latency.vector())
+    np.testing.assert_allclose(inputs["frames"], expected, rtol=1e-6, atol=1e-6)
+    assert inputs["latency"].shape == (33,) and inputs["has_latency"] == 1.0
+    np.testing.assert_array_equal(inputs["latency"], sample.latency.vector())
 
-    big = sample_to_inputs(_sample(size=224), cfg)  # crops of another size are resized
-    assert big.frames.shape == (3, 4, 64, 64)
+    big = FusionModel.sample_inputs(_sample(size=224), cfg)  # crops of another size are resized
+    assert big["frames"].shape == (3, 4, 64, 64)
 
 
 def test_missing_latency_and_wrong_latency_size():
     cfg = FusionConfig.tiny()
-    inputs = sample_to_inputs(_sample(latency=False), cfg)
-    assert inputs.has_latency == 0.0 and not inputs.latency.any()
+    inputs = FusionModel.sample_inputs(_sample(latency=False), cfg)
+    assert inputs["has_latency"] == 0.0 and not inputs["latency"].any()
     with pytest.raises(ValueError, match=r"clip\.mp4: latency vector has 23 values.*vshift must be 15"):
-        sample_to_inputs(_sample(vshift=10), cfg)
+        FusionModel.sample_inputs(_sample(vshift=10), cfg)
     with pytest.raises(ValueError, match=r"clip\.mp4: faces must be"):
-        sample_to_inputs(_sample(num_faces=0), cfg)
+        FusionModel.sample_inputs(_sample(num_faces=0), cfg)
 
 
 def test_mel_frames_render_the_spectrogram():
@@ -213,39 +212,43 @@ def test_mel_frames_render_the_spectrogram():
     assert not mel_frames(np.zeros((80, 0), np.float32), cfg).any()  # no audio: black
     assert mel_frames(np.zeros((80, 1), np.float32), cfg).shape == (2, 64, 64, 3)  # shorter than the cut
 
-    inputs = sample_to_inputs(_sample(), cfg)
-    assert inputs.frames.shape == (3, 6, 64, 64)
-    grey = inputs.frames[:, 4:] * STD[:, None, None, None] + MEAN[:, None, None, None]
+    frames = FusionModel.sample_inputs(_sample(), cfg)["frames"]
+    assert frames.shape == (3, 6, 64, 64)
+    grey = frames[:, 4:] * STD[:, None, None, None] + MEAN[:, None, None, None]
     np.testing.assert_allclose(grey[0], grey[1], atol=1e-3)  # three equal channels
 
 
-def test_collate_stacks_and_feeds_the_model(tiny):
-    items = [sample_to_inputs(_sample(latency=i % 2 == 0), tiny.config) for i in range(3)]
-    frames, latency, has = collate(items)
-    assert frames.shape == (3, 3, 4, 64, 64) and latency.shape == (3, 33)
+def test_batch_inputs_stack_and_feed_the_model(tiny):
+    samples = [_sample(latency=i % 2 == 0) for i in range(3)]
+    frames, latency, has = FusionModel.batch_inputs(samples, tiny.config)
+    assert frames.shape == (3, 3, 4, 64, 64) and latency.shape == (3, 33) and has.dtype == np.float32
     np.testing.assert_array_equal(has, [1, 0, 1])
-    assert _run(tiny, *(torch.from_numpy(a) for a in (frames, latency, has))).shape == (3, 2)
+    logits = _run(tiny, *(torch.from_numpy(a) for a in (frames, latency, has)))
+    assert logits.shape == (3, 2)
+    probs = FusionModel.fake_probability([logits.numpy()])
+    np.testing.assert_allclose(probs, torch.softmax(logits.double(), 1)[:, 1].numpy(), atol=1e-12)
+    assert FusionModel.video_probability(probs) == pytest.approx(probs.max())  # a video: its worst face
     with pytest.raises(ValueError):
-        collate([])
-    assert isinstance(items[0], FusionInputs)
+        FusionModel.batch_inputs([], tiny.config)
 
 
 # --- weights ---------------------------------------------------------------------------------
 
 
 def test_weights_round_trip_reproduces_outputs(tiny, tmp_path):
-    save_model(tmp_path / "fusion", tiny.state_dict(), tiny.arch, tiny.config.to_dict(), None)
-    loaded_model, loaded = model_from_weights(tmp_path / "fusion")
+    save_weights(tmp_path / "fusion", tiny.state_dict(), tiny.arch, tiny.config.to_dict(), None)
+    loaded = load_model(tmp_path / "fusion")
+    loaded_model = loaded.module
     assert loaded.arch == "fusion_timesformer" and loaded_model.config == tiny.config
     x = tiny.example_inputs(2)
     torch.testing.assert_close(_run(loaded_model, *x), _run(tiny, *x), atol=0, rtol=0)
 
     other = dict(tiny.config.to_dict(), num_layers=3)
-    save_model(tmp_path / "mismatch", tiny.state_dict(), tiny.arch, other, None)
+    save_weights(tmp_path / "mismatch", tiny.state_dict(), tiny.arch, other, None)
     with pytest.raises(
         WeightsError, match=r"mismatch\.safetensors: .*missing keys: backbone\.transformer_layers\.layers\.2"
     ):
-        model_from_weights(tmp_path / "mismatch")
+        load_model(tmp_path / "mismatch")
 
 
 # --- converters: mmaction2 TimeSformer and ViT → our backbone ---------------------------------
@@ -441,11 +444,15 @@ def test_load_timesformer_checkpoint_from_files(tmp_path):
         load_timesformer_checkpoint(tmp_path / "absent.pth", 8)
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(WeightsError, match=r"junk\.pth: not a checkpoint weights_only loading accepts"):
+    with pytest.raises(
+        WeightsError, match=r"junk\.pth: not a readable torch checkpoint \(weights_only loading refused it"
+    ):
         load_timesformer_checkpoint(junk, 8)
     pickled = tmp_path / "pickled.pth"
     torch.save({"state_dict": source, "hook": _PickledObject()}, pickled)
-    with pytest.raises(WeightsError, match=r"pickled\.pth: not a checkpoint weights_only loading accepts"):
+    with pytest.raises(
+        WeightsError, match=r"pickled\.pth: not a readable torch checkpoint \(weights_only loading refused it"
+    ):
         load_timesformer_checkpoint(pickled, 8)
     broken = dict(source)
     del broken["transformer_layers.layers.1.ffns.0.norm.bias"]
@@ -476,7 +483,7 @@ def test_timesformer_builds_beside_an_incompatible_transformers(tmp_path):
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: transformers\nVersion: 5.0.0\n")
     code = (
-        "from submission.mmaction_compat import build_timesformer\n"
+        "from models.mmaction_compat import build_timesformer\n"
         "m = build_timesformer(num_frames=2, img_size=32, patch_size=16, embed_dims=32, num_heads=2,"
         " num_transformer_layers=1)\n"
         "print(type(m).__name__)\n"

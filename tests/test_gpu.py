@@ -14,12 +14,12 @@ import pytest
 import torch
 from conftest import shared_media
 
-from preprocess.config import PreprocessConfig
+from core.preprocess_config import PreprocessConfig
+from core.runtime import TorchRuntime
+from models.fusion import FusionConfig, FusionModel
+from models.syncnet import SyncNet
 from preprocess.faces.detector import FaceDetector
 from preprocess.media import decode
-from preprocess.runtime import TorchRuntime
-from preprocess.syncnet import SyncNet
-from submission.fusion import FusionConfig, FusionModel
 
 DEVICE = "cuda"
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -12,10 +12,10 @@ import pytest
 from clips import make_audio_only, make_clip, make_png, pattern, read_index, tone
 from conftest import shared_media
 
+from core.preprocess_config import MediaConfig
+from core.types import PreprocessError
 from preprocess import media
-from preprocess.config import MediaConfig
 from preprocess.media import FrameBuffer, decode, probe, write_video
-from preprocess.types import PreprocessError
 
 SR = 16000
 

@@ -10,12 +10,12 @@ import torch
 from clips import make_clip
 from conftest import shared_media
 
+from core.preprocess_config import PreprocessConfig
+from core.types import PreprocessError
 from preprocess import pipeline
-from preprocess.config import PreprocessConfig
 from preprocess.faces.detector import FaceDetector
 from preprocess.media import decode
 from preprocess.pipeline import DetectionStage, Preprocessor, detection_frames
-from preprocess.types import PreprocessError
 
 # Several full batches, a short one, and a last frame off the detection grid.
 CFG = PreprocessConfig().replace("detector", detect_every=4, batch_size=3)
@@ -32,7 +32,7 @@ def one_torch_thread():
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory) -> FaceDetector:
     """The default RetinaFace, converted from the retinaface package's graph into a temp folder."""
-    from weights.build_default import build, find_graph
+    from models.build_default import build, find_graph
 
     try:
         graph = find_graph()

@@ -16,17 +16,16 @@ import numpy as np
 import pytest
 import torch
 
-from preprocess.config import DetectorConfig
-from preprocess.faces.detector import FaceDetector, load_retinaface
+from core.preprocess_config import DetectorConfig
+from models.retinaface import PriorSpec, build_retinaface, fuse_batchnorm, load_retinaface
+from preprocess.faces.detector import FaceDetector
 from preprocess.faces.priors import (
     PriorBoxes,
-    PriorSpec,
     batched_nms,
     box_iou,
     decode_boxes,
     decode_landmarks,
 )
-from preprocess.faces.retinaface import build_retinaface, fuse_batchnorm
 from tests.conftest import SHARED, shared_media
 from weights.store import WeightsError
 
@@ -69,7 +68,7 @@ def iou(a, b) -> float:
 @pytest.fixture(scope="module")
 def tf_weights(tmp_path_factory) -> Path:
     """The default weights, converted from the retinaface package's graph into a temp folder."""
-    from weights.build_default import build, find_graph
+    from models.build_default import build, find_graph
 
     try:
         graph = find_graph()
@@ -194,20 +193,13 @@ def test_network_shapes_traceable_and_fusable(backbone):
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # exporter chatter about constant folding
 def test_onnx_export_runs_at_other_sizes(tmp_path):
+    """The model's own export description leaves batch and frame size free."""
+    from models.onnx_export import export_onnx
+
     ort = pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
     net = fuse_batchnorm(build_retinaface("mobilenetv2").eval())
-    path = tmp_path / "retinaface.onnx"
-    torch.onnx.export(
-        net,
-        (torch.randn(1, 3, 64, 64),),
-        str(path),
-        input_names=["image"],
-        output_names=["boxes", "scores", "landmarks"],
-        dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}},
-        opset_version=17,
-        dynamo=False,
-    )
+    path = export_onnx(net, tmp_path / "retinaface.onnx", net.onnx_spec(batch=1, height=64, width=64))
     x = torch.randn(2, 3, 96, 160)
     with torch.inference_mode():
         expected = net(x)
@@ -217,9 +209,9 @@ def test_onnx_export_runs_at_other_sizes(tmp_path):
 
 
 def test_tf_converter_refuses_incomplete_graphs():
-    from weights.build_default import find_graph
-    from weights.convert import ConversionError, retinaface_from_tf_graph
-    from weights.tf_graph import TFGraph, read_graph
+    from models.build_default import find_graph
+    from models.checkpoints import ConversionError
+    from models.retinaface_tf import TFGraph, read_graph, retinaface_from_tf_graph
 
     try:
         graph = read_graph(find_graph())
@@ -242,8 +234,8 @@ def test_tf_converter_refuses_incomplete_graphs():
 
 @pytest.mark.shared
 def test_tf_conversion_matches_tensorflow(tf_detector, tf_weights, fixture_frames):
-    spec = tf_detector.spec
-    assert spec.backbone == "mobilenetv2" and spec.channel_order == "rgb"
+    config = tf_detector.config
+    assert config.backbone == "mobilenetv2" and config.input.channel_order == "rgb"
     for frame_spec, rgb in fixture_frames:
         name = frame_spec["file"]
         size = tf_detector.input_size(*rgb.shape[:2])
@@ -297,7 +289,7 @@ def test_batches_resizing_and_thresholds(tf_weights, fixture_frames):
         (DetectorConfig(min_face=int(side) + 3), 0),
         (DetectorConfig(score_threshold=1.01), 0),
     ):
-        assert len(FaceDetector(detector.network, detector.spec, cfg).detect(frames[1:2])[0]) == count, cfg
+        assert len(FaceDetector(detector.network, detector.config, cfg).detect(frames[1:2])[0]) == count, cfg
 
     # a 1080p frame detected at 640 long side lands on the fixture box (found at 1/3 scale) x 3
     spec = by_file["real/dfdc_REAL_lynaeydofd.mp4"][0]
@@ -328,7 +320,7 @@ def test_biubug6_mobilenet025_agrees_with_tf_detector(fixture_frames, tf_detecto
         shared_media()  # skips only when ../shared is absent
         pytest.fail(f"{BIUBUG6_MNET} missing from ../shared")
     mnet = FaceDetector.from_weights(str(BIUBUG6_MNET), DetectorConfig(max_side=0, min_face=0))
-    assert mnet.spec.backbone == "mobilenet0.25" and mnet.spec.channel_order == "bgr"
+    assert mnet.config.backbone == "mobilenet0.25" and mnet.config.input.channel_order == "bgr"
     used = 0
     for spec, rgb in fixture_frames:
         if max(rgb.shape) > 400 and len(spec["faces"]) < 2:
@@ -410,8 +402,8 @@ def test_biubug6_resnet50_layout_loads(tmp_path, prefix):
     state = random_state_dict(biubug6_resnet50_layout())
     path = tmp_path / "Resnet50_Final.pth"
     torch.save({prefix + k: v for k, v in state.items()}, path)
-    net, spec = load_retinaface(path)
-    assert spec.backbone == "resnet50" and spec.mean == (104.0, 117.0, 123.0)
+    net = load_retinaface(path)
+    assert net.config.backbone == "resnet50" and net.config.input.mean == (104.0, 117.0, 123.0)
     loaded = net.state_dict()
     for key in ("body.layer3.5.conv2.weight", "fpn.output3.0.weight", "ssh2.conv7x7_3.1.running_var"):
         torch.testing.assert_close(loaded[key], state[key])
@@ -440,7 +432,7 @@ def test_bad_checkpoints_name_file_and_problem(tmp_path, tf_weights):
     torch.save(torch.zeros(3), notdict)
     cases[notdict] = "not a state dict"
     cases[tmp_path / "absent.pth"] = "not found"
-    cases[tmp_path / "absent_name"] = "not found .*python -m weights.build_default"
+    cases[tmp_path / "absent_name"] = "not found .*python -m models.build_default"
     for path, problem in cases.items():
         with pytest.raises(WeightsError, match=problem) as err:
             FaceDetector.from_weights(str(path), DetectorConfig())
@@ -458,7 +450,7 @@ def test_bad_checkpoints_name_file_and_problem(tmp_path, tf_weights):
 
 
 def test_build_default_is_idempotent(tmp_path):
-    from weights.build_default import build, find_graph
+    from models.build_default import build, find_graph
     from weights.store import read_config
 
     try:

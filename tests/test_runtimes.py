@@ -15,10 +15,10 @@ import onnx
 import pytest
 import torch
 
-from preprocess.runtime import TorchRuntime
-from submission.export import export_onnx, onnx_io_names
-from submission.fusion import FusionConfig, FusionModel
-from submission.runtimes import (
+from core.runtime import TorchRuntime
+from models.fusion import FusionConfig, FusionModel
+from models.onnx_export import OnnxSpec, export_onnx, onnx_io_names
+from submission.onnx_runtimes import (
     OnnxRuntimeRuntime,
     RuntimeUnavailable,
     TensorRTRuntime,
@@ -51,7 +51,7 @@ def tiny_export(tmp_path_factory):
     torch.manual_seed(0)
     model = FusionModel(FusionConfig.tiny()).eval()
     path = tmp_path_factory.mktemp("onnx") / "fusion_tiny.onnx"
-    export_onnx(model, model.example_inputs(2), path, model.input_names, model.output_names)
+    export_onnx(model, path)  # as the model describes itself: onnx_spec()
     return model, path
 
 
@@ -79,22 +79,22 @@ def test_export_writes_a_checked_file_atomically(tiny_export):
 
 
 def test_failed_export_leaves_nothing(tmp_path):
-    model = torch.nn.Linear(3, 2)
     with pytest.raises(ValueError, match="2 example inputs but 1 input names"):
-        export_onnx(model, (torch.zeros(1, 3), torch.zeros(1)), tmp_path / "x.onnx", ["x"], ["y"])
+        OnnxSpec(("x",), ("y",), (torch.zeros(1, 3), torch.zeros(1)))
 
     class Broken(torch.nn.Module):
         def forward(self, x):
             return torch.linalg.eig(x)[0]  # complex output: no ONNX equivalent
 
+    spec = OnnxSpec.batch_first(["x"], ["y"], (torch.eye(3)[None],))
     with pytest.raises(Exception):  # noqa: B017 - whatever the exporter raises
-        export_onnx(Broken(), (torch.eye(3)[None],), tmp_path / "broken.onnx", ["x"], ["y"])
+        export_onnx(Broken(), tmp_path / "broken.onnx", spec)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_fixed_batch_export_keeps_static_shapes(tmp_path):
     model = torch.nn.Linear(4, 2).eval()
-    path = export_onnx(model, (torch.randn(3, 4),), tmp_path / "lin.onnx", ["x"], ["y"], dynamic_batch=False)
+    path = export_onnx(model, tmp_path / "lin.onnx", OnnxSpec(("x",), ("y",), (torch.randn(3, 4),)))
     dim = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim[0]
     assert dim.dim_value == 3 and not dim.dim_param
 
@@ -103,14 +103,7 @@ def test_fixed_batch_export_keeps_static_shapes(tmp_path):
 def test_fusion_export_with_the_torch_export_exporter(tmp_path):
     torch.manual_seed(0)
     model = FusionModel(FusionConfig.tiny(num_layers=1)).eval()
-    path = export_onnx(
-        model,
-        model.example_inputs(2),
-        tmp_path / "dyn.onnx",
-        model.input_names,
-        model.output_names,
-        dynamo=True,
-    )
+    path = export_onnx(model, tmp_path / "dyn.onnx", dynamo=True)
     runtime = OnnxRuntimeRuntime(path, providers="cpu", threads=2)
     inputs = model.example_inputs(3, seed=1)
     assert _max_diff(runtime(*_numpy(inputs)), _torch_out(model, inputs)) <= 1e-4
@@ -121,9 +114,7 @@ def test_base_fusion_export_matches_torch(tmp_path):
     torch.manual_seed(0)
     model = FusionModel(FusionConfig.base()).eval()
     start = time.perf_counter()
-    path = export_onnx(
-        model, model.example_inputs(2), tmp_path / "base.onnx", model.input_names, model.output_names
-    )
+    path = export_onnx(model, tmp_path / "base.onnx")
     exported = time.perf_counter() - start
     runtime = OnnxRuntimeRuntime(path, providers="cpu", threads=2)
     inputs = model.example_inputs(1, seed=1)
@@ -133,12 +124,11 @@ def test_base_fusion_export_matches_torch(tmp_path):
 
 
 def test_retinaface_export_matches_torch(tmp_path):
-    from preprocess.faces.retinaface import build_retinaface, fuse_batchnorm
+    from models.retinaface import build_retinaface, fuse_batchnorm
 
     torch.manual_seed(0)
     model = fuse_batchnorm(build_retinaface("mobilenetv2").eval())
-    names = ["image"], ["boxes", "scores", "landmarks"]
-    path = export_onnx(model, (torch.randn(2, 3, 160, 160),), tmp_path / "retinaface.onnx", *names)
+    path = export_onnx(model, tmp_path / "retinaface.onnx")
     runtime = OnnxRuntimeRuntime(path, providers="cpu", threads=2)
     image = torch.randn(3, 3, 160, 160, generator=torch.Generator().manual_seed(1))
     out = runtime(image.numpy())
@@ -147,13 +137,13 @@ def test_retinaface_export_matches_torch(tmp_path):
 
 
 def test_syncnet_export_matches_torch(tmp_path):
-    from preprocess.syncnet import AUDIO_INPUT, LIP_INPUT, SyncNet
+    from models.syncnet import AUDIO_INPUT, LIP_INPUT, SyncNet
 
     torch.manual_seed(0)
     model = SyncNet().eval()
     g = torch.Generator().manual_seed(1)
-    example = (torch.rand(2, *LIP_INPUT, generator=g) * 255, torch.randn(2, *AUDIO_INPUT, generator=g))
-    path = export_onnx(model, example, tmp_path / "syncnet.onnx", ["video", "audio"], ["lip", "aud"])
+    path = export_onnx(model, tmp_path / "syncnet.onnx")
+    assert onnx_io_names(path) == (["video", "audio"], ["lip", "aud"])
     runtime = make_runtime("onnxruntime", onnx_path=path, device="cpu", threads=2)
     inputs = (torch.rand(3, *LIP_INPUT, generator=g) * 255, torch.randn(3, *AUDIO_INPUT, generator=g))
     expected = _torch_out(model, inputs)

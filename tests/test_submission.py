@@ -17,12 +17,14 @@ import pytest
 from conftest import shared_media
 from submission_fakes import FailingPreprocessor, FakePreprocessor, FakeScorer
 
-from preprocess.config import PreprocessConfig
+from core.aggregation import aggregate
+from core.preprocess_config import PreprocessConfig
+from models.detector import softmax_fake_probability
 from submission import writer
 from submission.cli import build_parser, main
 from submission.folder import list_videos, parse_extensions
-from submission.scoring import VideoScore, aggregate, fake_probability
-from submission.workers import PreprocessPool
+from submission.preprocess_pool import PreprocessPool
+from submission.scoring import VideoScore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,9 +76,9 @@ def test_aggregate_and_fake_probability():
     logits = np.array([[0.0, 0.0], [2.0, -1.0], [-800.0, 800.0], [1e3, -1e3]])
     expected = np.exp(logits - logits.max(1, keepdims=True))
     expected = expected[:, 1] / expected.sum(1)
-    np.testing.assert_allclose(fake_probability(logits), expected, atol=1e-12)
+    np.testing.assert_allclose(softmax_fake_probability(logits), expected, atol=1e-12)
     with pytest.raises(ValueError):
-        fake_probability(np.zeros((2, 3)))
+        softmax_fake_probability(np.zeros((2, 3)))
 
 
 # --- CSV writer ----------------------------------------------------------------------------
@@ -353,7 +355,7 @@ def test_cli_accepts_challenge_and_long_forms(tmp_path):
     assert (a.weights, a.runtime, a.aggregate, a.fallback, a.video_timeout) == (
         "fusion",
         "auto",
-        "max",
+        None,  # the detector's own rule (max over face tracks for the fusion model)
         0.5,
         300.0,
     )
@@ -397,9 +399,9 @@ def tiny_weights(tmp_path_factory) -> Path:
     links to the RetinaFace weights `make setup` built in the repository's weights/."""
     import torch
 
-    from submission.export import export_onnx
-    from submission.fusion import FusionConfig, FusionModel
-    from weights.store import save_model
+    from models.fusion import FusionConfig, FusionModel
+    from models.onnx_export import export_onnx
+    from weights.store import save_weights
 
     folder = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)
@@ -407,8 +409,8 @@ def tiny_weights(tmp_path_factory) -> Path:
     model = FusionModel(cfg).eval()
     # a 2 s window keeps the real clips quick on CPU; frames per sample follow the model
     pre = PreprocessConfig().replace("media", window_s=2.0).replace("sample", num_frames=cfg.num_frames)
-    save_model(folder / "fusion", model.state_dict(), model.arch, cfg.to_dict(), pre)
-    export_onnx(model, model.example_inputs(2), folder / "fusion.onnx", model.input_names, model.output_names)
+    save_weights(folder / "fusion", model.state_dict(), model.arch, cfg.to_dict(), pre.to_dict())
+    export_onnx(model, folder / "fusion.onnx")
     for suffix in (".safetensors", ".json"):
         src = ROOT / "weights" / f"{DETECTOR}{suffix}"
         if src.is_file():  # the end-to-end tests assert it is there
@@ -468,11 +470,11 @@ def test_run_sh_end_to_end_on_real_and_broken_videos(tiny_weights, mixed_input, 
     assert "Traceback" not in proc.stderr
 
 
-def test_fusion_scorer_runtimes_agree(tiny_weights, caplog):
+def test_detector_scorer_runtimes_agree(tiny_weights, caplog):
     """The real fusion model through each runtime on the same samples: ONNX Runtime (the
     fusion.onnx beside the weights) matches torch; TensorRT, absent here, falls back to torch."""
-    from preprocess.types import Latency
-    from submission.scoring import FusionScorer
+    from core.types import Latency
+    from submission.scoring import DetectorScorer
 
     rng = np.random.default_rng(0)
     samples = []
@@ -484,7 +486,7 @@ def test_fusion_scorer_runtimes_agree(tiny_weights, caplog):
         samples.append(s)
     probs, used = {}, {}
     for runtime in ("torch", "onnxruntime", "tensorrt"):
-        scorer = FusionScorer.from_weights(
+        scorer = DetectorScorer.from_weights(
             tiny_weights / "fusion", runtime=runtime, device="cpu", batch_size=2
         )
         assert scorer.preprocess_config.media.window_s == 2.0  # from the weights' JSON

@@ -13,8 +13,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from core.preprocess_config import SyncConfig
+from models.syncnet import SyncNet, convert_syncnet_v2, load_syncnet_v2, syncnet_v2_to_ours
 from preprocess.audio import mfcc as compute_mfcc
-from preprocess.config import SyncConfig
 from preprocess.latency import (
     SyncNetScorer,
     SyncNetWeightsMissing,
@@ -22,11 +23,9 @@ from preprocess.latency import (
     _lip_batch,
     offset_search,
 )
-from preprocess.syncnet import SyncNet
 from tests.conftest import shared_media
 from tests.test_audio import decode_audio
-from weights.convert import convert_syncnet_v2, load_syncnet_v2, syncnet_v2_to_ours
-from weights.store import WeightsError, save_model
+from weights.store import WeightsError, save_weights
 
 
 def _upstream_layout() -> dict[str, tuple[int, ...]]:
@@ -131,8 +130,8 @@ def test_missing_weights_raise_a_specific_error(tmp_path, monkeypatch):
 
 
 def test_weights_of_another_model_are_refused(tmp_path):
-    path = save_model(tmp_path / "syncnet", SyncNet().state_dict(), "fusion_timesformer", {}, None)
-    with pytest.raises(WeightsError, match="not SyncNet"):
+    path = save_weights(tmp_path / "syncnet", SyncNet().state_dict(), "fusion_timesformer", {}, None)
+    with pytest.raises(WeightsError, match="holds a 'fusion_timesformer' model, not 'syncnet'"):
         SyncNetScorer.from_weights(path)
 
 

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from preprocess.config import TrackConfig
+from core.preprocess_config import TrackConfig
+from core.types import FaceDetections, Track
 from preprocess.tracks import build_tracks, crop_faces, crop_regions, iou_matrix, smooth, uniform_indices
-from preprocess.types import FaceDetections, Track
 
 CFG = TrackConfig(max_gap=15)  # iou 0.3, min_length 10, smooth 5, crop 0.4 -> 224, 4 tracks
 

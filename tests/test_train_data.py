@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from preprocess.config import PreprocessConfig
-from submission.fusion import FusionConfig
+from core.preprocess_config import PreprocessConfig
+from models.fusion import FusionConfig
 from train.augment import AugmentConfig
 from train.data import ManifestDataModule, cache_preprocess_config, read_manifest
-from train.synth import generate_videos
-from train.synth_samples import samples_from_videos, write_sample_cache
+from train.synth.samples import samples_from_videos, write_sample_cache
+from train.synth.videos import generate_videos
 
 MODEL = FusionConfig.tiny(img_size=32, num_frames=2)
 

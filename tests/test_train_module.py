@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from preprocess.config import PreprocessConfig
-from submission.fusion import FusionConfig
+from core.preprocess_config import PreprocessConfig
+from models.fusion import FusionConfig
 from train.fit import FitConfig, auto_precision, fit
 from train.metrics import roc_auc
 from train.module import FusionLitModule, OptimConfig
-from train.synth import generate_videos
-from train.synth_samples import samples_from_videos, write_sample_cache
+from train.synth.samples import samples_from_videos, write_sample_cache
+from train.synth.videos import generate_videos
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small enough to train in ~20 s on a CPU: 64x64 crops in 16x16 patches, 2 frames.
@@ -111,8 +111,8 @@ def test_syncnet_can_only_be_frozen_on_cached_samples():
 
 @pytest.mark.slow
 def test_export_then_run_sh_scores_videos(trained, cache, tmp_path):
+    from models.registry import load_model
     from preprocess.media import write_video
-    from submission.fusion import model_from_weights
     from train.export import export_checkpoint
 
     result, _ = trained
@@ -121,7 +121,7 @@ def test_export_then_run_sh_scores_videos(trained, cache, tmp_path):
     meta = json.loads(exported.config.read_text())
     assert meta["arch"] == "fusion_timesformer" and meta["model"] == MODEL.to_dict()
     assert meta["preprocess"]["sample"]["num_frames"] == 2  # the cache's preprocessing travels along
-    model, _ = model_from_weights(str(exported.weights))
+    model = load_model(str(exported.weights)).module
     assert model.config == MODEL
 
     videos = tmp_path / "videos"
@@ -143,9 +143,9 @@ def test_export_then_run_sh_scores_videos(trained, cache, tmp_path):
     got = {r["filename"]: float(r["probability"]) for r in rows}
     # the same videos through the Python API: preprocessing from the weights' JSON, torch model
     from preprocess.pipeline import Preprocessor
-    from submission.scoring import FusionScorer
+    from submission.scoring import DetectorScorer
 
-    scorer = FusionScorer.from_weights(exported.weights, runtime="torch")
+    scorer = DetectorScorer.from_weights(exported.weights, runtime="torch")
     pre = Preprocessor(scorer.preprocess_config)
     for name in names:
         samples = pre.process(videos / name).samples

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from core.preprocess_config import PreprocessConfig
 from preprocess.audio import mfcc
-from preprocess.config import PreprocessConfig
 from preprocess.latency import SyncNetScorer
 from train.sync_pretrain import (
     SyncClip,
@@ -17,8 +17,8 @@ from train.sync_pretrain import (
     pretrain_syncnet,
     shifted_mfcc,
 )
-from train.synth import generate_videos
-from train.synth_samples import crop_square
+from train.synth.samples import crop_square
+from train.synth.videos import generate_videos
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import csv
 import numpy as np
 import pytest
 
-from preprocess.config import DetectorConfig
-from train.synth import FAKE_CATEGORIES, assign_splits, generate_videos, shift_audio, write_dataset
-from train.synth_audio import opening_from_audio, synthesize_speech
+from core.preprocess_config import DetectorConfig
+from train.synth.audio import opening_from_audio, synthesize_speech
+from train.synth.videos import FAKE_CATEGORIES, assign_splits, generate_videos, shift_audio, write_dataset
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_written_dataset_decodes_with_labels(tmp_path):
 
 def test_the_project_detector_finds_the_synthetic_faces(videos):
     from preprocess.faces.detector import FaceDetector
-    from train.synth_check import check_detection
+    from train.synth.detection_check import check_detection
 
     cfg = DetectorConfig()
     detector = FaceDetector.from_weights(cfg.weights, cfg)

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from core.preprocess_config import AudioConfig
+from core.types import Sample
 from preprocess.audio import log_mel
-from preprocess.config import AudioConfig
-from preprocess.types import Sample
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from core.device import resolve_device
+
 log = logging.getLogger("train")
 
 
 def _model_config(text: str) -> dict:
     """``tiny`` / ``base`` / a JSON file / inline JSON, with ``key=value,...`` overrides after ``:``
     (``tiny:img_size=96,num_layers=3``)."""
-    from submission.fusion import FusionConfig
+    from models.fusion import FusionConfig
 
     name, _, overrides = text.partition(":")
     if name in ("tiny", "base"):
@@ -35,7 +37,7 @@ def _model_config(text: str) -> dict:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from train.synth import FAKE_CATEGORIES, write_dataset
+    from train.synth.videos import FAKE_CATEGORIES, write_dataset
 
     categories = args.categories.split(",") if args.categories else list(FAKE_CATEGORIES)
     labels = write_dataset(
@@ -46,7 +48,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_synth_check(args: argparse.Namespace) -> int:
-    from train.synth_check import run_check
+    from train.synth.detection_check import run_check
 
     result = run_check(args.n, args.seconds, args.seed, args.step, args.weights)
     print(result.summary())
@@ -102,10 +104,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from preprocess.cli import load_config
+    from core.preprocess_config import load_preprocess_config
     from train.export import export_checkpoint
 
-    pcfg = load_config(args.preprocess_config) if args.preprocess_config else None
+    pcfg = load_preprocess_config(args.preprocess_config) if args.preprocess_config else None
     result = export_checkpoint(args.checkpoint, args.out, pcfg, onnx=not args.no_onnx)
     print(f"wrote {result.weights} and {result.config}")
     if result.onnx:
@@ -155,12 +157,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resolve_device(text: str) -> str:
-    from preprocess.runtime import resolve_device  # imports torch: only when a command needs it
-
-    return resolve_device(text)
-
-
 def cmd_sync_pretrain(args: argparse.Namespace) -> int:
     from train.sync_pretrain import SyncPretrainConfig, pretrain_syncnet
 
@@ -171,7 +167,7 @@ def cmd_sync_pretrain(args: argparse.Namespace) -> int:
         eval_clips=args.eval_clips,
         seed=args.seed,
         init=args.init,
-        device=_resolve_device(args.device),
+        device=resolve_device(args.device),
         max_frames=args.max_frames,
     )
     result = pretrain_syncnet(args.videos, args.out, cfg, progress=not args.quiet)

@@ -1,8 +1,8 @@
 """The preprocessing cache as Lightning data: manifest rows → samples → model inputs.
 
 ``read_manifest`` parses ``manifest.csv`` (written by ``python -m preprocess``); the data
-module serves its ``train``/``val``/``test`` splits. Every sample goes through
-``submission.inputs.sample_to_inputs``, the function inference uses, after the clip-level
+module serves its ``train``/``val``/``test`` splits. Every sample goes through the detector's
+own ``sample_inputs`` (``models.detector``), the function inference uses, after the clip-level
 augmentations of ``train.augment`` (training split only).
 
 Class balance: ``balance="sampler"`` draws training samples with a ``WeightedRandomSampler``
@@ -13,7 +13,6 @@ weights for the loss; ``"none"`` does neither.
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +23,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, WeightedRandomSampler
 
-from preprocess.config import PreprocessConfig
-from preprocess.sample import load_sample
-from preprocess.types import Sample
-from submission.fusion import FusionConfig
-from submission.inputs import sample_to_inputs
+from core.preprocess_config import PreprocessConfig
+from core.types import Sample
+from models.detector import DetectorModel
+from models.fusion import FusionConfig, FusionModel
+from preprocess.cache_layout import read_settings
+from preprocess.sample_file import load_sample
 from train.augment import AugmentConfig, ClipAugmenter
 
 REQUIRED_COLUMNS = ("filename", "split", "label", "sample")
@@ -88,11 +88,7 @@ def read_manifest(path: str | Path) -> list[ManifestEntry]:
 
 def cache_preprocess_config(manifest: str | Path) -> PreprocessConfig | None:
     """The PreprocessConfig the cache beside ``manifest`` was made with (None if unrecorded)."""
-    path = Path(manifest).parent / "preprocess_config.json"
-    if not path.is_file():
-        return None
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return PreprocessConfig.from_dict(data.get("preprocess", data))
+    return read_settings(Path(manifest).parent)
 
 
 class SampleDataset(Dataset):
@@ -105,9 +101,11 @@ class SampleDataset(Dataset):
         model_config: FusionConfig,
         augmenter: ClipAugmenter | None = None,
         keep_in_memory: bool = True,
+        detector: type[DetectorModel] = FusionModel,
     ):
         self.entries = list(entries)
         self.model_config = model_config
+        self.detector = detector
         self.augmenter = augmenter
         self.keep_in_memory = keep_in_memory
         self._samples: dict[int, Sample] = {}
@@ -133,11 +131,9 @@ class SampleDataset(Dataset):
             # torch's RNG is seeded per worker by Lightning: runs repeat under a fixed seed
             seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
             sample = self.augmenter(sample, np.random.default_rng(seed))
-        inputs = sample_to_inputs(sample, self.model_config)
+        inputs = self.detector.sample_inputs(sample, self.model_config)
         return {
-            "frames": torch.from_numpy(inputs.frames),
-            "latency": torch.from_numpy(inputs.latency),
-            "has_latency": torch.tensor(float(inputs.has_latency)),
+            **{name: torch.from_numpy(np.asarray(value)) for name, value in inputs.items()},
             "label": torch.tensor(entry.label, dtype=torch.long),
             "video": entry.video,
             "video_index": torch.tensor(self._video_index[entry.video], dtype=torch.long),

@@ -91,7 +91,7 @@ class Stages:
 
 def demo_preprocess_config(cfg: DemoConfig, syncnet_weights: Path):
     """The pipeline's defaults, with the demo's clip length, frames per sample and SyncNet file."""
-    from preprocess.config import PreprocessConfig
+    from core.preprocess_config import PreprocessConfig
 
     pcfg = PreprocessConfig()
     pcfg = pcfg.replace("media", window_s=max(cfg.seconds, 1.0))
@@ -101,7 +101,7 @@ def demo_preprocess_config(cfg: DemoConfig, syncnet_weights: Path):
 
 
 def generate(cfg: DemoConfig, videos_dir: Path, categories) -> Path:
-    from train.synth import write_dataset
+    from train.synth.videos import write_dataset
 
     return write_dataset(
         videos_dir, cfg.videos, cfg.seconds, cfg.seed, categories, progress=True, workers=cfg.workers
@@ -125,7 +125,7 @@ def pretrain_sync(cfg: DemoConfig, labels: Path, videos_dir: Path, weights: Path
 
 
 def preprocess(labels: Path, videos_dir: Path, cache: Path, pcfg, workers: int):
-    from preprocess.cli import run_preprocess
+    from preprocess.cache_build import run_preprocess
     from preprocess.datasets import load_dataset
 
     items = load_dataset(videos_dir, labels)
@@ -138,7 +138,7 @@ def preprocess(labels: Path, videos_dir: Path, cache: Path, pcfg, workers: int):
 
 
 def train(cfg: DemoConfig, manifest: Path, run_dir: Path):
-    from submission.fusion import FusionConfig
+    from models.fusion import FusionConfig
     from train.fit import FitConfig, fit
     from train.module import OptimConfig
 
@@ -216,11 +216,12 @@ def evaluate(submission: Path, labels: Path, manifest: Path, weights: Path, repo
 
 
 def run_demo(cfg: DemoConfig) -> DemoResult:
-    import torch
+    import torch  # noqa: F401  (imported first, so that limit_threads caps its pool too)
 
-    from train.synth import FAKE_CATEGORIES, VISUAL_CATEGORIES
+    from core.threads import limit_threads
+    from train.synth.videos import FAKE_CATEGORIES, VISUAL_CATEGORIES
 
-    torch.set_num_threads(cfg.threads)
+    limit_threads(cfg.threads)
     out = cfg.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     videos_dir, cache, run_dir = out / "videos", out / "cache", out / "run"

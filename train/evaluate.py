@@ -12,8 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.files import atomic_path, atomic_write
 from preprocess.datasets import parse_label
 from train.metrics import DetectionReport, choose_threshold, evaluate_scores
 
@@ -151,16 +150,11 @@ def plot_roc(
     ax.set_title(title or f"ROC (n={report.n}, fakes {report.n_fake})", fontsize=10)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -176,9 +170,7 @@ def write_report(
         for n, y, p, c in zip(scores.filenames, scores.labels, scores.scores, scores.categories, strict=True)
     ]
     json_path = out_dir / "report.json"
-    tmp = json_path.with_name(json_path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, json_path)
+    atomic_write(json_path, json.dumps(data, indent=1) + "\n")
     return json_path, plot_roc(scores.labels, scores.scores, report, out_dir / "roc.png")
 
 
@@ -214,9 +206,9 @@ def load_scoring_model(
         from train.export import load_checkpoint
 
         return load_checkpoint(checkpoint).scoring_model().eval()
-    from submission.fusion import model_from_weights
+    from models.registry import load_model
 
-    return model_from_weights(str(weights))[0]
+    return load_model(str(weights)).module
 
 
 @torch.no_grad()
@@ -224,19 +216,20 @@ def score_manifest(
     model: torch.nn.Module, manifest: str | Path, splits: Sequence[str], batch_size: int = 16
 ) -> dict[str, dict[str, float]]:
     """``{split: {video filename: P(fake)}}``, each video the max over its face tracks."""
-    from submission.scoring import fake_probability
     from train.data import SampleDataset, collate_batch, read_manifest
 
     entries = read_manifest(manifest)
     out: dict[str, dict[str, float]] = {}
     for split in splits:
         chosen = [e for e in entries if e.split == split]
-        data = SampleDataset(chosen, model.config, keep_in_memory=False)
+        data = SampleDataset(chosen, model.config, keep_in_memory=False, detector=type(model))
         best: dict[str, float] = {}
         for start in range(0, len(data), batch_size):
             batch = collate_batch([data[i] for i in range(start, min(start + batch_size, len(data)))])
-            logits = model(batch["frames"], batch["latency"], batch["has_latency"]).float().numpy()
-            for i, p in enumerate(fake_probability(logits)):
+            outputs = model(*(batch[name] for name in model.input_names))
+            outputs = (outputs,) if isinstance(outputs, torch.Tensor) else outputs
+            probs = model.fake_probability([o.float().numpy() for o in outputs])
+            for i, p in enumerate(probs):
                 name = chosen[start + i].filename
                 best[name] = max(best.get(name, 0.0), float(p))
         out[split] = best

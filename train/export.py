@@ -1,8 +1,8 @@
 """``python -m train export``: a training checkpoint → the files ``run.sh`` loads.
 
 Writes ``<out>.safetensors`` + ``<out>.json`` (``weights.store`` format: arch, model config, the
-PreprocessConfig the training samples were made with) and ``<out>.onnx`` beside them, then
-checks that ONNX Runtime reproduces the torch logits.
+PreprocessConfig the training samples were made with) and ``<out>.onnx`` beside them (as the
+model's ``onnx_spec`` describes), then checks that ONNX Runtime reproduces the torch logits.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from preprocess.config import PreprocessConfig
-from submission.export import export_onnx
+from core.preprocess_config import PreprocessConfig
+from models.onnx_export import export_onnx
 from train.module import FusionLitModule
-from weights.store import save_model
+from weights.store import save_weights
 
 log = logging.getLogger("train")
 
@@ -85,25 +85,19 @@ def export_checkpoint(
         )
     out = Path(out)
     stem = out.with_suffix("") if out.suffix in (".safetensors", ".json", ".onnx") else out
-    weights = save_model(
+    weights = save_weights(
         stem,
         model.state_dict(),
         model.arch,
         model.config.to_dict(),
-        preprocess,
+        preprocess.to_dict(),
         extra=checkpoint_extra(checkpoint),
     )
     result = ExportResult(
         weights=weights, config=weights.with_suffix(".json"), onnx=None, onnx_max_abs_diff=None
     )
     if onnx:
-        result.onnx = export_onnx(
-            model,
-            model.example_inputs(2),
-            weights.with_suffix(".onnx"),
-            model.input_names,
-            model.output_names,
-        )
+        result.onnx = export_onnx(model, weights.with_suffix(".onnx"))
         result.onnx_max_abs_diff = onnx_difference(model, result.onnx)
         if result.onnx_max_abs_diff > ONNX_TOLERANCE:
             raise ExportError(

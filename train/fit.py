@@ -20,7 +20,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from submission.fusion import FusionConfig
+from models.fusion import FusionConfig
 from train.augment import AugmentConfig
 from train.data import ManifestDataModule
 from train.module import FusionLitModule, OptimConfig

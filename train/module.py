@@ -1,7 +1,7 @@
 """The fusion model as a LightningModule: loss, optimiser, and video-level validation AUC.
 
 Validation scores every sample, takes each video's maximum over its face tracks (what
-``submission.scoring.aggregate`` does at inference) and logs ``val_auc`` and ``val_log_loss``
+``core.aggregation.aggregate`` does at inference) and logs ``val_auc`` and ``val_log_loss``
 per video; checkpointing, early stopping and ReduceLROnPlateau all watch ``val_auc``. With
 ``ema_decay`` an exponential moving average of the weights is what validation scores and
 export writes.
@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from submission.fusion import FusionModel, build_model
+from models.fusion import FusionModel
+from models.registry import create_model
 from train.metrics import log_loss, roc_auc
 
 SYNCNET_MODES = ("frozen",)
@@ -64,7 +65,7 @@ class FusionLitModule(L.LightningModule):
             )
         self.save_hyperparameters()
         self.optim = OptimConfig(**(optim or {}))
-        self.model = build_model(arch, model_config)
+        self.model = create_model(arch, **model_config)
         # The weight average: models trained briefly from scratch swing from one validation to
         # the next; the average is steadier (measured on the demo: test AUC 0.93-0.97 raw vs 0.985).
         self.ema = copy.deepcopy(self.model).requires_grad_(False) if self.optim.ema_decay > 0 else None
@@ -72,8 +73,9 @@ class FusionLitModule(L.LightningModule):
         self.register_buffer("class_weights", weights, persistent=False)
         self._val: dict[str, list] = defaultdict(list)
 
-    def forward(self, frames: torch.Tensor, latency: torch.Tensor, has_latency: torch.Tensor) -> torch.Tensor:
-        return self.model(frames, latency, has_latency)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The model's inputs in its ``input_names`` order."""
+        return self.model(*inputs)
 
     def scoring_model(self) -> torch.nn.Module:
         """What validation scores and export writes: the weight average when there is one."""
@@ -94,7 +96,7 @@ class FusionLitModule(L.LightningModule):
 
     def _logits(self, batch: dict[str, Any], model: torch.nn.Module | None = None) -> torch.Tensor:
         model = self.model if model is None else model
-        return model(batch["frames"], batch["latency"], batch["has_latency"])
+        return model(*(batch[name] for name in model.input_names))
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         logits = self._logits(batch)

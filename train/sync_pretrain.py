@@ -7,7 +7,7 @@ frames, or against other clips' audio, forms negatives. The loss is the contrast
 the euclidean distance between the two embeddings: ``d^2`` for positives,
 ``max(0, margin - d)^2`` for negatives.
 
-The network is the official ``syncnet_v2`` layout (``preprocess.syncnet.SyncNet``), so the
+The network is the official ``syncnet_v2`` layout (``models.syncnet.SyncNet``), so the
 released weights can be the starting point (``--init``) and the result is saved in our format
 (arch ``"syncnet"``) where preprocessing looks for it (``SyncConfig.weights``).
 
@@ -39,13 +39,14 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from core.preprocess_config import PreprocessConfig
+from core.runtime import TorchRuntime
+from core.types import PreprocessError
+from models.syncnet import ARCH as SYNCNET_ARCH
+from models.syncnet import SyncNet, load_syncnet
 from preprocess.audio import mfcc as compute_mfcc
-from preprocess.config import PreprocessConfig
-from preprocess.datasets import is_video
+from preprocess.datasets import videos_under
 from preprocess.latency import AUDIO_WINDOW, LIP_WINDOW, MFCC_PER_FRAME, SyncNetScorer, offset_search
-from preprocess.runtime import TorchRuntime
-from preprocess.syncnet import SyncNet
-from preprocess.types import PreprocessError
 
 log = logging.getLogger("train")
 
@@ -250,18 +251,15 @@ def shift_recovery(
 
 
 def initial_model(init: str | None) -> SyncNet:
-    model = SyncNet()
-    if init:
-        scorer = SyncNetScorer.from_weights(init)  # ours or syncnet_v2.model, checked key by key
-        model.load_state_dict(scorer.runtime.module.state_dict())
-    return model
+    """A fresh SyncNet, or ``init``'s weights (ours or syncnet_v2.model, checked key by key)."""
+    return load_syncnet(init).train() if init else SyncNet()
 
 
 def list_videos(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder of videos")
-    videos = sorted(p for p in folder.rglob("*") if p.is_file() and is_video(p))
+    videos = videos_under(folder)
     if not videos:
         raise ValueError(f"{folder}: no videos found")
     return videos
@@ -277,8 +275,7 @@ def pretrain_syncnet(
 ) -> SyncPretrainResult:
     """Train SyncNet on ``videos`` (a folder or a list; or ready ``clips``), save it to ``out``
     (a weights stem; None: don't save) and measure shift recovery before and after."""
-    from weights.convert import SYNCNET_ARCH
-    from weights.store import save_model
+    from weights.store import save_weights
 
     cfg = cfg or SyncPretrainConfig()
     pcfg = preprocess or PreprocessConfig()
@@ -329,7 +326,9 @@ def pretrain_syncnet(
             "eval_clips": [c.name for c in held_out],
             "shift_recovery": after.rate if held_out else None,
         }
-        weights = save_model(out, model.state_dict(), SYNCNET_ARCH, {"embed_dim": 1024}, pcfg, extra=extra)
+        weights = save_weights(
+            out, model.state_dict(), SYNCNET_ARCH, model.config.to_dict(), pcfg.to_dict(), extra=extra
+        )
     k = max(1, min(cfg.log_every, len(losses) // 2))
     return SyncPretrainResult(
         weights=weights,

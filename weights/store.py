@@ -1,20 +1,21 @@
 """Our weight format: ``<stem>.safetensors`` (tensors) + ``<stem>.json`` (what they are).
 
-The JSON names the architecture and its configuration, carries the ``PreprocessConfig``
+The JSON names the architecture and its configuration, carries the preprocessing configuration
 the model was trained with (so inference preprocesses the same way) and the sha256 of the
 tensor file, checked on every load::
 
     {"format": 1, "arch": "fusion_timesformer", "model": {...}, "preprocess": {...},
      "sha256": "...", "created": "2025-01-01T00:00:00+00:00", "extra": {...}}
+
+Pure storage: this module neither builds networks nor interprets the configurations it keeps
+(``models.registry.load_model`` does both).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from preprocess.config import PreprocessConfig
+from core.files import atomic_path, atomic_write, sha256_file
 
 FORMAT_VERSION = 1
 WEIGHTS_ENV = "AVDF_WEIGHTS"
@@ -36,11 +37,13 @@ class WeightsError(Exception):
 
 
 @dataclass
-class LoadedWeights:
+class StoredWeights:
+    """A verified weights pair as stored: tensors and the JSON's sections, uninterpreted."""
+
     state_dict: dict[str, torch.Tensor]
     arch: str
     model_config: dict[str, Any]
-    preprocess: PreprocessConfig | None
+    preprocess: dict[str, Any] | None  # a PreprocessConfig as a dict
     extra: dict[str, Any] = field(default_factory=dict)
     path: Path = Path()  # the .safetensors file
 
@@ -69,19 +72,10 @@ def _stem(path_or_stem: str | os.PathLike) -> Path:
     return path.with_suffix("") if path.suffix in _SUFFIXES else path
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _atomic_tmp(target: Path) -> Path:
-    """A fresh temporary file next to ``target`` (same filesystem, so os.replace is atomic)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    return Path(tmp)
+def tensors_path(path_or_stem: str | os.PathLike) -> Path:
+    """The ``.safetensors`` file of a weights name, stem, ``.safetensors`` or ``.json`` path."""
+    base = _stem(path_or_stem)
+    return base.parent / (base.name + ".safetensors")
 
 
 def _plain_tensors(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -99,46 +93,32 @@ def _plain_tensors(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
     return out
 
 
-def save_model(
+def save_weights(
     stem: Path | str,
     state_dict: Mapping[str, torch.Tensor],
     arch: str,
     model_config: dict[str, Any],
-    preprocess: PreprocessConfig | None,
+    preprocess: Mapping[str, Any] | None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``<stem>.safetensors`` and ``<stem>.json`` atomically; returns the ``.safetensors`` path."""
+    """Write ``<stem>.safetensors`` and ``<stem>.json`` atomically; returns the ``.safetensors`` path.
+    ``preprocess`` is the training preprocessing as a dict (``PreprocessConfig.to_dict()``)."""
     base = _stem(stem)
-    base.parent.mkdir(parents=True, exist_ok=True)
-    tensors_path = base.parent / (base.name + ".safetensors")
-    json_path = base.parent / (base.name + ".json")
-
-    tmp = _atomic_tmp(tensors_path)
-    try:
+    tensors = base.parent / (base.name + ".safetensors")
+    with atomic_path(tensors) as tmp:
         save_file(_plain_tensors(state_dict), str(tmp), metadata={"arch": arch})
-        sha = _sha256(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; weights are ordinary shared files
-        os.replace(tmp, tensors_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
+        sha = sha256_file(tmp)
     meta = {
         "format": FORMAT_VERSION,
         "arch": arch,
         "model": model_config,
-        "preprocess": preprocess.to_dict() if preprocess is not None else None,
+        "preprocess": dict(preprocess) if preprocess is not None else None,
         "sha256": sha,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "extra": extra or {},
     }
-    tmp = _atomic_tmp(json_path)
-    try:
-        tmp.write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, json_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return tensors_path
+    atomic_write(base.parent / (base.name + ".json"), json.dumps(meta, indent=2, sort_keys=False) + "\n")
+    return tensors
 
 
 def read_config(path_or_stem: str | os.PathLike) -> dict[str, Any]:
@@ -161,60 +141,32 @@ def read_config(path_or_stem: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
-def load_model(path_or_stem: str | os.PathLike) -> LoadedWeights:
+def load_weights(path_or_stem: str | os.PathLike) -> StoredWeights:
     """Read and verify a weights pair given its name, stem, ``.safetensors`` or ``.json`` path."""
-    base = _stem(path_or_stem)
-    tensors_path = base.parent / (base.name + ".safetensors")
-    json_path = base.parent / (base.name + ".json")
-    if not tensors_path.is_file():
-        raise WeightsError(f"{tensors_path}: weights not found")
-    meta = read_config(base)
+    tensors = tensors_path(path_or_stem)
+    json_path = tensors.with_suffix(".json")
+    if not tensors.is_file():
+        raise WeightsError(f"{tensors}: weights not found")
+    meta = read_config(tensors)
 
-    sha = _sha256(tensors_path)
+    sha = sha256_file(tensors)
     if sha != meta["sha256"]:
         raise WeightsError(
-            f"{tensors_path}: sha256 {sha[:12]}… does not match {json_path.name} ({str(meta['sha256'])[:12]}…);"
+            f"{tensors}: sha256 {sha[:12]}… does not match {json_path.name} ({str(meta['sha256'])[:12]}…);"
             " the file was changed or truncated"
         )
     try:
-        state_dict = load_file(str(tensors_path))
+        state_dict = load_file(str(tensors))
     except (SafetensorError, OSError, ValueError) as e:
-        raise WeightsError(f"{tensors_path}: weights corrupt: {e}") from e
-    try:
-        preprocess = PreprocessConfig.from_dict(meta["preprocess"]) if meta.get("preprocess") else None
-    except (TypeError, ValueError) as e:
-        raise WeightsError(f"{json_path}: weights config corrupt: preprocess section: {e}") from e
-    return LoadedWeights(
+        raise WeightsError(f"{tensors}: weights corrupt: {e}") from e
+    preprocess = meta.get("preprocess")
+    if preprocess is not None and not isinstance(preprocess, dict):
+        raise WeightsError(f"{json_path}: weights config corrupt: preprocess section is not an object")
+    return StoredWeights(
         state_dict=state_dict,
         arch=str(meta["arch"]),
         model_config=dict(meta["model"]),
-        preprocess=preprocess,
+        preprocess=preprocess or None,
         extra=dict(meta.get("extra") or {}),
-        path=tensors_path,
+        path=tensors,
     )
-
-
-def _listing(keys: list[str], limit: int = 8) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f" … (+{len(keys) - limit} more)" if len(keys) > limit else "")
-
-
-def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
-    """Raise ``WeightsError`` naming ``source`` unless ``state_dict`` fits ``model`` exactly."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    mismatched = [
-        f"{k} {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in sorted(set(expected) & set(state_dict))
-        if tuple(state_dict[k].shape) != tuple(expected[k].shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys: {_listing(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}")
-    if mismatched:
-        problems.append(f"{len(mismatched)} shape mismatches: {_listing(mismatched)}")
-    if problems:
-        raise WeightsError(f"{source}: weights do not fit {type(model).__name__}: " + "; ".join(problems))

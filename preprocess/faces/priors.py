@@ -4,34 +4,18 @@ Anchors are ``(cx, cy, w, h)`` normalised by the network input size, ordered lev
 column, anchor size — the order of the heads' outputs. Decoding follows the SSD/RetinaFace
 parameterisation with two variances. NMS is exact greedy NMS (a box is dropped when it
 overlaps a higher-scoring kept box of the same image by IoU > threshold), vectorised.
+
+These run in the detection wrapper rather than beside the network: the network's forward stays
+free of data-dependent shapes (it exports to ONNX whole), and the same decoding serves it
+whichever runtime executes it. Only the anchor layout (``PriorSpec``) belongs to the model's
+configuration, since it comes with the trained weights.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 import torch
 
-
-@dataclass(frozen=True)
-class PriorSpec:
-    min_sizes: tuple[tuple[int, ...], ...] = ((16, 32), (64, 128), (256, 512))  # pixels, per level
-    steps: tuple[int, ...] = (8, 16, 32)  # feature stride per level
-    variance: tuple[float, float] = (0.1, 0.2)  # centre, size
-    clip: bool = False  # clamp anchors to [0, 1]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PriorSpec:
-        return cls(
-            min_sizes=tuple(tuple(int(s) for s in level) for level in data["min_sizes"]),
-            steps=tuple(int(s) for s in data["steps"]),
-            variance=(float(data["variance"][0]), float(data["variance"][1])),
-            clip=bool(data.get("clip", False)),
-        )
+from models.retinaface import PriorSpec
 
 
 class PriorBoxes:

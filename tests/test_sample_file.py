@@ -1,4 +1,4 @@
-"""Sample <-> .npz: lossless round trip, atomic writes, clear errors, file naming."""
+"""Sample <-> .npz: lossless round trip, interrupted writes, clear errors, file naming in a cache."""
 
 from __future__ import annotations
 
@@ -10,18 +10,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from preprocess import sample as sample_io
-from preprocess.sample import (
-    FORMAT_VERSION,
-    atomic_write,
-    load_sample,
-    remove_stale_temp_files,
-    sample_path,
-    sample_to_arrays,
-    save_sample,
-    video_key,
-)
-from preprocess.types import Latency, PreprocessError, Sample, SampleMeta
+from core.types import Latency, PreprocessError, Sample, SampleMeta
+from preprocess import sample_file as sample_io
+from preprocess.cache_layout import sample_path, video_key
+from preprocess.sample_file import FORMAT_VERSION, load_sample, sample_to_arrays, save_sample
 
 
 def make_sample(seed: int = 0, with_audio: bool = True, with_latency: bool = True) -> Sample:
@@ -136,21 +128,6 @@ def test_interrupted_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.npz"]
 
 
-def test_stale_temp_files_are_removed(tmp_path):
-    (tmp_path / "samples").mkdir()
-    (tmp_path / "samples" / ".x.npz.abc123.tmp").write_bytes(b"partial")
-    (tmp_path / "samples" / "x.npz").write_bytes(b"keep")
-    assert remove_stale_temp_files(tmp_path) == 1
-    assert [p.name for p in (tmp_path / "samples").iterdir()] == ["x.npz"]
-
-
-def test_atomic_write_text_and_bytes(tmp_path):
-    assert atomic_write(tmp_path / "a" / "b.txt", "héllo") == len("héllo".encode())
-    assert (tmp_path / "a" / "b.txt").read_text(encoding="utf-8") == "héllo"
-    atomic_write(tmp_path / "a" / "b.txt", b"\x00\x01")
-    assert (tmp_path / "a" / "b.txt").read_bytes() == b"\x00\x01"
-
-
 @pytest.mark.parametrize(
     "damage",
     [
@@ -215,12 +192,10 @@ def test_sample_path_naming(tmp_path):
     assert " " not in odd and ":" not in odd and "*" not in odd and "?" not in odd
 
 
-def test_written_files_follow_the_umask(tmp_path):
-    umask = os.umask(0o022)
+def test_sample_files_are_readable_by_other_users(tmp_path):
+    umask = os.umask(0o077)
     try:
         save_sample(make_sample(), tmp_path / "s.npz")
-        atomic_write(tmp_path / "m.json", "{}")
     finally:
         os.umask(umask)
-    for name in ("s.npz", "m.json"):
-        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644  # readable by training jobs of other users
+    assert (tmp_path / "s.npz").stat().st_mode & 0o777 == 0o644  # training jobs of other users read it

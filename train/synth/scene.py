@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from train.synth_face import (
+from train.synth.face import (
     CX,
     CY,
     LAYER_H,

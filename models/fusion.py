@@ -6,7 +6,7 @@
     latency (B,33) ─ fixed scaling ─ MLP 33→16→8 ─┐                                        ├─ Linear → logits (B,2)
     has_latency (B,) ─ where(has, mlp, learned "no audio" embedding) ─────── (B,8) ───────┘
 
-Latency vector layout (``preprocess.types.Latency.vector``): ``2*vshift+1`` SyncNet distances,
+Latency vector layout (``core.types.Latency.vector``): ``2*vshift+1`` SyncNet distances,
 then the offset (frames, in [-vshift, vshift]) and the confidence. Distances sit around 5..15 and
 confidence in 0..10, so they are centred and scaled by fixed constants kept in ``FusionConfig``
 (and thus in the weights' JSON): a learned BatchNorm would be skewed by the zero vectors of
@@ -15,24 +15,40 @@ level that separates in-sync speech from dubbed or synthesised speech.
 
 Mel frames (``audio_frames``): the challenge's reference design also cuts the log-mel into
 ``audio_frames`` chunks, renders each as an ``img_size``² three-channel image and appends them
-to the face frames in time (see ``submission.inputs``). Off by default (0): the latency vector
+to the face frames in time (``mel_frames``). Off by default (0): the latency vector
 already carries the audio-visual agreement signal almost for free, while every mel frame adds a
 frame of patch tokens to every layer. 4 mel frames on 8 face frames are 1.5× the tokens; on CPU
 (2 threads, ViT-B, batch 1) that measured 1.4–1.5× the time (ONNX Runtime 7.8 → 10.8 s, torch
 12.1 → 18.3 s, best of 7 on a loaded machine). Turn it on when training wants audio content.
+
+Inputs (``FusionModel.sample_inputs``, what training and inference both call): face crops
+normalised the way mmaction2's TimeSformer configs do (ImageNet mean/std on 0–255 RGB); with
+``audio_frames > 0`` the log-mel spectrogram cut into that many chunks in time, each drawn as a
+grey image (80 dB below the clip's loudest bin = black, low frequencies at the bottom) resized
+to ``img_size``², appended after the face frames. A video's score is the maximum over its face
+tracks' probabilities: a video is fake if any face in it is.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
+import cv2
+import numpy as np
 import torch
 from torch import nn
 
-from submission.mmaction_compat import build_timesformer
-from weights.store import LoadedWeights, check_state_dict, load_model
+from core.types import Sample
+from models.detector import DetectorModel
+from models.mmaction_compat import build_timesformer
+from models.registry import config_from_dict, register_model
+
+ARCH = "fusion_timesformer"
+MEAN = np.array([123.675, 116.28, 103.53], np.float32)
+STD = np.array([58.395, 57.12, 57.375], np.float32)
+MEL_DYNAMIC_RANGE_DB = 80.0
 
 
 @dataclass(frozen=True)
@@ -81,11 +97,7 @@ class FusionConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> FusionConfig:
-        data = dict(data or {})
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown fusion config keys: {sorted(unknown)}")
-        return cls(**data)
+        return config_from_dict(cls, data, "fusion")
 
     @classmethod
     def base(cls, **changes: Any) -> FusionConfig:
@@ -125,10 +137,11 @@ class LatencyEncoder(nn.Module):
         return self.act2(self.fc2(self.act1(self.fc1(x))))
 
 
-class FusionModel(nn.Module):
-    arch: ClassVar[str] = "fusion_timesformer"
-    input_names: ClassVar[tuple[str, ...]] = ("frames", "latency", "has_latency")
-    output_names: ClassVar[tuple[str, ...]] = ("logits",)
+@register_model(ARCH, FusionConfig)
+class FusionModel(DetectorModel):
+    input_names = ("frames", "latency", "has_latency")
+    output_names = ("logits",)
+    video_aggregation = "max"
 
     def __init__(self, config: FusionConfig | None = None):
         super().__init__()
@@ -188,22 +201,74 @@ class FusionModel(nn.Module):
         has = (torch.arange(batch) % 2 == 0).float()  # mix both branches
         return frames, latency, has
 
+    @classmethod
+    def sample_inputs(cls, sample: Sample, config: FusionConfig) -> dict[str, np.ndarray]:
+        """``frames`` (3, T, H, W) float32 normalised, T = num_frames + audio_frames; ``latency``
+        (latency_dim,) float32, zeros when there is none; ``has_latency`` 1.0 when it is real."""
+        name = sample.meta.video
+        rgb = face_frames(sample.faces, config, name)
+        if config.audio_frames:
+            rgb = np.concatenate([rgb, mel_frames(sample.mel, config)])
+        if sample.latency is None:
+            latency = np.zeros(config.latency_dim, np.float32)
+            has = np.float32(0.0)
+        else:
+            latency = sample.latency.vector().astype(np.float32)
+            if latency.shape != (config.latency_dim,):
+                raise ValueError(
+                    f"{name}: latency vector has {latency.shape[0]} values, the model expects "
+                    f"{config.latency_dim} (SyncConfig.vshift must be {config.vshift})"
+                )
+            has = np.float32(1.0)
+        return {"frames": _normalise(rgb), "latency": latency, "has_latency": np.asarray(has, np.float32)}
 
-MODELS: dict[str, type[nn.Module]] = {FusionModel.arch: FusionModel}
-CONFIGS: dict[str, type] = {FusionModel.arch: FusionConfig}
+
+def _resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    if (h, w) == (size, size):
+        return image
+    # INTER_AREA when shrinking avoids aliasing; bilinear when enlarging.
+    interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interp)
 
 
-def build_model(arch: str, config: dict[str, Any] | None = None) -> nn.Module:
-    """A freshly initialised model by its registered name and (partial) config dict."""
-    if arch not in MODELS:
-        raise ValueError(f"unknown model arch {arch!r}; registered: {sorted(MODELS)}")
-    return MODELS[arch](CONFIGS[arch].from_dict(config))
+def _pick_frames(count: int, wanted: int) -> np.ndarray:
+    """Evenly spaced indices (repeats when the sample holds fewer frames than wanted)."""
+    if count == wanted:
+        return np.arange(count)
+    return np.round(np.linspace(0, count - 1, wanted)).astype(int)
 
 
-def model_from_weights(path_or_name: str | Any) -> tuple[nn.Module, LoadedWeights]:
-    """Build the model a weights pair names and load its tensors (strictly checked)."""
-    loaded = load_model(path_or_name)
-    model = build_model(loaded.arch, loaded.model_config)
-    check_state_dict(model, loaded.state_dict, str(loaded.path))
-    model.load_state_dict(loaded.state_dict, strict=True)
-    return model.eval(), loaded
+def _normalise(rgb: np.ndarray) -> np.ndarray:
+    """(T, H, W, 3) 0–255 → (3, T, H, W) float32 normalised."""
+    x = (rgb.astype(np.float32) - MEAN) / STD
+    return np.ascontiguousarray(x.transpose(3, 0, 1, 2))
+
+
+def face_frames(faces: np.ndarray, cfg: FusionConfig, name: str = "sample") -> np.ndarray:
+    """(F, S, S, 3) uint8 crops → (num_frames, img, img, 3) uint8."""
+    if faces.ndim != 4 or faces.shape[-1] != 3 or faces.shape[0] == 0:
+        raise ValueError(f"{name}: faces must be (F, S, S, 3) with F > 0, got {faces.shape}")
+    chosen = faces[_pick_frames(len(faces), cfg.num_frames)]
+    return np.stack([_resize_square(f, cfg.img_size) for f in chosen])
+
+
+def mel_frames(mel: np.ndarray, cfg: FusionConfig) -> np.ndarray:
+    """(n_mels, T100) log-mel dB → (audio_frames, img, img, 3) uint8 spectrogram images.
+
+    No audio (an empty mel) gives black images: the rendering of silence.
+    """
+    count, size = cfg.audio_frames, cfg.img_size
+    if mel.ndim != 2 or mel.shape[1] == 0 or not np.isfinite(mel).any():
+        return np.zeros((count, size, size, 3), np.uint8)
+    mel = np.nan_to_num(mel.astype(np.float32), nan=-np.inf)
+    top = mel[np.isfinite(mel)].max()
+    grey = np.clip((mel - (top - MEL_DYNAMIC_RANGE_DB)) / MEL_DYNAMIC_RANGE_DB, 0.0, 1.0)
+    grey = (grey[::-1] * 255.0).astype(np.uint8)  # low frequencies at the bottom, as drawn
+    if grey.shape[1] < count:  # too short to cut: pad with silence
+        grey = np.pad(grey, ((0, 0), (0, count - grey.shape[1])))
+    chunks = np.array_split(grey, count, axis=1)
+    images = [
+        cv2.resize(np.ascontiguousarray(c), (size, size), interpolation=cv2.INTER_LINEAR) for c in chunks
+    ]
+    return np.repeat(np.stack(images)[..., None], 3, axis=-1)

@@ -1,4 +1,4 @@
-"""``preprocess.workers.IsolatedPool``: a crashing, hanging or failing job harms only itself."""
+"""``core.isolated_pool.IsolatedPool``: a crashing, hanging or failing job harms only itself."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from preprocess.workers import IsolatedPool, JobFailure, WorkerStartError
+from core.isolated_pool import IsolatedPool, JobFailure, WorkerStartError
 
 
 def make_state(tag: str) -> dict:

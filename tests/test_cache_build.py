@@ -1,4 +1,5 @@
-"""``python -m preprocess``: cache, manifest, failures, resuming, worker isolation.
+"""``python -m preprocess`` (``preprocess.cache_build``, ``.cache_layout``, ``.cli``): cache,
+manifest, failures, resuming, worker isolation.
 
 Most tests drive ``run_preprocess`` with a small stand-in Preprocessor that reads tiny text
 "videos" (``tracks=N``), so they exercise the cache logic quickly; the ``slow`` test at the end
@@ -19,21 +20,14 @@ import numpy as np
 import pytest
 from conftest import ROOT, shared_media
 
-from preprocess import cli
-from preprocess.cli import (
-    RunSummary,
-    VideoOutcome,
-    WorkerInitError,
-    config_hash,
-    load_config,
-    main,
-    marker_path,
-    run_preprocess,
-)
-from preprocess.config import PreprocessConfig
+from core.preprocess_config import PreprocessConfig, load_preprocess_config
+from core.types import PreprocessError, Sample, SampleMeta, VideoResult
+from preprocess import cache_layout
+from preprocess.cache_build import RunSummary, WorkerInitError, run_preprocess
+from preprocess.cache_layout import VideoOutcome, config_hash, marker_path, sample_path
+from preprocess.cli import main
 from preprocess.datasets import load_dataset
-from preprocess.sample import load_sample, sample_path
-from preprocess.types import PreprocessError, Sample, SampleMeta, VideoResult
+from preprocess.sample_file import load_sample
 
 CFG = PreprocessConfig().replace("sample", num_frames=3)
 
@@ -166,7 +160,7 @@ def test_run_writes_samples_manifest_and_failures(tmp_path):
     assert failures["garbage.mp4"]["reason"] == "decode_error: invalid data found"
     assert failures["empty.mp4"]["filepath"] == str(tmp_path / "data" / "fake" / "empty.mp4")
 
-    assert load_config(cache / "preprocess_config.json") == CFG
+    assert load_preprocess_config(cache / "preprocess_config.json") == CFG
     saved = json.loads((cache / "summary.json").read_text())
     assert saved["processed"] == 6 and saved["samples"] == 7 and saved["bytes_per_sample"] > 0
     assert summary.sample_bytes == sum((cache / r["sample"]).stat().st_size for r in rows)
@@ -244,7 +238,7 @@ def test_new_syncnet_weights_make_the_cache_stale(tmp_path, monkeypatch):
     """Samples made without SyncNet carry no latency; once weights appear they are redone."""
     import torch
 
-    from weights.store import save_model
+    from weights.store import save_weights
 
     weights = tmp_path / "weights"
     weights.mkdir()
@@ -256,12 +250,12 @@ def test_new_syncnet_weights_make_the_cache_stale(tmp_path, monkeypatch):
     before = config_hash(CFG)
     run(items, cache)
     assert run(items, cache).skipped == 1
-    save_model(weights / "syncnet", {"w": torch.zeros(2)}, "syncnet", {}, None)
+    save_weights(weights / "syncnet", {"w": torch.zeros(2)}, "syncnet", {}, None)
     assert config_hash(CFG) != before
     calls: list[str] = []
     summary = run(items, cache, calls)
     assert calls == ["a.mp4"] and summary.skipped == 0
-    save_model(weights / "syncnet", {"w": torch.ones(2)}, "syncnet", {}, None)  # retrained
+    save_weights(weights / "syncnet", {"w": torch.ones(2)}, "syncnet", {}, None)  # retrained
     assert run(items, cache).skipped == 0
 
 
@@ -372,7 +366,7 @@ def test_main_exit_codes_and_options(tmp_path, capsys):
     argv = [str(data), "--out", str(cache), "--workers", "0", "--no-progress", "--num-frames", "2"]
     argv += ["--window", "4", "--detect-every", "3", "--split", "0.5,0.5", "--limit", "8"]
     assert main(argv, preprocessor_factory=stand_in_factory) == 0  # despite the failed videos
-    cfg = load_config(cache / "preprocess_config.json")
+    cfg = load_preprocess_config(cache / "preprocess_config.json")
     assert (cfg.sample.num_frames, cfg.media.window_s, cfg.detector.detect_every) == (2, 4.0, 3)
     rows = read_csv(cache / "manifest.csv")
     assert {r["split"] for r in rows} == {"train", "val"}
@@ -400,7 +394,7 @@ def test_marker_round_trip():
     assert outcome.reason == "no_face: none"
     with pytest.raises(ValueError):
         VideoOutcome.from_json(json.dumps({"marker_format": 99}))
-    assert "no_face" in cli.FINAL_FAILURES and "decode_error" not in cli.FINAL_FAILURES
+    assert "no_face" in cache_layout.FINAL_FAILURES and "decode_error" not in cache_layout.FINAL_FAILURES
 
 
 @pytest.mark.slow

@@ -1,6 +1,6 @@
 """ONNX Runtime and TensorRT runtimes, and the choice between them and torch.
 
-All implement ``preprocess.runtime.Runtime``: numpy arrays in (batch first), a tuple of numpy
+All implement ``core.runtime.Runtime``: numpy arrays in (batch first), a tuple of numpy
 arrays out. ``make_runtime("auto", ...)`` takes TensorRT on an NVIDIA GPU when it is
 installed, else ONNX Runtime, else torch.
 
@@ -12,11 +12,9 @@ batch range of its optimisation profile.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,19 +23,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from preprocess.runtime import Runtime, TorchRuntime
+from core.files import atomic_write, sha256_file
+from core.runtime import Runtime, TorchRuntime
 
 
 class RuntimeUnavailable(RuntimeError):
     """The requested runtime cannot run here (package or GPU missing)."""
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _require_file(path: str | os.PathLike) -> Path:
@@ -221,18 +212,6 @@ _TORCH_DTYPES = {
 }
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 class TensorRTRuntime:
     """An ONNX file compiled by TensorRT 10 for this GPU; torch CUDA tensors are the buffers."""
 
@@ -271,7 +250,7 @@ class TensorRTRuntime:
         self.engine_path = engine_cache_path(
             Path(cache_dir),
             self.path,
-            _file_sha256(self.path),
+            sha256_file(self.path),
             props.name,
             (props.major, props.minor),
             str(trt.__version__),
@@ -306,7 +285,7 @@ class TensorRTRuntime:
                 return engine
             warnings.warn(f"{self.engine_path}: cached engine unusable; rebuilding", stacklevel=3)
         data = self._build()
-        _write_atomic(self.engine_path, data)
+        atomic_write(self.engine_path, data)
         engine = self._runtime.deserialize_cuda_engine(data)
         if engine is None:
             raise RuntimeError(f"{self.engine_path}: TensorRT could not load the engine it just built")

@@ -1,13 +1,17 @@
 """One configuration object for every preprocessing parameter.
 
-It travels inside a model's JSON config (see ``weights.store``), so inference always
-preprocesses exactly the way the model was trained.
+It travels inside a model's JSON config (see ``weights.store``) and a sample cache's
+``preprocess_config.json``, so inference always preprocesses exactly the way the model was
+trained.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -107,3 +111,14 @@ class PreprocessConfig:
     def replace(self, section: str, **changes: Any) -> PreprocessConfig:
         """Copy with some fields of one section changed, e.g. replace("sample", num_frames=4)."""
         return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
+
+
+def load_preprocess_config(path: str | os.PathLike | None) -> PreprocessConfig:
+    """A JSON file holding a PreprocessConfig dict, or any JSON with it under ``"preprocess"``
+    (a model's weights JSON, or a cache's ``preprocess_config.json``); None: the defaults."""
+    if path is None:
+        return PreprocessConfig()
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if isinstance(data, dict) and "preprocess" in data:
+        data = data["preprocess"]
+    return PreprocessConfig.from_dict(data)

@@ -1,4 +1,6 @@
-"""The on-disk cache of ``Sample`` objects: one compressed ``.npz`` per (video, face track).
+"""A Sample on disk: one compressed ``.npz`` per (video, face track).
+
+Where the files go in a cache: ``preprocess.cache_layout``.
 
 Layout of a sample file (format version ``FORMAT_VERSION``):
 
@@ -17,85 +19,26 @@ load with ``allow_pickle=False``. Deflate is lossless and worth it: on 10 s clip
 compressed (faces shrink ~2×, audio/mel ~15 %), for ~60 ms more per write (a video takes
 seconds to preprocess) and ~8 ms more per read.
 
-Writes are atomic (temporary file in the same folder, then ``os.replace``): an interrupted
-run leaves either the old file, the new file, or nothing — never a truncated one.
+Writes are atomic (``core.files.atomic_path``): an interrupted run leaves either the old
+file, the new file, or nothing — never a truncated one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
 import json
-import os
-import secrets
 import zipfile
 import zlib
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
-from preprocess.types import Latency, PreprocessError, Sample, SampleMeta
+from core.files import atomic_path
+from core.types import Latency, PreprocessError, Sample, SampleMeta
 
 FORMAT_VERSION = 1
-SAMPLES_DIR = "samples"
-TEMP_SUFFIX = ".tmp"
 
 _ARRAYS = ("faces", "face_frame_indices", "boxes", "audio", "mfcc", "mel")
-
-
-def atomic_write(path: str | Path, data: bytes | str) -> int:
-    """Write ``data`` to ``path`` atomically; returns the number of bytes written."""
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    with _atomic_file(path) as fh:
-        fh.write(payload)
-    return len(payload)
-
-
-@contextlib.contextmanager
-def _atomic_file(path: str | Path):
-    """Binary file handle on a temporary sibling of ``path``, renamed over it on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A leading dot and the .tmp suffix keep half-written files out of every *.npz / *.json glob;
-    # os.open (not mkstemp, which makes 0600 files) leaves the permissions to the umask.
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def remove_stale_temp_files(folder: str | Path) -> int:
-    """Delete temporary files a killed process left behind (recursively); returns how many."""
-    count = 0
-    for tmp in Path(folder).rglob(f".*{TEMP_SUFFIX}"):
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-            count += 1
-    return count
-
-
-def video_key(video_id: str) -> str:
-    """File-name-safe unique key for a video: ``<stem>__<hash8>``.
-
-    ``video_id`` is the video's path relative to the dataset root; the hash keeps two
-    ``abc.mp4`` from different DFDC part folders apart while the stem stays readable.
-    """
-    stem = PurePosixPath(video_id).stem
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in stem)[:80] or "video"
-    digest = hashlib.sha1(video_id.encode("utf-8")).hexdigest()[:8]
-    return f"{safe}__{digest}"
-
-
-def sample_path(cache_dir: str | Path, video_id: str, track_id: int) -> Path:
-    """Where the sample of ``video_id``'s face track ``track_id`` lives in a cache."""
-    return Path(cache_dir) / SAMPLES_DIR / f"{video_key(video_id)}__t{int(track_id)}.npz"
 
 
 def _to_json_number(value: float) -> float:
@@ -129,9 +72,10 @@ def sample_to_arrays(sample: Sample) -> dict[str, np.ndarray]:
 
 def save_sample(sample: Sample, path: str | Path) -> int:
     """Write ``sample`` to ``path`` (.npz) atomically; returns the bytes written."""
-    with _atomic_file(path) as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **sample_to_arrays(sample))
-        return fh.tell()
+        size = fh.tell()
+    return size
 
 
 def load_sample(path: str | Path) -> Sample:

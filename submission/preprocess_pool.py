@@ -4,7 +4,7 @@
 order, exactly once per path. Each worker builds its preprocessor once.
 
 - A worker that dies (a decoder segfault, the OOM killer) fails only the video it held
-  (``worker_crashed``); ``preprocess.workers.IsolatedPool`` starts another worker for the rest.
+  (``worker_crashed``); ``core.isolated_pool.IsolatedPool`` starts another worker for the rest.
 - A video running past ``video_timeout`` is interrupted inside the worker by SIGALRM (reason
   ``timeout``). Native code that never returns to Python cannot be interrupted that way, so a
   video still running ``startup_grace`` seconds later has its worker killed.
@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from preprocess.config import PreprocessConfig
-from preprocess.types import PreprocessError, VideoResult
-from preprocess.workers import IsolatedPool, JobFailure, WorkerStartError
+from core.isolated_pool import IsolatedPool, JobFailure, WorkerStartError
+from core.preprocess_config import PreprocessConfig
+from core.threads import limit_threads
+from core.types import PreprocessError, VideoResult
 
 log = logging.getLogger("submission")
 
@@ -53,13 +53,12 @@ def _init_worker(
     factory: PreprocessorFactory, config: PreprocessConfig, device: str, threads: int, timeout_s: float
 ) -> _WorkerSlot:
     slot = _WorkerSlot(timeout_s=timeout_s)
-    torch = sys.modules.get("torch")  # imported by unpickling a factory that uses it; else unneeded
-    if torch is not None:
-        torch.set_num_threads(threads)  # workers share the cores; torch would take them all
+    limit_threads(threads)  # workers share the cores; each library would take them all
     try:
         slot.preprocessor = factory(config, device)
     except Exception as exc:  # reported on every video instead of a run that stops
         slot.init_error = f"{type(exc).__name__}: {exc}"
+    limit_threads(threads)  # again, for the libraries the factory imported
     return slot
 
 

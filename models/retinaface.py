@@ -1,10 +1,12 @@
 """RetinaFace (Deng et al., 2019): backbone → FPN → SSH context modules → per-anchor heads.
 
-Network definitions only. Module names follow biubug6/Pytorch_Retinaface (``fpn``, ``ssh1``,
-``ClassHead.0.conv1x1`` …), so its checkpoints load with their own keys; the MobileNetV2
-backbone mirrors the Keras application used by the TensorFlow graph of the ``retinaface``
-package. Weight conversion lives in ``weights.convert``; anchors, decoding and NMS in
-``preprocess.faces.priors``.
+Module names follow biubug6/Pytorch_Retinaface (``fpn``, ``ssh1``, ``ClassHead.0.conv1x1`` …),
+so its checkpoints load with their own keys (``retinaface_from_biubug6``, below); the
+MobileNetV2 backbone mirrors the Keras application used by the TensorFlow graph of the
+``retinaface`` package (converted by ``models.retinaface_tf``). ``RetinaFaceConfig`` also says
+how the network wants its pixels (``InputSpec``) and where its anchors sit (``PriorSpec``): both
+travel in the weights' JSON. Anchor generation, decoding and NMS run in the detection wrapper
+(``preprocess.faces``), on this network's raw outputs.
 
 ``forward`` takes normalised NCHW float images whose sides are multiples of 32 and returns
 raw per-anchor outputs only (no data-dependent shapes), so it traces and exports cleanly.
@@ -12,12 +14,28 @@ raw per-anchor outputs only (no data-dependent shapes), so it traces and exports
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.checkpoints import (
+    ConversionError,
+    as_float32,
+    read_torch_checkpoint,
+    strip_prefix,
+    unwrap_state_dict,
+)
+from models.onnx_export import OnnxSpec
+from models.registry import load_model, load_state_dict_strictly, register_model
+from weights.store import WeightsError, resolve
+
+ARCH = "retinaface"
 BACKBONES = ("mobilenetv2", "mobilenet0.25", "resnet50")
 
 
@@ -259,10 +277,63 @@ class Head(nn.Module):
 
 
 @dataclass(frozen=True)
+class InputSpec:
+    """The pixels the network wants. Defaults: the retinaface package's graph (Keras
+    MobileNetV2 preprocessing, x / 127.5 - 1, RGB)."""
+
+    channel_order: str = "rgb"  # order the network expects
+    mean: tuple[float, float, float] = (127.5, 127.5, 127.5)  # subtracted from 0–255 pixels …
+    std: tuple[float, float, float] = (127.5, 127.5, 127.5)  # … then divided by this
+    pad_multiple: int = 32  # input sides are zero-padded (bottom/right) up to a multiple
+
+    def __post_init__(self) -> None:
+        if self.channel_order not in ("rgb", "bgr") or len(self.mean) != 3 or len(self.std) != 3:
+            raise ValueError(f"bad RetinaFace input spec {self}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InputSpec:
+        return cls(
+            channel_order=str(data["channel_order"]),
+            mean=tuple(float(v) for v in data["mean"]),
+            std=tuple(float(v) for v in data["std"]),
+            pad_multiple=int(data.get("pad_multiple", 32)),
+        )
+
+
+@dataclass(frozen=True)
+class PriorSpec:
+    """Where the anchors sit: the parameterisation the heads' outputs are decoded against."""
+
+    min_sizes: tuple[tuple[int, ...], ...] = ((16, 32), (64, 128), (256, 512))  # pixels, per level
+    steps: tuple[int, ...] = (8, 16, 32)  # feature stride per level
+    variance: tuple[float, float] = (0.1, 0.2)  # centre, size
+    clip: bool = False  # clamp anchors to [0, 1]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PriorSpec:
+        return cls(
+            min_sizes=tuple(tuple(int(s) for s in level) for level in data["min_sizes"]),
+            steps=tuple(int(s) for s in data["steps"]),
+            variance=(float(data["variance"][0]), float(data["variance"][1])),
+            clip=bool(data.get("clip", False)),
+        )
+
+
+# biubug6/Pytorch_Retinaface: BGR minus the Caffe means, no scaling.
+BIUBUG6_INPUT = InputSpec(channel_order="bgr", mean=(104.0, 117.0, 123.0), std=(1.0, 1.0, 1.0))
+
+
+@dataclass(frozen=True)
 class RetinaFaceConfig:
     backbone: str = "mobilenetv2"
     out_channels: int = 64
     num_anchors: int = 2
+    input: InputSpec = field(default_factory=InputSpec)
+    priors: PriorSpec = field(default_factory=PriorSpec)
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown RetinaFace backbone {self.backbone!r}; expected one of {BACKBONES}")
 
     @property
     def leaky(self) -> float:
@@ -271,14 +342,39 @@ class RetinaFaceConfig:
 
     @classmethod
     def for_backbone(cls, backbone: str) -> RetinaFaceConfig:
-        if backbone not in BACKBONES:
-            raise ValueError(f"unknown RetinaFace backbone {backbone!r}; expected one of {BACKBONES}")
-        return cls(backbone=backbone, out_channels=256 if backbone == "resnet50" else 64)
+        """The published checkpoints' configuration: the retinaface package's graph for
+        ``mobilenetv2``, biubug6's for ``mobilenet0.25`` and ``resnet50``."""
+        if backbone == "mobilenetv2":
+            return cls(backbone=backbone)
+        return cls(backbone=backbone, out_channels=256 if backbone == "resnet50" else 64, input=BIUBUG6_INPUT)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``model`` section of the weights JSON."""
+        return {
+            "backbone": self.backbone,
+            "input": {**asdict(self.input), "mean": list(self.input.mean), "std": list(self.input.std)},
+            "priors": asdict(self.priors),
+            "out_channels": self.out_channels,
+            "num_anchors": self.num_anchors,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> RetinaFaceConfig:
+        data = dict(data or {})
+        return cls(
+            backbone=str(data.get("backbone", "mobilenetv2")),
+            out_channels=int(data.get("out_channels", 64)),
+            num_anchors=int(data.get("num_anchors", 2)),
+            input=InputSpec.from_dict(data["input"]) if "input" in data else InputSpec(),
+            priors=PriorSpec.from_dict(data["priors"]) if "priors" in data else PriorSpec(),
+        )
 
 
+@register_model(ARCH, RetinaFaceConfig)
 class RetinaFace(nn.Module):
-    def __init__(self, config: RetinaFaceConfig):
+    def __init__(self, config: RetinaFaceConfig | None = None):
         super().__init__()
+        config = config or RetinaFaceConfig()
         self.config = config
         body = {"mobilenetv2": MobileNetV2, "mobilenet0.25": MobileNetV1x025, "resnet50": ResNet50}
         if config.backbone not in body:
@@ -300,6 +396,21 @@ class RetinaFace(nn.Module):
         logits = torch.cat([head(f) for head, f in zip(self.ClassHead, feats, strict=True)], dim=1)
         landmarks = torch.cat([head(f) for head, f in zip(self.LandmarkHead, feats, strict=True)], dim=1)
         return boxes, logits.softmax(dim=-1)[..., 1], landmarks
+
+    def onnx_spec(self, batch: int = 2, height: int = 160, width: int = 160) -> OnnxSpec:
+        """Batch and frame size stay free (sides: multiples of ``input.pad_multiple``)."""
+        anchors = {0: "batch", 1: "anchors"}
+        return OnnxSpec(
+            ("image",),
+            ("boxes", "scores", "landmarks"),
+            (torch.randn(batch, 3, height, width),),
+            {
+                "image": {0: "batch", 2: "height", 3: "width"},
+                "boxes": anchors,
+                "scores": anchors,
+                "landmarks": anchors,
+            },
+        )
 
 
 def build_retinaface(backbone: str) -> RetinaFace:
@@ -334,3 +445,54 @@ def fuse_batchnorm(model: nn.Module) -> nn.Module:
                 fold(module.conv1, module.bn1)
                 module.bn1 = nn.Identity()
     return model
+
+
+def load_retinaface(name_or_path: str | os.PathLike) -> RetinaFace:
+    """RetinaFace in eval mode (BatchNorm kept) from our weights (a name under the weights folder
+    or a path) or a biubug6/Pytorch_Retinaface ``.pth``; its ``config`` says how to feed it."""
+    path = Path(name_or_path)
+    if path.suffix in BIUBUG6_SUFFIXES:
+        checkpoint = read_torch_checkpoint(path, "biubug6 RetinaFace")
+        try:
+            state_dict = retinaface_from_biubug6(unwrap_state_dict(checkpoint))
+        except ConversionError as e:
+            raise WeightsError(f"{path}: {e}") from e
+        net = RetinaFace(RetinaFaceConfig.for_backbone(biubug6_backbone(state_dict)))
+        load_state_dict_strictly(net, state_dict, str(path))
+        return net.eval()
+    if not resolve(name_or_path).is_file():
+        raise WeightsError(
+            f"{resolve(name_or_path)}: weights not found"
+            " (the default detector is built by `python -m models.build_default`)"
+        )
+    return load_model(name_or_path, arch=ARCH).module
+
+
+# --- upstream checkpoints: biubug6/Pytorch_Retinaface (mobilenet0.25, resnet50) -------------------
+# They already use our keys; only a ``module.`` prefix (DataParallel) goes.
+
+BIUBUG6_SUFFIXES = (".pth", ".pt", ".tar")
+BIUBUG6_BACKBONE_KEYS = {"mobilenet0.25": "body.stage1.0.0.weight", "resnet50": "body.layer1.0.conv1.weight"}
+
+
+def biubug6_backbone(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """Which backbone a biubug6/Pytorch_Retinaface checkpoint was trained with (by its keys)."""
+    keys = strip_prefix(state_dict)
+    for backbone, key in BIUBUG6_BACKBONE_KEYS.items():
+        if key in keys:
+            return backbone
+    raise ConversionError(
+        "not a biubug6 RetinaFace checkpoint: none of "
+        + ", ".join(BIUBUG6_BACKBONE_KEYS.values())
+        + " present"
+    )
+
+
+def retinaface_from_biubug6(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A biubug6 state dict → ours: the same keys, float32, refused unless it is one."""
+    out = strip_prefix(state_dict)
+    bad = [k for k, v in out.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ConversionError(f"not a state dict of tensors: {bad[:3]}")
+    biubug6_backbone(out)
+    return as_float32(out)

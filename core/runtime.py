@@ -2,7 +2,7 @@
 
 Every network call in the pipeline goes through a ``Runtime``: numpy arrays in, a tuple of
 numpy arrays out. The torch implementation lives here; ONNX Runtime and TensorRT ones join it
-(``submission.runtimes``), so preprocessing and scoring never know which one runs.
+(``submission.onnx_runtimes``), so preprocessing and scoring never know which one runs.
 """
 
 from __future__ import annotations
@@ -43,10 +43,3 @@ class TorchRuntime:
         if isinstance(out, torch.Tensor):
             out = (out,)
         return tuple(o.float().cpu().numpy() if o.is_floating_point() else o.cpu().numpy() for o in out)
-
-
-def resolve_device(text: str) -> str:
-    """``auto`` → ``cuda`` when torch sees a GPU, else ``cpu``; anything else unchanged."""
-    if text != "auto":
-        return text
-    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -8,20 +8,20 @@ pipeline's; with a ``SyncNetScorer`` the latency is computed exactly as preproce
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from core.preprocess_config import PreprocessConfig
+from core.types import Sample, SampleMeta
 from preprocess.audio import audio_features
-from preprocess.config import PreprocessConfig
+from preprocess.cache_layout import sample_path, write_settings
 from preprocess.datasets import ManifestRow, VideoItem, write_manifest
 from preprocess.latency import SyncNetScorer
-from preprocess.sample import atomic_write, sample_path, save_sample
-from preprocess.types import Sample, SampleMeta
-from train.synth import SynthVideo
+from preprocess.sample_file import save_sample
+from train.synth.videos import SynthVideo
 
 
 def crop_square(frame: np.ndarray, box: np.ndarray, scale: float, size: int) -> np.ndarray:
@@ -120,8 +120,7 @@ def write_sample_cache(
             category=video.category,
         )
         rows.append(ManifestRow(item, 0, path))
-    settings = {"preprocess": cfg.to_dict(), "config_hash": "synthetic", "sample_format": 1}
-    atomic_write(out / "preprocess_config.json", json.dumps(settings, indent=1))
+    write_settings(out, cfg, "synthetic")
     manifest = out / "manifest.csv"
     write_manifest(rows, manifest)
     return manifest

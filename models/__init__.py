@@ -1,0 +1,7 @@
+"""Every network: its config, its module, its upstream-checkpoint converters, by name.
+
+Importing the package registers the models below (``models.registry``); a new model is one
+module here with ``@register_model`` and one line in this list.
+"""
+
+from models import fusion, retinaface, syncnet  # noqa: F401  (registration)
