@@ -10,6 +10,13 @@ interpreter exit, seen here about once in 12 runs of a test with a crashing work
 Here every worker is a spawned process with its own pipe and runs one job at a time, so the
 parent always knows which job a worker holds: a worker that dies fails exactly its job, a job
 over ``kill_after`` seconds has exactly its worker killed, and only that worker is restarted.
+
+Libraries that promise the same were tried. pebble 5.2.3's ProcessPool, behind this module's
+interface, ran this module's tests and the two CLIs' pool tests 12 times: 5 runs failed, each
+time because it learns which job a worker took from an acknowledgement read on another thread
+and, when it notices the death first, breaks the whole pool ("All workers expired"). loky
+3.7.0 failed all 8 jobs of a run in which 2 crashed, stayed broken, and has no per-job
+timeout. This pool passed the same 12 runs.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-log = logging.getLogger("preprocess")
+log = logging.getLogger(__name__)
 
 
 class WorkerStartError(RuntimeError):
