@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.aggregation import aggregate
 from core.types import Sample
 from models.onnx_export import OnnxSpec
 
@@ -61,11 +60,6 @@ class DetectorModel(nn.Module):
     def fake_probability(outputs: Sequence[np.ndarray]) -> np.ndarray:
         """Default: the first output holds (B, 2) real/fake logits."""
         return softmax_fake_probability(outputs[0])
-
-    @classmethod
-    def video_probability(cls, probabilities: Sequence[float], how: str | None = None) -> float:
-        """A video's score from its samples' probabilities (``how`` overrides the model's rule)."""
-        return aggregate(probabilities, how or cls.video_aggregation)
 
     def example_inputs(self, batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
         """Random inputs of the right shapes (export tracing, tests, benchmarks)."""

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from core.preprocess_config import PreprocessConfig
-from weights.store import WeightsError, load_weights, resolve
+from weights.store import WeightsError, load_weights
 
 ModelT = TypeVar("ModelT", bound=type[nn.Module])
 
@@ -145,8 +145,3 @@ def load_model(name_or_path: str | os.PathLike, arch: str | None = None) -> Load
         json_path = stored.path.with_suffix(".json")
         raise WeightsError(f"{json_path}: weights config corrupt: preprocess section: {e}") from e
     return LoadedModel(module.eval(), stored.arch, preprocess, stored.extra, stored.path)
-
-
-def weights_exist(name_or_path: str | os.PathLike) -> bool:
-    """Whether a weights name or path points at an existing tensor file."""
-    return resolve(name_or_path).is_file()
