@@ -6,6 +6,7 @@ samples; ``aggregate`` turns the per-track probabilities of one video into the v
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -81,6 +82,7 @@ class FusionScorer:
         preprocess_config: PreprocessConfig,
         batch_size: int = 16,
         description: str = "",
+        identity: dict[str, Any] | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
@@ -89,6 +91,7 @@ class FusionScorer:
         self.preprocess_config = preprocess_config
         self.batch_size = batch_size
         self.description = description
+        self.identity = identity or {}  # what its scores depend on (the resume journal's key)
 
     def score(self, samples: Sequence[Sample]) -> np.ndarray:
         from submission.inputs import collate, sample_to_inputs
@@ -122,8 +125,20 @@ class FusionScorer:
         preprocess_config = loaded.preprocess or PreprocessConfig()
         rt = make_fusion_runtime(runtime, module, Path(loaded.path), device, max_batch=batch_size)
         model_config = getattr(module, "config", loaded.model_config)
-        description = f"{loaded.arch} from {loaded.path} on {getattr(rt, 'name', runtime)}/{device}"
-        return cls(rt, model_config, preprocess_config, batch_size, description)
+        rt_name = getattr(rt, "name", runtime)
+        description = f"{loaded.arch} from {loaded.path} on {rt_name}/{device}"
+        # The JSON records the tensors' sha256 besides the configurations; ONNX Runtime and
+        # TensorRT run the .onnx instead of those tensors.
+        json_path = Path(loaded.path).with_suffix(".json")
+        identity: dict[str, Any] = {
+            "weights": hashlib.sha256(json_path.read_bytes()).hexdigest(),
+            "runtime": rt_name,
+            "device": device,
+        }
+        if rt_name != "torch":
+            onnx = Path(loaded.path).with_suffix(".onnx").stat()
+            identity["onnx"] = [onnx.st_size, onnx.st_mtime_ns]
+        return cls(rt, model_config, preprocess_config, batch_size, description, identity)
 
 
 def make_fusion_runtime(kind: str, module: Any, weights_path: Path, device: str, max_batch: int = 16) -> Any:
