@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup venv weights test test-fast lint bench demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test
+.PHONY: setup venv weights test test-fast lint bench demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test soak
 
 setup: venv weights  ## virtualenv + pinned dependencies + default weights
 
@@ -37,6 +37,12 @@ BASE_IMAGE ?= avdf-base:bookworm
 IMAGE      ?= avdf:ci
 docker-base:
 	.ci/base-image $(BASE_IMAGE)
+
+# Memory over a long run (a benchmark, not a test): SOAK_N one-second synthetic clips, made once.
+SOAK_N ?= 1000
+soak: weights  ## score 1,000 short clips in one run; peak RSS every 100 videos
+	test -f data/soak$(SOAK_N)/labels.csv || $(PY) -m train synth data/soak$(SOAK_N) --n $(SOAK_N) --seconds 1 --workers 2 --quiet
+	$(PY) -m submission.soak data/soak$(SOAK_N) --out data/soak$(SOAK_N)_out
 
 docker-test: weights wheelhouse docker-base  ## build the image, run it both ways, compare with run.sh (needs Docker)
 	$(PY) .ci/docker_check.py --image $(IMAGE) --base $(BASE_IMAGE)

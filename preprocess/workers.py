@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from preprocess.memory import limit_malloc_arenas
+
 log = logging.getLogger("preprocess")
 
 
@@ -40,6 +42,7 @@ class JobFailure:
 
 
 def _worker_main(conn: Connection, init: Callable[..., Any], init_args: tuple, job: Callable) -> None:
+    limit_malloc_arenas()  # before init starts any thread; see preprocess.memory
     try:
         state = init(*init_args)
     except BaseException as exc:  # reported to the parent, which decides
