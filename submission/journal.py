@@ -55,9 +55,20 @@ def _read(path: Path) -> tuple[Any, dict[str, dict]]:
                     identity = item.get("identity")
                 else:
                     return None, {}
-            elif isinstance(item, dict) and isinstance(item.get("file"), str):
+            elif _is_entry(item):
                 entries[item["file"]] = item
     return identity, entries
+
+
+def _is_entry(item: Any) -> bool:
+    number = (int, float)
+    return (
+        isinstance(item, dict)
+        and isinstance(item.get("file"), str)
+        and (item.get("probability") is None or isinstance(item.get("probability"), number))
+        and isinstance(item.get("reason", ""), str)
+        and all(isinstance(t, number) for t in item.get("tracks", ()))
+    )
 
 
 def _score(entry: dict) -> VideoScore:
