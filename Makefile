@@ -67,4 +67,4 @@ lock:  ## re-resolve requirements.in into the pinned requirements.txt (see its h
 	@echo "see requirements.txt header: install requirements.in in a fresh venv, keep one OpenCV, pip freeze"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .whl .whl.tmp
