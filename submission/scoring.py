@@ -8,6 +8,7 @@ become probabilities and how a video's per-track probabilities become the video'
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ class DetectorScorer:
         preprocess_config: PreprocessConfig,
         batch_size: int = 16,
         description: str = "",
+        identity: dict[str, Any] | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
@@ -74,6 +76,7 @@ class DetectorScorer:
         self.batch_size = batch_size
         self.video_aggregation = detector.video_aggregation
         self.description = description
+        self.identity = identity or {}  # what its scores depend on (the resume journal's key)
 
     def score(self, samples: Sequence[Sample]) -> np.ndarray:
         out = []
@@ -103,8 +106,20 @@ class DetectorScorer:
             log.warning("%s has no preprocess section: using the default preprocessing", loaded.path)
         preprocess_config = loaded.preprocess or PreprocessConfig()
         rt = make_model_runtime(runtime, module, loaded.path, device, max_batch=batch_size)
-        description = f"{loaded.arch} from {loaded.path} on {getattr(rt, 'name', runtime)}/{device}"
-        return cls(rt, type(module), module.config, preprocess_config, batch_size, description)
+        rt_name = getattr(rt, "name", runtime)
+        description = f"{loaded.arch} from {loaded.path} on {rt_name}/{device}"
+        # The JSON records the tensors' sha256 besides the configurations; ONNX Runtime and
+        # TensorRT run the .onnx instead of those tensors.
+        json_path = Path(loaded.path).with_suffix(".json")
+        identity: dict[str, Any] = {
+            "weights": hashlib.sha256(json_path.read_bytes()).hexdigest(),
+            "runtime": rt_name,
+            "device": device,
+        }
+        if rt_name != "torch":
+            onnx = Path(loaded.path).with_suffix(".onnx").stat()
+            identity["onnx"] = [onnx.st_size, onnx.st_mtime_ns]
+        return cls(rt, type(module), module.config, preprocess_config, batch_size, description, identity)
 
 
 def make_model_runtime(

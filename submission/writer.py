@@ -12,7 +12,9 @@ from pathlib import Path
 from core.files import atomic_write
 from submission.scoring import VideoScore
 
-HEADER = ("filename", "probability")
+# The two challenges' headers; the value is the probability that the video is fake in both.
+FORMATS = {"tmc": ("filename", "probability"), "dfdc": ("filename", "label")}
+HEADER = FORMATS["tmc"]
 FAILURES_HEADER = ("filename", "reason")
 
 
@@ -79,14 +81,17 @@ def write_submission(
     fallback: float = 0.5,
     clip_eps: float = 1e-3,
     decimals: int = 6,
+    fmt: str = "tmc",
 ) -> Path:
     """Write the failures sidecar, then the submission (so a complete CSV implies a complete
     sidecar). The sidecar is always rewritten, header-only when nothing failed, so no stale
-    failures from an earlier run remain. Returns the sidecar's path."""
+    failures from an earlier run remain. ``fmt``: a key of FORMATS (the header). Returns the
+    sidecar's path."""
     csv_path = Path(csv_path)
+    header = FORMATS[fmt]
     rows = submission_rows(scores, fallback, clip_eps, decimals)
     failures = sorted((s.filename, s.reason) for s in scores if not s.ok)
     sidecar = failures_path(csv_path)
     write_csv_atomic(sidecar, FAILURES_HEADER, failures)
-    write_csv_atomic(csv_path, HEADER, rows)
+    write_csv_atomic(csv_path, header, rows)
     return sidecar

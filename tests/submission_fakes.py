@@ -8,6 +8,9 @@ unpickle the factory. What a fake video does is spelt in its file name:
 - ``crash``: the worker process dies (os._exit); ``hang``: sleeps (SIGALRM ends it)
 - ``stuck``: sleeps with SIGALRM blocked (only killing the worker ends it)
 - ``badmodel``: the fake model raises on it
+
+``$FAKE_INIT_LOG`` collects the pid of every preprocessor built, ``$FAKE_PROCESS_LOG`` the
+name of every video processed.
 """
 
 from __future__ import annotations
@@ -62,6 +65,10 @@ class FakePreprocessor:
 
     def process(self, path: str, label: int = -1) -> VideoResult:
         name = Path(path).name
+        processed = os.environ.get("FAKE_PROCESS_LOG")
+        if processed:
+            with open(processed, "a") as f:
+                f.write(f"{name}\n")
         timings = {"decode": 0.01, "detect": 0.02}
         if "crash" in name:
             os._exit(3)
