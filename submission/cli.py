@@ -19,7 +19,13 @@ from core.device import resolve_device
 from core.threads import limit_threads
 from submission.folder import list_videos, parse_extensions
 from submission.scoring import RUNTIMES, SampleScorer
-from submission.writer import OutputError, check_writable, failures_path, write_submission
+from submission.writer import (
+    OutputError,
+    check_writable,
+    failures_path,
+    write_member_scores,
+    write_submission,
+)
 
 log = logging.getLogger("submission")
 
@@ -54,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="CSV to write (required; a folder means FOLDER/submission.csv)",
     )
     p.add_argument(
-        "--weights", default="fusion", help="detector weights: a name under the weights folder or a path"
+        "--weights",
+        default="fusion",
+        help="detector weights: a name under the weights folder or a path; several comma-separated, "
+        "or an ensemble JSON, average their logits (see submission/ensemble.py)",
     )
     p.add_argument("--runtime", choices=RUNTIMES, default="auto", help="what executes the detector")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
@@ -128,11 +137,17 @@ def _default_preprocessor_factory() -> Any:
 
 
 def _load_scorer(args: argparse.Namespace, device: str) -> SampleScorer:
+    from submission.ensemble import EnsembleScorer, is_ensemble, parse_members
     from submission.scoring import DetectorScorer
 
-    scorer = DetectorScorer.from_weights(
-        args.weights, runtime=args.runtime, device=device, batch_size=args.batch_size
-    )
+    if is_ensemble(args.weights):
+        scorer = EnsembleScorer.from_members(
+            parse_members(args.weights), args.runtime, device, args.batch_size, args.aggregate
+        )
+    else:
+        scorer = DetectorScorer.from_weights(
+            args.weights, runtime=args.runtime, device=device, batch_size=args.batch_size
+        )
     log.info("model: %s", scorer.description)
     return scorer
 
@@ -228,6 +243,11 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
 
     try:
         sidecar = write_submission(csv_path, result.scores, fallback=args.fallback, clip_eps=args.clip_eps)
+        if scorer.member_names:
+            log.info(
+                "members' probabilities in %s",
+                write_member_scores(csv_path, result.scores, scorer.member_names),
+            )
     except OSError as exc:
         raise OutputError(f"cannot write {csv_path}: {exc.strerror or exc}") from None
     failed = [s for s in result.scores if not s.ok]

@@ -6,18 +6,36 @@ import csv
 
 import pytest
 
-from train.cli import _model_config, main
+from train.cli import main, model_spec
 
 
-def test_model_config_names_files_and_overrides(tmp_path):
-    cfg = _model_config("tiny:img_size=32,patch_size=8,dropout=0.1")
+def test_model_spec_names_files_and_overrides(tmp_path):
+    arch, cfg = model_spec("tiny:img_size=32,patch_size=8,dropout=0.1")
+    assert arch == "fusion_timesformer"
     assert (cfg["img_size"], cfg["patch_size"], cfg["dropout"], cfg["embed_dims"]) == (32, 8, 0.1, 96)
-    assert _model_config("base")["embed_dims"] == 768
+    assert model_spec("base")[1]["embed_dims"] == 768
     path = tmp_path / "fusion.json"
     path.write_text('{"arch": "fusion_timesformer", "model": {"num_layers": 1}}')
-    assert _model_config(f"{path}:num_heads=2") == {"num_layers": 1, "num_heads": 2}
+    assert model_spec(f"{path}:num_heads=2") == ("fusion_timesformer", {"num_layers": 1, "num_heads": 2})
     with pytest.raises(ValueError, match="patch_size"):
-        _model_config("tiny:img_size=30")
+        model_spec("tiny:img_size=30")
+
+
+def test_model_spec_names_any_registered_detector(tmp_path):
+    assert model_spec("meso4") == ("meso4", {})
+    assert model_spec("efficientnet_lstm:num_frames=4,lstm_hidden=32") == (
+        "efficientnet_lstm",
+        {"num_frames": 4, "lstm_hidden": 32},
+    )
+    path = tmp_path / "meso.json"
+    path.write_text('{"arch": "mesoinception4", "model": {"img_size": 128}}')
+    assert model_spec(str(path)) == ("mesoinception4", {"img_size": 128})
+    with pytest.raises(ValueError, match="unknown efficientnet_b0 config keys"):
+        model_spec("efficientnet_b0:width=2")
+    with pytest.raises(ValueError, match="multiple of 32"):
+        model_spec("meso4:img_size=100")
+    with pytest.raises(ValueError, match="'mesonet5': not tiny, base, a registered model"):
+        model_spec("mesonet5")
 
 
 def test_synth_writes_videos_and_labels(tmp_path, capsys):

@@ -16,7 +16,7 @@ from core.preprocess_config import PreprocessConfig
 from models.fusion import FusionConfig
 from train.fit import FitConfig, auto_precision, fit
 from train.metrics import roc_auc
-from train.module import FusionLitModule, OptimConfig
+from train.module import DetectorLitModule, OptimConfig
 from train.synth.samples import samples_from_videos, write_sample_cache
 from train.synth.videos import generate_videos
 
@@ -105,7 +105,7 @@ def test_resume_continues_the_run(cache, tmp_path):
 
 def test_syncnet_can_only_be_frozen_on_cached_samples():
     with pytest.raises(ValueError, match="only 'frozen'"):
-        FusionLitModule(MODEL.to_dict(), syncnet="joint")
+        DetectorLitModule(MODEL.to_dict(), syncnet="joint")
     assert auto_precision("cpu") == "32-true"
 
 
