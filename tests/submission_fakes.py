@@ -94,6 +94,7 @@ class FakeScorer:
     video_aggregation = "max"
     member_names: tuple[str, ...] = ()
     member_weights: tuple[float, ...] = ()
+    description = "fake scorer"
 
     def __init__(self, batch_size: int = 4, preprocess_config: PreprocessConfig | None = None):
         self.batch_size = batch_size
