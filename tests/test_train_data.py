@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import numpy as np
@@ -94,3 +95,26 @@ def test_augmentation_only_on_training_batches(cache):
     assert torch.equal(val_ds[0]["frames"], b)  # evaluation inputs are deterministic
     assert not torch.equal(a, b)
     assert np.isfinite(a.numpy()).all()
+
+
+class ForgeEveryReal:
+    """A stand-in pseudo-fake transform: every real sample comes back altered, labelled fake."""
+
+    def __call__(self, sample, label, rng):
+        if label == 0:
+            return dataclasses.replace(sample, faces=255 - sample.faces), 1
+        return sample, label
+
+
+def test_sample_transforms_change_training_samples_and_their_labels(cache):
+    dm = ManifestDataModule(
+        cache, FusionModel, MODEL, batch_size=64, balance="none", sample_transforms=[ForgeEveryReal()]
+    )
+    assert [type(t).__name__ for t in dm.train_transform().transforms] == ["ForgeEveryReal", "ClipAugmenter"]
+    train = next(iter(dm.train_dataloader()))
+    assert set(train["label"].tolist()) == {1}  # the reals were forged
+    real = next(i for i, e in enumerate(dm.entries("train")) if e.label == 0)
+    forged, plain = dm._dataset("train", True)[real], dm._dataset("train", False)[real]
+    assert forged["label"] == 1 and plain["label"] == 0
+    assert not torch.equal(forged["frames"], plain["frames"])
+    assert 0 in next(iter(dm.val_dataloader()))["label"].tolist()  # evaluation is never transformed
