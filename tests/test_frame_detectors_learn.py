@@ -1,10 +1,14 @@
 """Each frame detector learns face blends from generated data (``conftest.face_blend_cache``),
 held-out identities scored with its own frame → video rule, and its checkpoint exports.
 
-Deterministic (fixed data and training seeds); the bars sit well under what was measured
-with 1 and 2 torch threads, the two ways a float sum can come out on a CPU: a run that is
-learning must clear them anywhere. No augmentation: with flips and crop jitter MesoNet-4 fell
-from 0.99 to 0.81 in 200 steps (measured), too few steps for it to pay.
+Deterministic (fixed data and training seeds). Held-out AUC measured with one torch thread:
+MesoNet-4 0.980, MesoInception-4 0.927, EfficientNet-B0 0.821, EfficientNet + LSTM 0.836;
+the bars sit 0.12-0.14 below. Two threads sum floats in another order: EfficientNet-B0's
+validation AUC at steps 25/50/75 came out 0.646/0.761/0.821 against one thread's
+0.646/0.760/0.821. Training runs on one thread here: on a machine other jobs keep busy, two
+threads spinning against each other made those 75 steps take 330 s instead of 22 s.
+No augmentation: with flips and crop jitter MesoNet-4 fell from 0.99 to 0.81 in 200 steps
+(measured), too few steps for it to pay.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from train.evaluate import load_scoring_model, manifest_labels, score_manifest
 from train.export import export_checkpoint
@@ -32,7 +37,16 @@ LEARNING = {
 }  # fmt: skip
 
 
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("arch", sorted(LEARNING))
+@pytest.mark.usefixtures("one_thread")
 def test_detector_learns_face_blends_on_unseen_identities(arch, face_blend_cache, tmp_path):
     config, steps, lr, bar = LEARNING[arch]
     result = fit(
