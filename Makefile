@@ -57,8 +57,9 @@ lint:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench:  ## per-stage preprocessing timings on the 1080p clips in ../shared/media
+bench:  ## per-stage preprocessing timings on the 1080p clips in ../shared/media; per-detector inference cost
 	$(PY) -m preprocess.bench
+	$(PY) -m submission.model_bench
 
 demo:  ## synthetic data → preprocess → train → export → run.sh → AUC
 	$(PY) -m train.demo

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from core.aggregation import aggregate
+from core.aggregation import aggregate, combine_log_odds
 from core.types import VideoResult
 from submission.preprocess_pool import PreprocessPool
 from submission.scoring import SampleScorer, VideoScore
@@ -128,9 +128,10 @@ class _InferenceThread(threading.Thread):
         samples = [s for _, result in batch for s in result.samples]
         start = time.perf_counter()
         try:
-            probs = np.asarray(self.scorer.score(samples), dtype=np.float64).reshape(-1)
+            probs = np.asarray(self.scorer.score(samples), dtype=np.float64)
             if len(probs) != len(samples):
                 raise ValueError(f"scorer returned {len(probs)} probabilities for {len(samples)} samples")
+            probs = probs.reshape(len(samples), -1)  # (samples, members); one detector is one member
         except Exception as exc:
             if len(batch) > 1:  # find the video that breaks the batch; score the others
                 for video in batch:
@@ -146,14 +147,20 @@ class _InferenceThread(threading.Thread):
         for index, result in batch:
             track_probs = probs[offset : offset + len(result.samples)]
             offset += len(result.samples)
-            finite = track_probs[np.isfinite(track_probs)]
-            if finite.size == 0:
+            members = []
+            for column in track_probs.T:  # each member's video score, by the same rule
+                finite = column[np.isfinite(column)]
+                members.append(float(np.clip(aggregate(finite, self.how), 0.0, 1.0)) if finite.size else None)
+            if None in members:
                 self.collector.fail(index, "inference_error: non-finite model output")
                 continue
-            p = float(np.clip(aggregate(finite, self.how), 0.0, 1.0))
-            self.collector.put(
-                index, VideoScore(self.collector.names[index], p, "", tuple(map(float, track_probs)))
-            )
+            if len(members) == 1:
+                p, per_member = members[0], ()
+            else:
+                p, per_member = combine_log_odds(members, self.scorer.member_weights), tuple(members)
+            name = self.collector.names[index]
+            tracks = tuple(map(float, track_probs[:, 0])) if len(members) == 1 else ()
+            self.collector.put(index, VideoScore(name, p, "", tracks, per_member))
 
 
 def _feed(pool: PreprocessPool, paths: list[str], inference: _InferenceThread, collector: _Collector) -> None:

@@ -21,7 +21,14 @@ from core.threads import limit_threads
 from submission.folder import list_videos, parse_extensions
 from submission.journal import Journal, run_identity
 from submission.scoring import RUNTIMES, SampleScorer
-from submission.writer import FORMATS, OutputError, check_writable, failures_path, write_submission
+from submission.writer import (
+    FORMATS,
+    OutputError,
+    check_writable,
+    failures_path,
+    write_member_scores,
+    write_submission,
+)
 
 log = logging.getLogger("submission")
 
@@ -56,7 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="CSV to write (required; a folder means FOLDER/submission.csv)",
     )
     p.add_argument(
-        "--weights", default="detector", help="detector weights: a name under the weights folder or a path"
+        "--weights",
+        default="detector",
+        help="detector weights: a name under the weights folder or a path; several comma-separated, "
+        "or an ensemble JSON, average their logits (see submission/ensemble.py)",
     )
     p.add_argument("--runtime", choices=RUNTIMES, default="auto", help="what executes the detector")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
@@ -139,11 +149,17 @@ def _default_preprocessor_factory() -> Any:
 
 
 def _load_scorer(args: argparse.Namespace, device: str) -> SampleScorer:
+    from submission.ensemble import EnsembleScorer, is_ensemble, parse_members
     from submission.scoring import DetectorScorer
 
-    scorer = DetectorScorer.from_weights(
-        args.weights, runtime=args.runtime, device=device, batch_size=args.batch_size
-    )
+    if is_ensemble(args.weights):
+        scorer = EnsembleScorer.from_members(
+            parse_members(args.weights), args.runtime, device, args.batch_size, args.aggregate
+        )
+    else:
+        scorer = DetectorScorer.from_weights(
+            args.weights, runtime=args.runtime, device=device, batch_size=args.batch_size
+        )
     log.info("model: %s", scorer.description)
     return scorer
 
@@ -258,6 +274,10 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
         sidecar = write_submission(
             csv_path, scores, fallback=args.fallback, clip_eps=args.clip_eps, fmt=args.format
         )
+        if scorer.member_names:
+            log.info(
+                "members' probabilities in %s", write_member_scores(csv_path, scores, scorer.member_names)
+            )
     except OSError as exc:
         raise OutputError(f"cannot write {csv_path}: {exc.strerror or exc}") from None
     failed = [s for s in scores if not s.ok]

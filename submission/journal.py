@@ -68,6 +68,7 @@ def _is_entry(item: Any) -> bool:
         and (item.get("probability") is None or isinstance(item.get("probability"), number))
         and isinstance(item.get("reason", ""), str)
         and all(isinstance(t, number) for t in item.get("tracks", ()))
+        and all(isinstance(t, number) for t in item.get("members", ()))
     )
 
 
@@ -78,6 +79,7 @@ def _score(entry: dict) -> VideoScore:
         None if p is None else float(p),
         entry.get("reason", ""),
         tuple(entry.get("tracks", ())),
+        tuple(entry.get("members", ())),
     )
 
 
@@ -143,6 +145,7 @@ class Journal:
             "probability": score.probability,
             "reason": score.reason,
             "tracks": list(score.track_probabilities),
+            "members": list(score.member_probabilities),  # an ensemble's, for its members CSV
         }
         try:
             self._file.write(json.dumps(entry, sort_keys=True) + "\n")

@@ -37,6 +37,7 @@ class VideoScore:
     probability: float | None  # None: not scored (see reason); the CSV gets the fallback
     reason: str = ""
     track_probabilities: tuple[float, ...] = ()
+    member_probabilities: tuple[float, ...] = ()  # an ensemble's: each member's video probability
 
     @property
     def ok(self) -> bool:
@@ -45,17 +46,25 @@ class VideoScore:
 
 class SampleScorer(Protocol):
     """What the batch runner needs from a model: samples in, P(fake) per sample out, and the
-    rule (``models.detector.aggregate``) that makes a video's probability of its samples'."""
+    rule (``core.aggregation.aggregate``) that makes a video's probability of its samples'.
+
+    A single detector returns (samples,) probabilities and has no member names; an ensemble
+    (``submission.ensemble``) returns (samples, members), names its members and weighs them."""
 
     batch_size: int
     preprocess_config: PreprocessConfig
     video_aggregation: str
+    member_names: tuple[str, ...]
+    member_weights: tuple[float, ...]
 
     def score(self, samples: Sequence[Sample]) -> np.ndarray: ...
 
 
 class DetectorScorer:
     """A detector on samples, ``batch_size`` samples per runtime call."""
+
+    member_names: tuple[str, ...] = ()
+    member_weights: tuple[float, ...] = ()
 
     def __init__(
         self,

@@ -28,6 +28,12 @@ def failures_path(csv_path: str | Path) -> Path:
     return csv_path.with_name(f"{csv_path.stem}_failures.csv")
 
 
+def members_path(csv_path: str | Path) -> Path:
+    """``out/submission.csv`` -> ``out/submission_members.csv`` (an ensemble's members)."""
+    csv_path = Path(csv_path)
+    return csv_path.with_name(f"{csv_path.stem}_members.csv")
+
+
 def check_writable(csv_path: str | Path) -> None:
     """Fail before any video is processed if the CSV could not be written at the end."""
     csv_path = Path(csv_path)
@@ -95,3 +101,19 @@ def write_submission(
     write_csv_atomic(sidecar, FAILURES_HEADER, failures)
     write_csv_atomic(csv_path, header, rows)
     return sidecar
+
+
+def write_member_scores(
+    csv_path: str | Path, scores: Sequence[VideoScore], names: Sequence[str], decimals: int = 6
+) -> Path:
+    """``<stem>_members.csv``: ``filename`` and each ensemble member's probability of each video
+    (unclipped; empty where the video could not be scored). Returns its path."""
+    rows = [
+        (s.filename, *(f"{p:.{decimals}f}" for p in s.member_probabilities))
+        if s.ok
+        else (s.filename, *([""] * len(names)))
+        for s in sorted(scores, key=lambda s: s.filename)
+    ]
+    path = members_path(csv_path)
+    write_csv_atomic(path, ("filename", *names), rows)
+    return path

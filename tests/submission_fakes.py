@@ -99,6 +99,9 @@ class FakeScorer:
     """P(fake) of a sample = its face pixel value / 100; records the batches it was given."""
 
     video_aggregation = "max"
+    member_names: tuple[str, ...] = ()
+    member_weights: tuple[float, ...] = ()
+    description = "fake scorer"
 
     def __init__(self, batch_size: int = 4, preprocess_config: PreprocessConfig | None = None):
         self.batch_size = batch_size
