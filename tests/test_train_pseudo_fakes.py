@@ -68,7 +68,9 @@ def test_mouth_rerender_acts_on_the_lower_face(real_sample):
     for i, points in enumerate(real_sample.landmarks):
         f = FaceFrame.of(points)
         lower = region_mask([f.lower_face_outline()], size)
-        eyes = region_mask([np.array([p + d for p in points[:2] for d in ((-8, -8), (8, -8), (8, 8), (-8, 8))])], size)
+        eyes = region_mask(
+            [np.array([p + d for p in points[:2] for d in ((-8, -8), (8, -8), (8, 8), (-8, 8))])], size
+        )
         assert diff[i][lower].mean() > 4 * max(diff[i][eyes].mean(), 0.25)
 
 
