@@ -32,7 +32,7 @@ from preprocess.audio import audio_features
 from preprocess.faces.detector import FaceDetector
 from preprocess.latency import SyncNetScorer
 from preprocess.media import FrameBuffer, decode
-from preprocess.tracks import build_tracks, crop_faces, uniform_indices
+from preprocess.tracks import build_tracks, crop_faces, crop_landmarks, uniform_indices
 
 log = logging.getLogger(__name__)
 
@@ -276,6 +276,7 @@ class Preprocessor:
             mfcc=features.mfcc if features is not None else empty,
             mel=features.mel if features is not None else np.zeros((self.cfg.audio.n_mels, 0), np.float32),
             latency=latency,
+            landmarks=crop_landmarks(track, self.cfg.track, face_idx),
         )
 
 
