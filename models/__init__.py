@@ -9,6 +9,7 @@ from models import (  # noqa: F401  (registration)
     efficientnet_lstm,
     fusion,
     mesonet,
+    mobilenet_frames,
     retinaface,
     syncnet,
 )

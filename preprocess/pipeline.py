@@ -239,7 +239,8 @@ class Preprocessor:
         start, stop = int(track.frame_indices[0]), int(track.frame_indices[-1]) + 1
         latency = None
         with timer("crop"):
-            face_idx = uniform_indices(track, self.cfg.sample.num_frames)
+            # a still image (one frame) keeps one crop, not num_frames copies of it
+            face_idx = uniform_indices(track, self.cfg.sample.num_frames if len(clip.frames) > 1 else 1)
             need_all = self.syncnet is not None and features is not None
             crops = crop_faces(clip.frames, track, self.cfg.track, None if need_all else face_idx)
             faces = crops[face_idx - start] if need_all else crops

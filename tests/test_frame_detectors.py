@@ -15,10 +15,11 @@ from models.detector import DetectorModel
 from models.efficientnet_frames import EfficientNetFrames
 from models.efficientnet_lstm import EfficientNetLSTM
 from models.mesonet import Meso4, MesoConfig, MesoInception4
+from models.mobilenet_frames import MobileNetFrames, MobileNetFramesConfig
 from models.onnx_export import export_onnx
 from models.registry import create_model, load_model
 from submission.scoring import DetectorScorer
-from weights.store import save_weights
+from weights.store import load_weights, save_weights
 
 TINY_EFFICIENTNET = {"channel_multiplier": 0.25, "depth_multiplier": 0.34}
 TINY = {  # arch → a config small enough for a CPU test
@@ -26,6 +27,7 @@ TINY = {  # arch → a config small enough for a CPU test
     "mesoinception4": {"num_frames": 3, "img_size": 64},
     "efficientnet_b0": {"num_frames": 3, "img_size": 64, **TINY_EFFICIENTNET},
     "efficientnet_lstm": {"num_frames": 3, "img_size": 64, "lstm_hidden": 16, **TINY_EFFICIENTNET},
+    "mobilenetv2_frames": {"num_frames": 3, "img_size": 64},
 }
 
 
@@ -73,7 +75,7 @@ def test_configs_round_trip_and_forward_one_logit_per_sample(arch):
         model(frames[:, :2])
 
 
-@pytest.mark.parametrize("arch", ["meso4", "mesoinception4", "efficientnet_b0"])
+@pytest.mark.parametrize("arch", ["meso4", "mesoinception4", "efficientnet_b0", "mobilenetv2_frames"])
 def test_per_frame_detectors_average_their_frame_logits(arch):
     model = tiny(arch)
     (frames,) = model.example_inputs(2, seed=3)
@@ -142,8 +144,35 @@ def test_scored_from_the_weights_alone_on_every_runtime(arch, tmp_path):
 
 
 def test_every_frame_detector_is_a_registered_detector():
-    for cls in (Meso4, MesoInception4, EfficientNetFrames, EfficientNetLSTM):
+    for cls in (Meso4, MesoInception4, EfficientNetFrames, EfficientNetLSTM, MobileNetFrames):
         assert issubclass(cls, DetectorModel) and cls.input_names == ("frames",)
         assert create_model(cls.arch).__class__ is cls
     with pytest.raises(ValueError, match="no upstream-checkpoint converter"):
         Meso4().init_from_upstream("meso4.h5")
+
+
+def test_mobilenet_frames_reads_the_face_region_and_starts_from_the_face_detector(tmp_path):
+    """The default detector's frames are the face square of the crop; its body loads from the
+    RetinaFace-MobileNetV2 weights the setup builds, and the frozen part stays in eval mode."""
+    sample = faces_sample(np.random.default_rng(0), "clip.mp4", frames=2, size=224)
+    sample.faces[:, :, :16] = 0  # outside the default region (x 16..208): must not be read
+    sample.faces[:, :, 208:] = 0
+    cfg = MobileNetFramesConfig(num_frames=2, img_size=64)
+    frames = MobileNetFrames.sample_inputs(sample, cfg)["frames"]
+    assert frames.shape == (2, 3, 64, 64)
+    assert frames[:, :, :, 0].min() > (0 - 123.675) / 58.395 + 0.5  # no black border came in
+    with pytest.raises(ValueError, match="square inside the crop"):
+        MobileNetFramesConfig(region=(0.5, 0.0, 0.6))
+    model = MobileNetFrames(cfg)
+    upstream = load_weights("retinaface_mobilenetv2").state_dict  # built by make setup
+    model.init_from_upstream("retinaface_mobilenetv2")
+    for key, value in model.body.state_dict().items():
+        torch.testing.assert_close(value, upstream[f"body.{key}"])
+    model.train()
+    assert (
+        not model.body.stem.training and not model.body.blocks[5].training and model.body.blocks[6].training
+    )
+    assert not any(p.requires_grad for p in model.body.blocks[5].parameters())
+    save_weights(tmp_path / "other", {"x": torch.zeros(1)}, "meso4", {}, None)
+    with pytest.raises(ValueError, match="not a RetinaFace-MobileNetV2"):
+        model.init_from_upstream(str(tmp_path / "other"))

@@ -25,6 +25,7 @@ def test_the_project_models_are_registered_by_their_weights_names():
         "fusion_timesformer",
         "meso4",
         "mesoinception4",
+        "mobilenetv2_frames",
         "retinaface",
         "syncnet",
     ]

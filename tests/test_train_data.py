@@ -118,3 +118,47 @@ def test_sample_transforms_change_training_samples_and_their_labels(cache):
     assert forged["label"] == 1 and plain["label"] == 0
     assert not torch.equal(forged["frames"], plain["frames"])
     assert 0 in next(iter(dm.val_dataloader()))["label"].tolist()  # evaluation is never transformed
+
+
+def reals_only(cache, tmp_path):
+    """The fixture's manifest without its training fakes."""
+    lines = cache.read_text().splitlines()
+    header = lines[0].split(",")
+    split, label = header.index("split"), header.index("label")
+    kept = [
+        line
+        for line in lines[1:]
+        if not (line.split(",")[split] == "train" and line.split(",")[label] == "1")
+    ]
+    out = tmp_path / "manifest.csv"
+    out.write_text("\n".join([lines[0], *kept]) + "\n")
+    for extra in cache.parent.iterdir():  # the preprocess config and samples beside it
+        if extra.name != "manifest.csv" and not (tmp_path / extra.name).exists():
+            (tmp_path / extra.name).symlink_to(extra)
+    return out
+
+
+def test_reals_alone_train_only_with_a_pseudo_fake_transform(cache, tmp_path):
+    manifest = reals_only(cache, tmp_path)
+    with pytest.raises(ValueError, match="needs both real and fake samples"):
+        ManifestDataModule(manifest, FusionModel, MODEL).setup()
+    dm = ManifestDataModule(
+        manifest, FusionModel, MODEL, batch_size=4, balance="category", sample_transforms=[ForgeEveryReal()]
+    )
+    assert {e.label for e in dm.entries("train")} == {0}
+    assert set(next(iter(dm.train_dataloader()))["label"].tolist()) == {1}
+
+
+def test_category_balance_draws_each_category_equally(cache):
+    dm = ManifestDataModule(
+        cache, FusionModel, MODEL, batch_size=64, balance="category", augment=AugmentConfig.none()
+    )
+    counts = Counter(e.category for e in dm.entries("train"))
+    assert counts["real"] != counts["face_blend"]  # unequal in the cache
+    drawn = Counter()
+    loader = dm.train_dataloader()
+    for _ in range(30):
+        for batch in loader:
+            drawn.update(batch["category"])
+    share = drawn["face_blend"] / sum(drawn.values())
+    assert 0.4 < share < 0.6, drawn

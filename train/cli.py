@@ -1,4 +1,4 @@
-"""``python -m train synth|fit|eval|export|sync-pretrain``: the training tools' command line."""
+"""``python -m train synth|fit|eval|export|footage-labels|sync-pretrain``: the training tools' command line."""
 
 from __future__ import annotations
 
@@ -85,6 +85,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
     )
     devices: str | int = int(args.devices) if args.devices.isdigit() else args.devices
     arch, model = model_spec(args.model)
+    transforms = ()
+    if args.pseudo_fakes:
+        from train.pseudo_fakes import PseudoFakeConfig, PseudoFakes
+
+        pcfg = PseudoFakeConfig()
+        if args.pseudo_fakes != "default":
+            names = [n.strip() for n in args.pseudo_fakes.split(",") if n.strip()]
+            pcfg = PseudoFakeConfig(weights={n: pcfg.weights.get(n, 1.0) for n in names})
+        transforms = (PseudoFakes(replace(pcfg, fake_p=args.pseudo_fake_p)),)
     cfg = FitConfig(
         manifest=args.manifest,
         out=args.out,
@@ -99,6 +108,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         max_time=args.max_time,
         balance=args.balance,
+        sample_transforms=transforms,
         grad_clip=args.grad_clip,
         patience=args.patience,
         precision=args.precision,
@@ -119,6 +129,19 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(
         f"last checkpoint: {result.last_checkpoint}; {result.epochs} epochs, {result.steps} steps; logs in {result.log_dir}"
     )
+    return 0
+
+
+def cmd_footage_labels(args: argparse.Namespace) -> int:
+    from train.footage_labels import footage_labels, write_labels_csv
+
+    files = footage_labels(args.manifest)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_labels_csv(files, args.out)
+    counts: dict[tuple[str, str], int] = {}
+    for f in files:
+        counts[f.split, f.category] = counts.get((f.split, f.category), 0) + 1
+    print(f"wrote {args.out}: " + ", ".join(f"{s}/{c} {n}" for (s, c), n in sorted(counts.items())))
     return 0
 
 
@@ -243,7 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--epochs", type=int, default=30)
     f.add_argument("--epoch-size", type=int, help="training samples per epoch (default: the train split)")
     f.add_argument("--max-steps", type=int, default=-1)
-    f.add_argument("--balance", choices=("sampler", "loss", "none"), default="sampler")
+    f.add_argument("--balance", choices=("sampler", "loss", "category", "none"), default="sampler")
+    f.add_argument(
+        "--pseudo-fakes", metavar="CATEGORIES",
+        help="forge fakes from real training samples on the fly: 'default' or a comma list of "
+        "self_blend, mouth_rerender, blend_flicker, audio_shift (train.pseudo_fakes)",
+    )  # fmt: skip
+    f.add_argument("--pseudo-fake-p", type=float, default=0.5, help="share of real samples forged")
     f.add_argument("--grad-clip", type=float, default=1.0)
     f.add_argument("--patience", type=int, default=8, help="early-stopping epochs (0: off)")
     f.add_argument("--no-augment", action="store_true")
@@ -261,6 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     f.add_argument("--quiet", action="store_true")
     f.set_defaults(func=cmd_fit)
+
+    fl = sub.add_parser(
+        "footage-labels", help="a real-footage set's MANIFEST.tsv -> labels CSV (reals train, fakes val)"
+    )
+    fl.add_argument("manifest", type=Path, help="MANIFEST.tsv with file, label, kind, group columns")
+    fl.add_argument("--out", type=Path, required=True)
+    fl.set_defaults(func=cmd_footage_labels)
 
     e = sub.add_parser("export", help="checkpoint -> weights (safetensors + JSON) + ONNX")
     e.add_argument("checkpoint", type=Path)

@@ -9,7 +9,9 @@ inference uses; training samples first go through the run's sample transforms
 
 Class balance: ``balance="sampler"`` draws training samples with a ``WeightedRandomSampler``
 (each class equally likely per draw); ``"loss"`` keeps the natural order and exposes class
-weights for the loss; ``"none"`` does neither.
+weights for the loss; ``"category"`` makes each manifest ``category`` equally likely per draw
+(training on reals alone with pseudo-fakes: video frames and photos in equal shares, however
+many of each the cache holds); ``"none"`` does neither.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from train.augment import AugmentConfig, ClipAugmenter
 from train.sample_transforms import ChainedTransforms, SampleTransform
 
 REQUIRED_COLUMNS = ("filename", "split", "label", "sample")
-BALANCE_MODES = ("sampler", "loss", "none")
+BALANCE_MODES = ("sampler", "loss", "category", "none")
 
 
 @dataclass(frozen=True)
@@ -204,8 +206,13 @@ class ManifestDataModule(L.LightningDataModule):
             self.splits.setdefault(entry.split or "train", []).append(entry)
         if not self.splits.get("train"):
             raise ValueError(f"{self.manifest}: no labelled samples in the 'train' split")
-        if 0 in class_counts(self.splits["train"]):
-            raise ValueError(f"{self.manifest}: the training split needs both real and fake samples")
+        n_real, n_fake = class_counts(self.splits["train"])
+        # reals alone are enough when a sample transform forges fakes from them
+        if n_real == 0 or (n_fake == 0 and not self.sample_transforms):
+            raise ValueError(
+                f"{self.manifest}: the training split needs both real and fake samples "
+                "(or real samples and a pseudo-fake transform)"
+            )
 
     def entries(self, split: str) -> list[ManifestEntry]:
         self.setup()
@@ -253,9 +260,12 @@ class ManifestDataModule(L.LightningDataModule):
         dataset = self._dataset("train", train=True)
         generator = torch.Generator().manual_seed(self.seed)
         size = self.epoch_size or len(dataset)
-        if self.balance == "sampler":
-            n_real, n_fake = class_counts(dataset.entries)
-            weights = [1.0 / (n_fake if e.label else n_real) for e in dataset.entries]
+        if self.balance in ("sampler", "category"):
+            key = (lambda e: e.label) if self.balance == "sampler" else (lambda e: e.category)
+            counts: dict[Any, int] = {}
+            for e in dataset.entries:
+                counts[key(e)] = counts.get(key(e), 0) + 1
+            weights = [1.0 / counts[key(e)] for e in dataset.entries]
             return self._loader(
                 dataset, sampler=WeightedRandomSampler(weights, size, replacement=True, generator=generator)
             )

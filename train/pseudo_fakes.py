@@ -386,6 +386,9 @@ class PseudoFakes:
         self.cfg = cfg or PseudoFakeConfig()
         self.categories = {name: self.cfg.category(name) for name, w in self.cfg.weights.items() if w > 0}
 
+    def __repr__(self) -> str:
+        return f"PseudoFakes(fake_p={self.cfg.fake_p}, weights={self.cfg.weights}, params={self.cfg.params})"
+
     def __call__(self, sample: Sample, label: int, rng: np.random.Generator) -> tuple[Sample, int]:
         if label != 0 or rng.random() >= self.cfg.fake_p:
             return sample, label
