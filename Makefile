@@ -89,7 +89,7 @@ eval-default:  ## the shipped detector on $(SHARED)/media and on the training se
 	$(PY) -m preprocess $(SHARED)/media --labels $(DEFAULT_RUN)/media_labels.csv --out $(DEFAULT_RUN)/media_cache \
 		--workers 2 --threads 1 --no-progress
 	$(PY) -m train eval --manifest $(DEFAULT_RUN)/media_cache/manifest.csv --weights weights/detector \
-		--split test --out $(DEFAULT_RUN)/eval_media
+		--split all --out $(DEFAULT_RUN)/eval_media
 	$(PY) -m train eval --manifest $(DEFAULT_RUN)/cache/manifest.csv --weights weights/detector \
 		--split val --out $(DEFAULT_RUN)/eval_val
 

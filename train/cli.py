@@ -182,10 +182,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise ValueError("give --submission with --labels, or --manifest with --checkpoint or --weights")
         model = ev.load_scoring_model(args.checkpoint, args.weights)
         split = args.split or "test"
-        scored = ev.score_manifest(model, args.manifest, [split, args.val_split])
+        splits = [split] if split == "all" else [split, args.val_split]  # all: no held-out threshold
+        scored = ev.score_manifest(model, args.manifest, splits)
         labels = ev.manifest_labels(args.manifest)
-        evaluated = ev.join(scored[split], labels, split)
-        if scored[args.val_split]:
+        evaluated = ev.join(scored[split], labels, None if split == "all" else split)
+        if scored.get(args.val_split):
             validation = ev.join(scored[args.val_split], labels, args.val_split)
         title = f"{Path(args.checkpoint or args.weights).name} on {split}"
     if args.threshold is not None:
@@ -314,7 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--checkpoint", type=Path)
     v.add_argument("--weights", help="exported weights (name or path)")
     v.add_argument(
-        "--split", help="evaluate only this split (default: all for --submission, test for --manifest)"
+        "--split",
+        help="evaluate only this split (default: all for --submission, test for --manifest; "
+        "'all': every sample of the manifest, e.g. an evaluation-only set)",
     )
     v.add_argument("--val-split", default="val")
     v.add_argument(

@@ -216,14 +216,14 @@ def score_manifest(
     model: torch.nn.Module, manifest: str | Path, splits: Sequence[str], batch_size: int = 16
 ) -> dict[str, dict[str, float]]:
     """``{split: {video filename: P(fake)}}``, each video's score the detector's
-    ``video_aggregation`` over its face tracks."""
+    ``video_aggregation`` over its face tracks; the split ``all`` is every sample."""
     from core.aggregation import aggregate
     from train.data import SampleDataset, collate_batch, read_manifest
 
     entries = read_manifest(manifest)
     out: dict[str, dict[str, float]] = {}
     for split in splits:
-        chosen = [e for e in entries if e.split == split]
+        chosen = [e for e in entries if split in ("all", e.split)]
         data = SampleDataset(chosen, type(model), model.config, keep_in_memory=False)
         tracks: dict[str, list[float]] = {}
         for start in range(0, len(data), batch_size):
