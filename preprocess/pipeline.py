@@ -238,22 +238,25 @@ class Preprocessor:
         warnings = list(clip.warnings)
         start, stop = int(track.frame_indices[0]), int(track.frame_indices[-1]) + 1
         latency = None
-        with timer("crop"):
-            face_idx = uniform_indices(track, self.cfg.sample.num_frames)
-            need_all = self.syncnet is not None and features is not None
-            crops = crop_faces(clip.frames, track, self.cfg.track, None if need_all else face_idx)
-            faces = crops[face_idx - start] if need_all else crops
+        face_idx = uniform_indices(track, self.cfg.sample.num_frames)
+        plan = None  # the SyncNet windows: only their frames are cropped beyond the sample's
         if features is None:
             warnings.append("no_audio")
         elif self.syncnet is None:
             warnings.append("no_syncnet_weights")
         else:
+            mfcc = features.mfcc[:, start * MFCC_PER_FRAME : stop * MFCC_PER_FRAME]
+            try:
+                plan = self.syncnet.plan(stop - start, mfcc.shape[1])
+            except ValueError as err:  # too short for one SyncNet window
+                warnings.append(f"no_latency: {err}")
+        with timer("crop"):
+            wanted = face_idx if plan is None else np.union1d(face_idx, plan.video_frames + start)
+            crops = crop_faces(clip.frames, track, self.cfg.track, wanted)
+            faces = crops[np.searchsorted(wanted, face_idx)]
+        if plan is not None:
             with timer("syncnet"):
-                mfcc = features.mfcc[:, start * MFCC_PER_FRAME : stop * MFCC_PER_FRAME]
-                try:
-                    latency = self.syncnet.latency(crops, mfcc)
-                except ValueError as err:  # too short for one SyncNet window
-                    warnings.append(f"no_latency: {err}")
+                latency = self.syncnet.latency(crops, mfcc, wanted - start, plan)
         empty = np.zeros((self.cfg.audio.n_mfcc, 0), np.float32)
         meta = SampleMeta(
             video=Path(clip.info.path).name,
