@@ -60,7 +60,8 @@ class FakePreprocessor:
             with open(log, "a") as f:
                 f.write(f"{os.getpid()}\n")
 
-    def process(self, path: str, label: int = -1) -> VideoResult:
+    def process(self, path: str | Path, label: int = -1) -> VideoResult:
+        path = str(path)
         name = Path(path).name
         timings = {"decode": 0.01, "detect": 0.02}
         if "crash" in name:
