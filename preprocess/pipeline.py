@@ -193,7 +193,7 @@ class Preprocessor:
         """Timings: ``decode`` is decoding's wall time, with detection running alongside;
         ``detect`` only the wait for detection after decoding ended, ``detect_cpu`` the detector
         thread's CPU time; ``preprocess_wall``/``_cpu`` span decoding to the last crop (SyncNet
-        excluded)."""
+        excluded); ``syncnet_cpu`` is SyncNet's CPU time, all threads."""
         start, cpu_start = time.perf_counter(), time.process_time()
         with DetectionStage(self.detector, self.cfg.detector) as detection:
             with timer("decode"):
@@ -210,6 +210,8 @@ class Preprocessor:
                 audio_features(clip.audio, clip.sample_rate, self.cfg.audio) if clip.has_audio else None
             )
         samples = [self._sample(clip, track, len(tracks), features, label, timer) for track in tracks]
+        if "syncnet" in timer.cpu_seconds:
+            timer.seconds["syncnet_cpu"] = timer.cpu_seconds["syncnet"]
         timer.seconds["preprocess_wall"] = time.perf_counter() - start - timer.seconds.get("syncnet", 0.0)
         timer.seconds["preprocess_cpu"] = (
             time.process_time() - cpu_start - timer.cpu_seconds.get("syncnet", 0.0)
