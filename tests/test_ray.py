@@ -179,7 +179,7 @@ def test_nodes_with_other_weights_are_refused(cluster, tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def weights_folder(tmp_path_factory) -> Path:
     """RetinaFace (the repository's, linked), a SyncNet with fixed random weights (no trained one
-    ships) and a tiny random fusion model with a 2 s window."""
+    ships) and a tiny random fusion model with a 1 s window (quick on CPU)."""
     import torch
 
     from models.fusion import FusionConfig, FusionModel
@@ -196,7 +196,7 @@ def weights_folder(tmp_path_factory) -> Path:
     save_weights(folder / "syncnet", SyncNet().state_dict(), ARCH, SyncNetConfig().to_dict(), None)
     cfg = FusionConfig.tiny()
     model = FusionModel(cfg).eval()
-    pre = PreprocessConfig().replace("media", window_s=2.0).replace("sample", num_frames=cfg.num_frames)
+    pre = PreprocessConfig().replace("media", window_s=1.0).replace("sample", num_frames=cfg.num_frames)
     save_weights(folder / "fusion", model.state_dict(), model.arch, cfg.to_dict(), pre.to_dict())
     return folder
 
@@ -238,7 +238,7 @@ def assert_same_sample(a, b):
 
 @pytest.mark.slow
 def test_preprocess_cli_on_ray_makes_the_local_pools_cache(cluster, weights_folder, real_videos, tmp_path):
-    base = [sys.executable, "-m", "preprocess", str(real_videos), "--no-progress", "--window", "2"]
+    base = [sys.executable, "-m", "preprocess", str(real_videos), "--no-progress", "--window", "1"]
     base += ["--num-frames", "4", "--video-timeout", "300"]
     local, remote = tmp_path / "local", tmp_path / "ray"
     run_command([*base, "--out", str(local), "--workers", "1", "--threads", "1"], weights_folder, ROOT)
