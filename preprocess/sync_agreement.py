@@ -59,24 +59,30 @@ class Agreement:
     label: str
     trials: int = 0
     same_offset: int = 0  # sampled offset == full search's offset
+    near_offset: int = 0  # within one frame of it
     full_correct: int = 0  # full search finds the shift (within one frame)
     sampled_correct: int = 0
+    kept: int = 0  # both find it: the full search's right answers the sampled one keeps
     confidence_change: list[float] = field(default_factory=list)  # sampled - full
 
     def add(self, shift: int, full, sampled) -> None:
         self.trials += 1
         self.same_offset += sampled.offset == full.offset
-        self.full_correct += abs(full.offset + shift) <= 1
-        self.sampled_correct += abs(sampled.offset + shift) <= 1
+        self.near_offset += abs(sampled.offset - full.offset) <= 1
+        full_right, sampled_right = abs(full.offset + shift) <= 1, abs(sampled.offset + shift) <= 1
+        self.full_correct += full_right
+        self.sampled_correct += sampled_right
+        self.kept += full_right and sampled_right
         self.confidence_change.append(sampled.confidence - full.confidence)
 
     def row(self) -> str:
         change = np.abs(self.confidence_change) if self.confidence_change else np.zeros(1)
         n = max(self.trials, 1)
         return (
-            f"{self.label:<22} {self.same_offset:>4}/{self.trials:<4} ({100 * self.same_offset / n:5.1f} %)"
-            f"   truth ±1: full {self.full_correct / n:5.1%}, sampled {self.sampled_correct / n:5.1%}"
-            f"   |Δconf| median {np.median(change):.3f}, p90 {np.quantile(change, 0.9):.3f}"
+            f"{self.label:<22} same offset {self.same_offset / n:6.1%}, ±1 {self.near_offset / n:6.1%}"
+            f" | shift found ±1: full {self.full_correct / n:5.1%}, sampled {self.sampled_correct / n:5.1%},"
+            f" kept {self.kept}/{self.full_correct}"
+            f" | |Δconf| median {np.median(change):.2f}, p90 {np.quantile(change, 0.9):.2f}"
         )
 
 

@@ -45,7 +45,7 @@ SMALL_CLIPS = (  # short or small: fixed costs weigh most here
     "real/retalking_face_3.mp4",
     "fake/sadtalker_art_0__japanese_es1.mp4",
 )
-AGREEMENT_CONFIGS = ((16, 2), (8, 1), (16, 4), (32, 4))  # (windows, runs); the first is the default
+AGREEMENT_CONFIGS = ((16, 16), (16, 2), (24, 24), (32, 32))  # (windows, runs); the first is the default
 
 
 def load_syncnet_module(path: Path | None):
@@ -165,7 +165,7 @@ def agreement(module, args) -> None:
     results = compare(tracks, configs, shifts)
     print(
         f"offset agreement, sampled vs full search: {len(tracks)} clips of media/real x shifts -10..+10"
-        f" ({time.perf_counter() - started:.0f} s)"
+        f" ({time.perf_counter() - started:.0f} s); chance of finding a shift ±1: 3/31 = 9.7 %"
     )
     for result in results:
         print("  " + result.row())

@@ -411,3 +411,19 @@ def test_offset_search_matches_pairwise_distance_reference():
     np.testing.assert_allclose(
         result.frame_confidence, np.median(reference.mean(axis=0)) - reference[:, best], rtol=1e-5, atol=1e-5
     )
+
+
+def test_agreement_measure_on_a_perfect_network():
+    """Embeddings of a network that matches lips and sound exactly: every shift is found by the
+    full and the sampled search alike, so agreement is complete (and a sign error would show)."""
+    from preprocess.sync_agreement import TrackEmbeddings, compare
+
+    rng = np.random.default_rng(4)
+    n, pad = 120, 10
+    lip = rng.normal(size=(n, 8)).astype(np.float32)
+    audio = np.concatenate([rng.normal(size=(pad, 8)), lip, rng.normal(size=(pad, 8))]).astype(np.float32)
+    track = TrackEmbeddings("clip", lip, audio, pad)
+    shifts = range(-10, 11)
+    [result] = compare([track], [SyncConfig(windows=12, runs=12)], shifts)
+    assert result.trials == 21 and result.same_offset == result.kept == result.full_correct == 21
+    np.testing.assert_array_equal(track.audio_shifted(3)[5], audio[pad - 3 + 5])  # delayed by 3
