@@ -75,6 +75,8 @@ class ClipRow:
     sync_cpu_full: float
     sync_cpu_sampled: float
     tracks: int
+    floor_cpu: float  # ffmpeg's CPU seconds
+    plain_cpu: float  # preprocessing's, without SyncNet
 
     def cells(self) -> list[str]:
         return [
@@ -87,11 +89,26 @@ class ClipRow:
             f"{self.sync_cpu_full:9.2f}",
             f"{self.sync_cpu_sampled:9.2f}",
             f"{self.tracks:3d}",
+            f"{self.plain_cpu / self.floor_cpu:6.2f}x",
+            f"{(self.plain_cpu + self.sync_cpu_sampled) / self.floor_cpu:6.2f}x",
         ]
 
 
-HEADER = ["clip", "ffmpeg", "pre", "ratio", "pre+sync", "ratio", "sync_full", "sync_now", "trk"]
-WIDTHS = [24, 7, 7, 7, 7, 7, 9, 9, 3]
+# ratio: wall / ffmpeg wall; cpu×: CPU seconds / ffmpeg's (steadier on a busy machine)
+HEADER = [
+    "clip",
+    "ffmpeg",
+    "pre",
+    "ratio",
+    "pre+sync",
+    "ratio",
+    "sync_full",
+    "sync_now",
+    "trk",
+    "cpu×",
+    "cpu×sync",
+]
+WIDTHS = [24, 7, 7, 7, 7, 7, 9, 9, 3, 7, 8]
 
 
 def best_run(pre: Preprocessor, path: Path, repeat: int) -> dict[str, float] | None:
@@ -120,7 +137,7 @@ def clip_rows(paths: list[Path], module, args) -> list[ClipRow]:
     )
     rows = []
     for path in paths:
-        floor = ffmpeg_decode_seconds(path, args.threads, args.repeat).wall
+        ffmpeg = ffmpeg_decode_seconds(path, args.threads, args.repeat)
         without = best_run(plain, path, args.repeat)
         with_sync = best_run(sampled, path, args.repeat)
         before = best_run(full, path, 1)
@@ -128,12 +145,14 @@ def clip_rows(paths: list[Path], module, args) -> list[ClipRow]:
             continue
         row = ClipRow(
             path.name,
-            floor,
+            ffmpeg.wall,
             without["preprocess_wall"],
             with_sync["wall"],
             before.get("syncnet_cpu", float("nan")),
             with_sync.get("syncnet_cpu", float("nan")),
             int(with_sync["tracks"]),
+            ffmpeg.cpu,
+            without["preprocess_cpu"],
         )
         rows.append(row)
         print(" ".join(row.cells()), flush=True)
@@ -146,10 +165,13 @@ def summarise(label: str, rows: list[ClipRow]) -> None:
         return
     plain = statistics.median(r.plain / r.floor for r in rows)
     synced = statistics.median(r.synced / r.floor for r in rows)
+    plain_cpu = statistics.median(r.plain_cpu / r.floor_cpu for r in rows)
+    synced_cpu = statistics.median((r.plain_cpu + r.sync_cpu_sampled) / r.floor_cpu for r in rows)
     full = sum(r.sync_cpu_full for r in rows) / sum(r.tracks for r in rows)
     now = sum(r.sync_cpu_sampled for r in rows) / sum(r.tracks for r in rows)
     print(
-        f"{label}: median ratio to ffmpeg decode: without SyncNet {plain:.2f}x, with SyncNet {synced:.2f}x;"
+        f"{label}: median ratio to ffmpeg decode: without SyncNet {plain:.2f}x, with SyncNet {synced:.2f}x"
+        f" (CPU seconds: {plain_cpu:.2f}x, {synced_cpu:.2f}x);"
         f" SyncNet CPU-s per track: full search {full:.2f}, sampled {now:.2f} ({full / now:.1f}x less)"
     )
 
