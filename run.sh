@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Score every video in INPUT_DIR; write OUTPUT_DIR/submission.csv (+ submission_failures.csv).
+# Score every video in INPUT_DIR; write OUTPUT_DIR/submission.csv (+ submission_failures.csv,
+# and submission_journal.jsonl, from which a killed run resumes).
 #   bash run.sh INPUT_DIR OUTPUT_DIR [options of `python -m submission --help`]
+#   bash run.sh INPUT_DIR OUTPUT_DIR --format dfdc      # Kaggle DFDC's filename,label
 # Works from any directory; uses the repository's .venv when there is one.
 set -euo pipefail
 
 if [ "$#" -lt 2 ]; then
-  echo "usage: bash run.sh INPUT_DIR OUTPUT_DIR [--weights PATH] [--runtime auto|torch|onnxruntime|tensorrt] [--ray HOST:PORT] ..." >&2
+  echo "usage: bash run.sh INPUT_DIR OUTPUT_DIR [--format tmc|dfdc] [--fresh] [--weights PATH] [--runtime auto|torch|onnxruntime|tensorrt] [--ray HOST:PORT] ..." >&2
   exit 2
 fi
 input="$1"

@@ -1,4 +1,5 @@
-"""How a video's probability comes from its samples' (one sample per face track)."""
+"""How a video's probability comes from its samples' (one sample per face track), and an
+ensemble's from its members'."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from collections.abc import Sequence
 import numpy as np
 
 AGGREGATIONS = ("max", "mean")
+# A member's probability is clipped this far from 0 and 1 before its log-odds are taken, so
+# one saturated member (p == 1.0 in float64 past logit ≈ 37) weighs like a very confident one
+# instead of deciding alone.
+LOG_ODDS_EPS = 1e-12
 
 
 def aggregate(probabilities: Sequence[float], how: str = "max") -> float:
@@ -19,3 +24,13 @@ def aggregate(probabilities: Sequence[float], how: str = "max") -> float:
     if how == "mean":
         return float(probs.mean())
     raise ValueError(f"unknown aggregation {how!r}; choose from {AGGREGATIONS}")
+
+
+def combine_log_odds(probabilities: Sequence[float], weights: Sequence[float]) -> float:
+    """An ensemble's probability: the sigmoid of the weighted mean of its members' log-odds."""
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), LOG_ODDS_EPS, 1 - LOG_ODDS_EPS)
+    w = np.asarray(weights, dtype=np.float64)
+    if p.shape != w.shape or p.size == 0:
+        raise ValueError(f"{p.size} member probabilities for {w.size} weights")
+    log_odds = float(np.sum(w * (np.log(p) - np.log1p(-p))) / np.sum(w))
+    return float(np.exp(-np.logaddexp(0.0, -log_odds)))

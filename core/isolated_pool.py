@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from core.memory import limit_malloc_arenas
+
 log = logging.getLogger(__name__)
 
 
@@ -47,6 +49,7 @@ class JobFailure:
 
 
 def _worker_main(conn: Connection, init: Callable[..., Any], init_args: tuple, job: Callable) -> None:
+    limit_malloc_arenas()  # before init starts any thread; see core.memory
     try:
         state = init(*init_args)
     except BaseException as exc:  # reported to the parent, which decides

@@ -21,6 +21,9 @@ class MediaConfig:
     window_s: float = 16.0  # analyse the first window_s seconds of each video
     sample_rate: int = 16000  # audio is decoded to mono int16 at this rate
     max_side: int = 0  # 0 keeps decoded resolution; >0 downscales the long side on decode
+    # Training only: still images (JPEG/PNG face photos) become one-frame clips with no audio,
+    # so a photo collection can add identities to a cache of real faces. Scoring refuses them.
+    still_images: bool = False
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,7 @@ class Track:
     boxes: np.ndarray  # (T, 4) float32, interpolated and smoothed
     scores: np.ndarray  # (T,) float32 detector score; NaN where interpolated
     detected: np.ndarray  # (T,) bool: a detection backs this frame
+    landmarks: np.ndarray | None = None  # (T, 5, 2) float32 frame pixels, interpolated and smoothed
 
     def __len__(self) -> int:
         return len(self.frame_indices)
@@ -149,6 +150,9 @@ class Sample:
     mfcc: np.ndarray  # (13, T100) float32; empty (13, 0) without audio
     mel: np.ndarray  # (n_mels, T100) float32; empty without audio
     latency: Latency | None  # None: no audio, or no SyncNet weights (see meta.warnings)
+    # (F, 5, 2) float32 eyes, nose, mouth corners of each face crop, in crop pixels (interpolated
+    # along the track between detections); None in samples written before landmarks were kept.
+    landmarks: np.ndarray | None = None
 
 
 @dataclass

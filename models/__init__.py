@@ -4,4 +4,12 @@ Importing the package registers the models below (``models.registry``); a new mo
 module here with ``@register_model`` and one line in this list.
 """
 
-from models import fusion, retinaface, syncnet  # noqa: F401  (registration)
+from models import (  # noqa: F401  (registration)
+    efficientnet_frames,
+    efficientnet_lstm,
+    fusion,
+    mesonet,
+    mobilenet_frames,
+    retinaface,
+    syncnet,
+)

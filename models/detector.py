@@ -5,11 +5,14 @@ score, so training, evaluation and the submission treat every detector alike:
 
 - ``sample_inputs(sample, config)``: one ``Sample`` → the model's input arrays by name
   (unbatched; ``batch_inputs`` stacks them in ``input_names`` order);
-- ``fake_probability(outputs)``: the network's outputs for a batch → P(fake) per sample;
+- ``fake_logit(outputs)``: the network's outputs for a batch → the log-odds that each sample
+  is fake (what training's loss, ensembles and ``fake_probability`` use);
 - ``video_aggregation``: how a video's per-sample (per face track) probabilities become its
   score (a rule of ``core.aggregation``).
 
-Both class methods take the config rather than the module, so data loaders and ONNX/TensorRT
+How a detector's frames become one sample's logit (mean of frame logits, an LSTM over them,
+a video transformer) happens inside its graph, so every runtime sees one logit per sample.
+The class methods take the config rather than the module, so data loaders and ONNX/TensorRT
 runtimes use them without holding the torch network.
 """
 
@@ -22,8 +25,22 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.preprocess_config import PreprocessConfig
 from core.types import Sample
 from models.onnx_export import OnnxSpec
+
+
+def sigmoid(log_odds: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)) in float64, without overflow for large |x|."""
+    return np.exp(-np.logaddexp(0.0, -np.asarray(log_odds, dtype=np.float64)))
+
+
+def logits_to_log_odds(logits: Any) -> Any:
+    """(B, 2) real/fake logits → l_fake - l_real; (B, 1) → the fake log-odds as they are.
+    Indexing and subtraction only, so numpy arrays and torch tensors (with gradients) alike."""
+    if logits.ndim != 2 or logits.shape[1] not in (1, 2):
+        raise ValueError(f"expected (B, 2) or (B, 1) logits, got shape {tuple(logits.shape)}")
+    return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits[:, 0]
 
 
 def softmax_fake_probability(logits: np.ndarray) -> np.ndarray:
@@ -31,8 +48,7 @@ def softmax_fake_probability(logits: np.ndarray) -> np.ndarray:
     logits = np.asarray(logits, dtype=np.float64)
     if logits.ndim != 2 or logits.shape[1] != 2:
         raise ValueError(f"expected (B, 2) logits, got shape {logits.shape}")
-    diff = logits[:, 1] - logits[:, 0]
-    return np.exp(-np.logaddexp(0.0, -diff))
+    return sigmoid(logits_to_log_odds(logits))
 
 
 class DetectorModel(nn.Module):
@@ -57,9 +73,25 @@ class DetectorModel(nn.Module):
         return tuple(np.stack([inputs[name] for inputs in each]) for name in cls.input_names)
 
     @staticmethod
-    def fake_probability(outputs: Sequence[np.ndarray]) -> np.ndarray:
-        """Default: the first output holds (B, 2) real/fake logits."""
-        return softmax_fake_probability(outputs[0])
+    def fake_logit(outputs: Sequence[Any]) -> Any:
+        """The log-odds that each sample is fake, (B,), from the outputs of a batch (numpy
+        arrays from a runtime, or torch tensors in training). Default: the first output holds
+        (B, 2) real/fake logits or (B, 1) fake log-odds."""
+        return logits_to_log_odds(outputs[0])
+
+    @classmethod
+    def fake_probability(cls, outputs: Sequence[np.ndarray]) -> np.ndarray:
+        """P(fake) per sample, float64: the sigmoid of ``fake_logit``."""
+        return sigmoid(cls.fake_logit([np.asarray(o, dtype=np.float64) for o in outputs]))
+
+    @classmethod
+    def preprocess_problem(cls, config: Any, preprocess: PreprocessConfig) -> str | None:
+        """Why samples made with ``preprocess`` cannot feed this model, or None (export checks it)."""
+        return None
+
+    def init_from_upstream(self, path: str) -> None:
+        """Start training from a published checkpoint (its converter lives beside the model)."""
+        raise ValueError(f"{type(self).__name__} has no upstream-checkpoint converter to start from")
 
     def example_inputs(self, batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
         """Random inputs of the right shapes (export tracing, tests, benchmarks)."""

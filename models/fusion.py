@@ -40,14 +40,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.preprocess_config import PreprocessConfig
 from core.types import Sample
 from models.detector import DetectorModel
+from models.face_frames import IMAGENET_MEAN, IMAGENET_STD, face_frames, normalise
 from models.mmaction_compat import build_timesformer
-from models.registry import config_from_dict, register_model
+from models.registry import config_from_dict, load_state_dict_strictly, register_model
+from models.timesformer_convert import load_timesformer_checkpoint
 
 ARCH = "fusion_timesformer"
-MEAN = np.array([123.675, 116.28, 103.53], np.float32)
-STD = np.array([58.395, 57.12, 57.375], np.float32)
+MEAN = np.array(IMAGENET_MEAN, np.float32)
+STD = np.array(IMAGENET_STD, np.float32)
 MEL_DYNAMIC_RANGE_DB = 80.0
 
 
@@ -202,11 +205,30 @@ class FusionModel(DetectorModel):
         return frames, latency, has
 
     @classmethod
+    def preprocess_problem(cls, config: FusionConfig, preprocess: PreprocessConfig) -> str | None:
+        want = 2 * preprocess.sync.vshift + 3
+        if config.latency_dim != want:
+            return (
+                f"the model takes a {config.latency_dim}-value latency vector, but preprocessing "
+                f"with sync.vshift={preprocess.sync.vshift} makes {want}"
+            )
+        return None
+
+    def init_from_upstream(self, path: str) -> None:
+        """The TimeSformer backbone from an mmaction2 TimeSformer or ImageNet ViT checkpoint
+        (``models.timesformer_convert``); the latency branch and the head stay as initialised."""
+        cfg = self.config
+        state = load_timesformer_checkpoint(
+            path, cfg.total_frames, img_size=cfg.img_size, patch_size=cfg.patch_size
+        )
+        load_state_dict_strictly(self.backbone, state, str(path))
+
+    @classmethod
     def sample_inputs(cls, sample: Sample, config: FusionConfig) -> dict[str, np.ndarray]:
         """``frames`` (3, T, H, W) float32 normalised, T = num_frames + audio_frames; ``latency``
         (latency_dim,) float32, zeros when there is none; ``has_latency`` 1.0 when it is real."""
         name = sample.meta.video
-        rgb = face_frames(sample.faces, config, name)
+        rgb = face_frames(sample.faces, config.num_frames, config.img_size, name)
         if config.audio_frames:
             rgb = np.concatenate([rgb, mel_frames(sample.mel, config)])
         if sample.latency is None:
@@ -223,34 +245,9 @@ class FusionModel(DetectorModel):
         return {"frames": _normalise(rgb), "latency": latency, "has_latency": np.asarray(has, np.float32)}
 
 
-def _resize_square(image: np.ndarray, size: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    if (h, w) == (size, size):
-        return image
-    # INTER_AREA when shrinking avoids aliasing; bilinear when enlarging.
-    interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
-    return cv2.resize(image, (size, size), interpolation=interp)
-
-
-def _pick_frames(count: int, wanted: int) -> np.ndarray:
-    """Evenly spaced indices (repeats when the sample holds fewer frames than wanted)."""
-    if count == wanted:
-        return np.arange(count)
-    return np.round(np.linspace(0, count - 1, wanted)).astype(int)
-
-
 def _normalise(rgb: np.ndarray) -> np.ndarray:
     """(T, H, W, 3) 0–255 → (3, T, H, W) float32 normalised."""
-    x = (rgb.astype(np.float32) - MEAN) / STD
-    return np.ascontiguousarray(x.transpose(3, 0, 1, 2))
-
-
-def face_frames(faces: np.ndarray, cfg: FusionConfig, name: str = "sample") -> np.ndarray:
-    """(F, S, S, 3) uint8 crops → (num_frames, img, img, 3) uint8."""
-    if faces.ndim != 4 or faces.shape[-1] != 3 or faces.shape[0] == 0:
-        raise ValueError(f"{name}: faces must be (F, S, S, 3) with F > 0, got {faces.shape}")
-    chosen = faces[_pick_frames(len(faces), cfg.num_frames)]
-    return np.stack([_resize_square(f, cfg.img_size) for f in chosen])
+    return np.ascontiguousarray(normalise(rgb, IMAGENET_MEAN, IMAGENET_STD).transpose(3, 0, 1, 2))
 
 
 def mel_frames(mel: np.ndarray, cfg: FusionConfig) -> np.ndarray:

@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", type=Path, help="PreprocessConfig JSON (or a JSON with a 'preprocess' key)"
     )
     parser.add_argument("--window", type=float, help="seconds analysed per video (media.window_s)")
+    parser.add_argument(
+        "--still-images", action="store_true", help="accept face photos as one-frame clips (training data)"
+    )
     parser.add_argument("--detect-every", type=int, help="run the face detector every K frames")
     parser.add_argument("--num-frames", type=int, help="face crops kept per sample")
     parser.add_argument(
@@ -73,6 +76,8 @@ def config_from_args(args: argparse.Namespace) -> PreprocessConfig:
         cfg = cfg.replace("media", window_s=args.window)
     if args.detect_every is not None:
         cfg = cfg.replace("detector", detect_every=args.detect_every)
+    if args.still_images:
+        cfg = cfg.replace("media", still_images=True)
     if args.num_frames is not None:
         cfg = cfg.replace("sample", num_frames=args.num_frames)
     return cfg

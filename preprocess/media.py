@@ -65,7 +65,7 @@ def _check_file(path: str) -> None:
         raise PreprocessError(path, "empty_file", "0 bytes")
 
 
-def _open(path: str) -> av.container.InputContainer:
+def _open(path: str, still_images: bool = False) -> av.container.InputContainer:
     _check_file(path)
     try:
         container = av.open(path, metadata_errors="ignore")
@@ -76,7 +76,8 @@ def _open(path: str) -> av.container.InputContainer:
             raise PreprocessError(path, "decode_error", f"damaged or truncated container: {err}") from err
         raise PreprocessError(path, "not_a_video", f"unrecognised format: {err}") from err
     name = container.format.name
-    if name == "tty" or name.startswith("image2") or name.endswith("_pipe"):
+    still = name.startswith("image2") or name.endswith("_pipe")
+    if name == "tty" or (still and not still_images):
         container.close()
         raise PreprocessError(path, "not_a_video", f"{name} is an image or text format")
     return container
@@ -230,7 +231,7 @@ def decode(
     cfg = cfg or MediaConfig()
     path = str(path)
     warnings: list[str] = []
-    with _open(path) as container:
+    with _open(path, cfg.still_images) as container:
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"  # frame + slice threads: decoding is most of the cost
         info = _describe(container, stream, path)

@@ -32,7 +32,7 @@ from preprocess.audio import audio_features
 from preprocess.faces.detector import FaceDetector
 from preprocess.latency import SyncNetScorer
 from preprocess.media import FrameBuffer, decode
-from preprocess.tracks import build_tracks, crop_faces, uniform_indices
+from preprocess.tracks import build_tracks, crop_faces, crop_landmarks, uniform_indices
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +240,8 @@ class Preprocessor:
         warnings = list(clip.warnings)
         start, stop = int(track.frame_indices[0]), int(track.frame_indices[-1]) + 1
         latency = None
-        face_idx = uniform_indices(track, self.cfg.sample.num_frames)
+        # a still image (one frame) keeps one crop, not num_frames copies of it
+        face_idx = uniform_indices(track, self.cfg.sample.num_frames if len(clip.frames) > 1 else 1)
         plan = None  # the SyncNet windows: only their frames are cropped beyond the sample's
         if features is None:
             warnings.append("no_audio")
@@ -281,6 +282,7 @@ class Preprocessor:
             mfcc=features.mfcc if features is not None else empty,
             mel=features.mel if features is not None else np.zeros((self.cfg.audio.n_mels, 0), np.float32),
             latency=latency,
+            landmarks=crop_landmarks(track, self.cfg.track, face_idx),
         )
 
 

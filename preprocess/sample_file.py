@@ -12,6 +12,8 @@ Layout of a sample file (format version ``FORMAT_VERSION``):
 ``boxes``                (T, 4) float32 box track starting at clip frame ``frame_start``
 ``audio``                (N,) int16 mono; ``mfcc`` / ``mel`` float32 (may have 0 columns)
 ``latency_distances``, ``latency_frame_confidence``   only when the sample has a ``Latency``
+``landmarks``            (F, 5, 2) float32 landmarks of each crop, in crop pixels (format 2; files
+                         of format 1 have none and load with ``landmarks=None``)
 
 Arrays are stored as they are (dtype and shape kept, bit-exact); metadata is JSON, so files
 load with ``allow_pickle=False``. Deflate is lossless and worth it: on 10 s clips from
@@ -36,7 +38,8 @@ import numpy as np
 from core.files import atomic_path
 from core.types import Latency, PreprocessError, Sample, SampleMeta
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # format 1 lacks landmarks
 
 _ARRAYS = ("faces", "face_frame_indices", "boxes", "audio", "mfcc", "mel")
 
@@ -64,6 +67,8 @@ def sample_to_arrays(sample: Sample) -> dict[str, np.ndarray]:
     arrays = {"meta": np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)}
     for name in _ARRAYS:
         arrays[name] = np.asarray(getattr(sample, name))
+    if sample.landmarks is not None:
+        arrays["landmarks"] = np.asarray(sample.landmarks)
     if latency is not None:
         arrays["latency_distances"] = np.asarray(latency.distances)
         arrays["latency_frame_confidence"] = np.asarray(latency.frame_confidence)
@@ -102,8 +107,10 @@ def sample_from_arrays(arrays: dict[str, np.ndarray], path: str = "<memory>") ->
     except (KeyError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise PreprocessError(path, "corrupt_sample", f"unreadable metadata: {err}") from err
     version = header.get("format") if isinstance(header, dict) else None
-    if version != FORMAT_VERSION:
-        raise PreprocessError(path, "sample_format", f"format {version!r}, this code reads {FORMAT_VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise PreprocessError(
+            path, "sample_format", f"format {version!r}, this code reads {list(READABLE_VERSIONS)}"
+        )
     missing = [name for name in _ARRAYS if name not in arrays]
     if missing:
         raise PreprocessError(path, "corrupt_sample", f"missing arrays {missing}")
@@ -123,6 +130,7 @@ def sample_from_arrays(arrays: dict[str, np.ndarray], path: str = "<memory>") ->
             meta=meta,
             frame_start=int(header["frame_start"]),
             latency=latency,
+            landmarks=arrays.get("landmarks"),
             **{name: arrays[name] for name in _ARRAYS},
         )
     except (KeyError, TypeError) as err:

@@ -23,15 +23,17 @@ PAD_VALUE = 110
 
 @dataclass
 class _Chain:
-    """Detections linked so far: one (frame, box, score) per detected frame."""
+    """Detections linked so far: one (frame, box, landmarks, score) per detected frame."""
 
     frames: list[int] = field(default_factory=list)
     boxes: list[np.ndarray] = field(default_factory=list)
+    landmarks: list[np.ndarray] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
 
-    def add(self, frame: int, box: np.ndarray, score: float) -> None:
+    def add(self, frame: int, box: np.ndarray, landmarks: np.ndarray, score: float) -> None:
         self.frames.append(frame)
         self.boxes.append(box)
+        self.landmarks.append(landmarks)
         self.scores.append(score)
 
 
@@ -81,6 +83,7 @@ def _link(detections: Sequence[FaceDetections | None], cfg: TrackConfig) -> list
         done += [c for c in active if frame - c.frames[-1] - 1 > cfg.max_gap]
         active = still
         boxes = np.asarray(found.boxes, np.float32).reshape(-1, 4)
+        points = np.asarray(found.landmarks, np.float32).reshape(-1, 5, 2)
         scores = np.asarray(found.scores, np.float32).reshape(-1)
         taken = np.zeros(len(boxes), bool)
         if active and len(boxes):
@@ -88,11 +91,11 @@ def _link(detections: Sequence[FaceDetections | None], cfg: TrackConfig) -> list
             rows, cols = linear_sum_assignment(-overlap)
             for r, c in zip(rows, cols, strict=True):
                 if overlap[r, c] >= cfg.iou_threshold:
-                    active[r].add(frame, boxes[c], float(scores[c]))
+                    active[r].add(frame, boxes[c], points[c], float(scores[c]))
                     taken[c] = True
         for c in np.flatnonzero(~taken):
             chain = _Chain()
-            chain.add(frame, boxes[c], float(scores[c]))
+            chain.add(frame, boxes[c], points[c], float(scores[c]))
             active.append(chain)
     return done + active
 
@@ -112,9 +115,12 @@ def _span(chain: _Chain, ran: np.ndarray) -> tuple[int, int]:
 def _fill(chain: _Chain, start: int, stop: int, smooth_window: int) -> Track:
     frames = np.arange(start, stop)
     seen = np.asarray(chain.frames)
-    boxes = np.stack(chain.boxes).astype(np.float64)
-    # np.interp holds the end values outside the detected range.
-    filled = np.stack([np.interp(frames, seen, boxes[:, k]) for k in range(4)], axis=1)
+    # Boxes and the 5 landmarks as one (n, 14) signal: np.interp holds the end values outside
+    # the detected range.
+    signal = np.concatenate(
+        [np.stack(chain.boxes).astype(np.float64), np.stack(chain.landmarks).reshape(-1, 10)], axis=1
+    )
+    filled = smooth(np.stack([np.interp(frames, seen, column) for column in signal.T], axis=1), smooth_window)
     detected = np.zeros(len(frames), bool)
     detected[seen - start] = True
     scores = np.full(len(frames), np.nan, np.float32)
@@ -122,9 +128,10 @@ def _fill(chain: _Chain, start: int, stop: int, smooth_window: int) -> Track:
     return Track(
         track_id=-1,
         frame_indices=frames,
-        boxes=smooth(filled, smooth_window).astype(np.float32),
+        boxes=filled[:, :4].astype(np.float32),
         scores=scores,
         detected=detected,
+        landmarks=filled[:, 4:].reshape(-1, 5, 2).astype(np.float32),
     )
 
 
@@ -193,6 +200,19 @@ def crop_faces(
                 patch[y0 - top : y1 - top, x0 - left : x1 - left] = frames[frame_index, y0:y1, x0:x1]
         cv2.resize(patch, (size, size), dst=out[i], interpolation=cv2.INTER_LINEAR)
     return out
+
+
+def crop_landmarks(track: Track, cfg: TrackConfig, frame_indices: np.ndarray) -> np.ndarray:
+    """(n, 5, 2) float32 landmarks of ``track`` at clip ``frame_indices``, in the pixels of the
+    ``crop_faces`` crops of those frames."""
+    if track.landmarks is None:
+        raise ValueError(f"track {track.track_id} has no landmarks")
+    rows = np.asarray(frame_indices, np.int64) - int(track.frame_indices[0])
+    regions = crop_regions(track.boxes[rows], cfg.crop_scale).astype(np.float64)
+    top, left = regions[:, 0], regions[:, 2]
+    scale = cfg.crop_size / np.maximum(regions[:, 3] - left, 1.0)  # crops are square
+    points = (track.landmarks[rows] - np.stack([left, top], axis=1)[:, None, :]) * scale[:, None, None]
+    return points.astype(np.float32)
 
 
 def uniform_indices(track: Track, n: int) -> np.ndarray:

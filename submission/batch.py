@@ -14,7 +14,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from core.aggregation import aggregate
+from core.aggregation import aggregate, combine_log_odds
 from core.types import VideoResult
 from submission.preprocess_pool import PreprocessPool
 from submission.scoring import SampleScorer, VideoScore
@@ -43,9 +43,16 @@ class BatchResult:
 class _Collector:
     """Gathers scores from both threads, with the progress bar."""
 
-    def __init__(self, paths: Sequence[str], timings: RunTimings, progress: bool):
+    def __init__(
+        self,
+        paths: Sequence[str],
+        timings: RunTimings,
+        progress: bool,
+        on_score: Callable[[VideoScore], None] | None = None,
+    ):
         self.names = [Path(p).name for p in paths]
         self.scores: dict[int, VideoScore] = {}
+        self.on_score = on_score
         self.timings = timings
         self.lock = threading.Lock()
         self.bar = tqdm(
@@ -62,6 +69,8 @@ class _Collector:
             if index in self.scores:  # never count a video twice
                 return
             self.scores[index] = score
+            if self.on_score is not None:  # under the lock: one video at a time
+                self.on_score(score)
             if not score.ok:
                 self.timings.failed += 1
                 self.bar.set_postfix(failed=self.timings.failed, refresh=False)
@@ -119,9 +128,10 @@ class _InferenceThread(threading.Thread):
         samples = [s for _, result in batch for s in result.samples]
         start = time.perf_counter()
         try:
-            probs = np.asarray(self.scorer.score(samples), dtype=np.float64).reshape(-1)
+            probs = np.asarray(self.scorer.score(samples), dtype=np.float64)
             if len(probs) != len(samples):
                 raise ValueError(f"scorer returned {len(probs)} probabilities for {len(samples)} samples")
+            probs = probs.reshape(len(samples), -1)  # (samples, members); one detector is one member
         except Exception as exc:
             if len(batch) > 1:  # find the video that breaks the batch; score the others
                 for video in batch:
@@ -137,14 +147,20 @@ class _InferenceThread(threading.Thread):
         for index, result in batch:
             track_probs = probs[offset : offset + len(result.samples)]
             offset += len(result.samples)
-            finite = track_probs[np.isfinite(track_probs)]
-            if finite.size == 0:
+            members = []
+            for column in track_probs.T:  # each member's video score, by the same rule
+                finite = column[np.isfinite(column)]
+                members.append(float(np.clip(aggregate(finite, self.how), 0.0, 1.0)) if finite.size else None)
+            if None in members:
                 self.collector.fail(index, "inference_error: non-finite model output")
                 continue
-            p = float(np.clip(aggregate(finite, self.how), 0.0, 1.0))
-            self.collector.put(
-                index, VideoScore(self.collector.names[index], p, "", tuple(map(float, track_probs)))
-            )
+            if len(members) == 1:
+                p, per_member = members[0], ()
+            else:
+                p, per_member = combine_log_odds(members, self.scorer.member_weights), tuple(members)
+            name = self.collector.names[index]
+            tracks = tuple(map(float, track_probs[:, 0])) if len(members) == 1 else ()
+            self.collector.put(index, VideoScore(name, p, "", tracks, per_member))
 
 
 def _feed(pool: PreprocessPool, paths: list[str], inference: _InferenceThread, collector: _Collector) -> None:
@@ -167,12 +183,14 @@ def score_videos(
     *,
     how: str = "max",
     progress: bool = True,
+    on_score: Callable[[VideoScore], None] | None = None,
 ) -> BatchResult:
-    """Preprocess and score every video; failures become scores with a reason, never exceptions."""
+    """Preprocess and score every video; failures become scores with a reason, never exceptions.
+    ``on_score`` is called with each video's score as soon as it is known (the journal)."""
     aggregate([0.5], how)  # reject an unknown aggregation before any work
     paths = [str(p) for p in paths]
     timings = RunTimings(videos=len(paths))
-    collector = _Collector(paths, timings, progress)
+    collector = _Collector(paths, timings, progress, on_score)
     inference = _InferenceThread(scorer, how, collector, max_queued=max(4, 2 * scorer.batch_size))
     start = time.perf_counter()
     inference.start()

@@ -3,6 +3,7 @@
 Exit status: 0 when the CSV was written (individual videos may have failed: they get the
 fallback probability and are listed with their reason in ``<stem>_failures.csv``);
 2 bad arguments or input folder; 3 model weights missing or invalid; 4 output not writable.
+A run that was killed resumes from ``<stem>_journal.jsonl`` (``submission.journal``).
 """
 
 from __future__ import annotations
@@ -20,8 +21,16 @@ from core.device import resolve_device
 from core.ray_pool import RayOptions, add_ray_arguments, ray_options
 from core.threads import limit_threads
 from submission.folder import list_videos, parse_extensions
+from submission.journal import Journal, run_identity
 from submission.scoring import RUNTIMES, SampleScorer
-from submission.writer import OutputError, check_writable, failures_path, write_submission
+from submission.writer import (
+    FORMATS,
+    OutputError,
+    check_writable,
+    failures_path,
+    write_member_scores,
+    write_submission,
+)
 
 log = logging.getLogger("submission")
 
@@ -56,7 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="CSV to write (required; a folder means FOLDER/submission.csv)",
     )
     p.add_argument(
-        "--weights", default="fusion", help="detector weights: a name under the weights folder or a path"
+        "--weights",
+        default="detector",
+        help="detector weights: a name under the weights folder or a path; several comma-separated, "
+        "or an ensemble JSON, average their logits (see submission/ensemble.py)",
     )
     p.add_argument("--runtime", choices=RUNTIMES, default="auto", help="what executes the detector")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
@@ -88,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--video-timeout", type=float, default=300.0, help="seconds per video before it fails (0: none)"
+    )
+    p.add_argument(
+        "--format",
+        choices=tuple(FORMATS),
+        default="tmc",
+        help="CSV header: tmc filename,probability (AISG Trusted Media Challenge); dfdc filename,label (Kaggle DFDC)",
+    )
+    p.add_argument(
+        "--fresh", action="store_true", help="score every video again, ignoring the journal of an earlier run"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
@@ -131,11 +152,17 @@ def _default_preprocessor_factory() -> Any:
 
 
 def _load_scorer(args: argparse.Namespace, device: str) -> SampleScorer:
+    from submission.ensemble import EnsembleScorer, is_ensemble, parse_members
     from submission.scoring import DetectorScorer
 
-    scorer = DetectorScorer.from_weights(
-        args.weights, runtime=args.runtime, device=device, batch_size=args.batch_size
-    )
+    if is_ensemble(args.weights):
+        scorer = EnsembleScorer.from_members(
+            parse_members(args.weights), args.runtime, device, args.batch_size, args.aggregate
+        )
+    else:
+        scorer = DetectorScorer.from_weights(
+            args.weights, runtime=args.runtime, device=device, batch_size=args.batch_size
+        )
     log.info("model: %s", scorer.description)
     return scorer
 
@@ -168,7 +195,7 @@ def main(
             EXIT_WEIGHTS, f"model weights: {exc} (build them with `make setup` / training, or pass --weights)"
         )
     except KeyboardInterrupt:
-        return _fail(130, "interrupted; no CSV written")
+        return _fail(130, "interrupted; no CSV written (run again to resume)")
     finally:
         logging.getLogger().removeHandler(handler)
 
@@ -205,6 +232,14 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
         log.info("check passed: detector weights, runtime and preprocessor load")
         return EXIT_OK
 
+    identity = run_identity(
+        scorer,
+        factory,
+        aggregate=args.aggregate or scorer.video_aggregation,
+        video_timeout=args.video_timeout,
+        preprocess_device=pre_device,
+    )
+    journal = Journal(csv_path, videos, identity, fresh=args.fresh)
     cpus = available_cpus()
     workers = max(1, cpus - 1) if args.workers is None else args.workers
     threads = max(1, cpus // max(workers, 1))
@@ -234,21 +269,36 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
         del preprocessor  # the workers build their own
     # inference shares the machine with the local workers (Ray's run elsewhere, or are Ray's to place)
     limit_threads(cpus if ray is not None else max(1, cpus - workers))
-    how = args.aggregate or scorer.video_aggregation
-    result = score_videos(videos, pool, scorer, how=how, progress=not args.no_progress)
-
     try:
-        sidecar = write_submission(csv_path, result.scores, fallback=args.fallback, clip_eps=args.clip_eps)
+        result = score_videos(
+            journal.todo,
+            pool,
+            scorer,
+            how=args.aggregate or scorer.video_aggregation,
+            progress=not args.no_progress,
+            on_score=journal.record,
+        )
+    finally:
+        journal.close()
+    scores = journal.scores(result.scores)
+    try:
+        sidecar = write_submission(
+            csv_path, scores, fallback=args.fallback, clip_eps=args.clip_eps, fmt=args.format
+        )
+        if scorer.member_names:
+            log.info(
+                "members' probabilities in %s", write_member_scores(csv_path, scores, scorer.member_names)
+            )
     except OSError as exc:
         raise OutputError(f"cannot write {csv_path}: {exc.strerror or exc}") from None
-    failed = [s for s in result.scores if not s.ok]
+    failed = [s for s in scores if not s.ok]
     print(result.timings.summary(), file=sys.stderr)
     if result.pool_restarts:
         log.info("worker pool restarted %d times", result.pool_restarts)
-    log.info("wrote %s (%d rows)", csv_path, len(result.scores))
+    log.info("wrote %s (%d rows)", csv_path, len(scores))
     if failed:
         log.warning("%d videos got the fallback %.3g; reasons in %s", len(failed), args.fallback, sidecar)
-        if len(failed) == len(result.scores):
+        if len(failed) == len(scores):
             log.warning("EVERY video failed: check %s", failures_path(csv_path))
     if not videos:
         log.warning("no %s files in %s: the CSV has only its header", "/".join(args.extensions), input_dir)

@@ -8,6 +8,7 @@ become probabilities and how a video's per-track probabilities become the video'
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ class VideoScore:
     probability: float | None  # None: not scored (see reason); the CSV gets the fallback
     reason: str = ""
     track_probabilities: tuple[float, ...] = ()
+    member_probabilities: tuple[float, ...] = ()  # an ensemble's: each member's video probability
 
     @property
     def ok(self) -> bool:
@@ -44,17 +46,25 @@ class VideoScore:
 
 class SampleScorer(Protocol):
     """What the batch runner needs from a model: samples in, P(fake) per sample out, and the
-    rule (``models.detector.aggregate``) that makes a video's probability of its samples'."""
+    rule (``core.aggregation.aggregate``) that makes a video's probability of its samples'.
+
+    A single detector returns (samples,) probabilities and has no member names; an ensemble
+    (``submission.ensemble``) returns (samples, members), names its members and weighs them."""
 
     batch_size: int
     preprocess_config: PreprocessConfig
     video_aggregation: str
+    member_names: tuple[str, ...]
+    member_weights: tuple[float, ...]
 
     def score(self, samples: Sequence[Sample]) -> np.ndarray: ...
 
 
 class DetectorScorer:
     """A detector on samples, ``batch_size`` samples per runtime call."""
+
+    member_names: tuple[str, ...] = ()
+    member_weights: tuple[float, ...] = ()
 
     def __init__(
         self,
@@ -64,6 +74,7 @@ class DetectorScorer:
         preprocess_config: PreprocessConfig,
         batch_size: int = 16,
         description: str = "",
+        identity: dict[str, Any] | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
@@ -74,6 +85,7 @@ class DetectorScorer:
         self.batch_size = batch_size
         self.video_aggregation = detector.video_aggregation
         self.description = description
+        self.identity = identity or {}  # what its scores depend on (the resume journal's key)
 
     def score(self, samples: Sequence[Sample]) -> np.ndarray:
         out = []
@@ -103,8 +115,20 @@ class DetectorScorer:
             log.warning("%s has no preprocess section: using the default preprocessing", loaded.path)
         preprocess_config = loaded.preprocess or PreprocessConfig()
         rt = make_model_runtime(runtime, module, loaded.path, device, max_batch=batch_size)
-        description = f"{loaded.arch} from {loaded.path} on {getattr(rt, 'name', runtime)}/{device}"
-        return cls(rt, type(module), module.config, preprocess_config, batch_size, description)
+        rt_name = getattr(rt, "name", runtime)
+        description = f"{loaded.arch} from {loaded.path} on {rt_name}/{device}"
+        # The JSON records the tensors' sha256 besides the configurations; ONNX Runtime and
+        # TensorRT run the .onnx instead of those tensors.
+        json_path = Path(loaded.path).with_suffix(".json")
+        identity: dict[str, Any] = {
+            "weights": hashlib.sha256(json_path.read_bytes()).hexdigest(),
+            "runtime": rt_name,
+            "device": device,
+        }
+        if rt_name != "torch":
+            onnx = Path(loaded.path).with_suffix(".onnx").stat()
+            identity["onnx"] = [onnx.st_size, onnx.st_mtime_ns]
+        return cls(rt, type(module), module.config, preprocess_config, batch_size, description, identity)
 
 
 def make_model_runtime(

@@ -12,7 +12,9 @@ from pathlib import Path
 from core.files import atomic_write
 from submission.scoring import VideoScore
 
-HEADER = ("filename", "probability")
+# The two challenges' headers; the value is the probability that the video is fake in both.
+FORMATS = {"tmc": ("filename", "probability"), "dfdc": ("filename", "label")}
+HEADER = FORMATS["tmc"]
 FAILURES_HEADER = ("filename", "reason")
 
 
@@ -24,6 +26,12 @@ def failures_path(csv_path: str | Path) -> Path:
     """``out/submission.csv`` -> ``out/submission_failures.csv``."""
     csv_path = Path(csv_path)
     return csv_path.with_name(f"{csv_path.stem}_failures.csv")
+
+
+def members_path(csv_path: str | Path) -> Path:
+    """``out/submission.csv`` -> ``out/submission_members.csv`` (an ensemble's members)."""
+    csv_path = Path(csv_path)
+    return csv_path.with_name(f"{csv_path.stem}_members.csv")
 
 
 def check_writable(csv_path: str | Path) -> None:
@@ -79,14 +87,33 @@ def write_submission(
     fallback: float = 0.5,
     clip_eps: float = 1e-3,
     decimals: int = 6,
+    fmt: str = "tmc",
 ) -> Path:
     """Write the failures sidecar, then the submission (so a complete CSV implies a complete
     sidecar). The sidecar is always rewritten, header-only when nothing failed, so no stale
-    failures from an earlier run remain. Returns the sidecar's path."""
+    failures from an earlier run remain. ``fmt``: a key of FORMATS (the header). Returns the
+    sidecar's path."""
     csv_path = Path(csv_path)
+    header = FORMATS[fmt]
     rows = submission_rows(scores, fallback, clip_eps, decimals)
     failures = sorted((s.filename, s.reason) for s in scores if not s.ok)
     sidecar = failures_path(csv_path)
     write_csv_atomic(sidecar, FAILURES_HEADER, failures)
-    write_csv_atomic(csv_path, HEADER, rows)
+    write_csv_atomic(csv_path, header, rows)
     return sidecar
+
+
+def write_member_scores(
+    csv_path: str | Path, scores: Sequence[VideoScore], names: Sequence[str], decimals: int = 6
+) -> Path:
+    """``<stem>_members.csv``: ``filename`` and each ensemble member's probability of each video
+    (unclipped; empty where the video could not be scored). Returns its path."""
+    rows = [
+        (s.filename, *(f"{p:.{decimals}f}" for p in s.member_probabilities))
+        if s.ok
+        else (s.filename, *([""] * len(names)))
+        for s in sorted(scores, key=lambda s: s.filename)
+    ]
+    path = members_path(csv_path)
+    write_csv_atomic(path, ("filename", *names), rows)
+    return path

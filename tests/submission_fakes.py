@@ -8,6 +8,9 @@ unpickle the factory. What a fake video does is spelt in its file name:
 - ``crash``: the worker process dies (os._exit); ``hang``: sleeps (SIGALRM ends it)
 - ``stuck``: sleeps with SIGALRM blocked (only killing the worker ends it)
 - ``badmodel``: the fake model raises on it
+
+``$FAKE_INIT_LOG`` collects the pid of every preprocessor built, ``$FAKE_PROCESS_LOG`` the
+name of every video processed.
 """
 
 from __future__ import annotations
@@ -63,6 +66,10 @@ class FakePreprocessor:
     def process(self, path: str | Path, label: int = -1) -> VideoResult:
         path = str(path)
         name = Path(path).name
+        processed = os.environ.get("FAKE_PROCESS_LOG")
+        if processed:
+            with open(processed, "a") as f:
+                f.write(f"{name}\n")
         timings = {"decode": 0.01, "detect": 0.02}
         if "crash" in name:
             os._exit(3)
@@ -93,6 +100,9 @@ class FakeScorer:
     """P(fake) of a sample = its face pixel value / 100; records the batches it was given."""
 
     video_aggregation = "max"
+    member_names: tuple[str, ...] = ()
+    member_weights: tuple[float, ...] = ()
+    description = "fake scorer"
 
     def __init__(self, batch_size: int = 4, preprocess_config: PreprocessConfig | None = None):
         self.batch_size = batch_size

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +101,12 @@ def test_a_consumer_that_stops_early_leaves_no_process():
     assert index in (1, 2)
     gen.close()
     assert multiprocessing.active_children() == []
+
+
+def test_malloc_arena_cap_is_accepted_by_glibc():
+    # mallopt returns 0 for a parameter it does not know: this checks the call, not its effect
+    # (`make soak` shows that: a worker's peak RSS flat over 1,000 videos)
+    code = "from core.memory import limit_malloc_arenas; print(limit_malloc_arenas())"
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert proc.stdout.strip() == "True", proc.stderr

@@ -83,6 +83,23 @@ def test_process_reports_overlapped_timings(detector):
     assert not detection_threads()
 
 
+def test_sample_landmarks_sit_on_the_faces_in_the_crops(detector):
+    """Landmarks interpolated along the track agree with detecting each kept crop afresh."""
+    path = shared_media("real", "retalking_face_5.mp4")
+    sample = Preprocessor(CFG, detector=detector, syncnet=None).process(path).samples[0]
+    points = sample.landmarks
+    assert points is not None and points.shape == (len(sample.faces), 5, 2)
+    size = sample.faces.shape[1]
+    assert np.all((points >= 0) & (points < size))
+    eyes_y, nose_y, mouth_y = points[:, :2, 1].mean(1), points[:, 2, 1], points[:, 3:, 1].mean(1)
+    assert np.all(eyes_y < nose_y) and np.all(nose_y < mouth_y)
+    assert np.all(points[:, 0, 0] < points[:, 1, 0])  # left eye left of the right eye, as in the frame
+    redetected = detector.detect(sample.faces)
+    for found, mapped in zip(redetected, points, strict=True):
+        best = found.landmarks[np.argmax(found.scores)]
+        assert np.abs(best - mapped).max() < 0.06 * size
+
+
 class FailingDetector:
     """Stands in for FaceDetector where the test needs detection itself to fail."""
 

@@ -19,7 +19,16 @@ from weights.store import WeightsError, save_weights
 
 
 def test_the_project_models_are_registered_by_their_weights_names():
-    assert registered_models() == ["fusion_timesformer", "retinaface", "syncnet"]
+    assert registered_models() == [
+        "efficientnet_b0",
+        "efficientnet_lstm",
+        "fusion_timesformer",
+        "meso4",
+        "mesoinception4",
+        "mobilenetv2_frames",
+        "retinaface",
+        "syncnet",
+    ]
     assert (FusionModel.arch, RetinaFace.arch, SyncNet.arch) == (
         "fusion_timesformer",
         "retinaface",
@@ -36,7 +45,7 @@ def test_create_model_builds_from_config_keywords():
     assert isinstance(face, RetinaFace) and face.config.out_channels == 256
     tiny = create_model("fusion_timesformer", **FusionConfig.tiny().to_dict())
     assert isinstance(tiny, FusionModel) and tiny.config == FusionConfig.tiny()
-    with pytest.raises(ValueError, match=r"unknown model arch 'lstm'; registered: \['fusion_timesformer'"):
+    with pytest.raises(ValueError, match=r"unknown model arch 'lstm'; registered: \['efficientnet_b0'"):
         create_model("lstm")
     with pytest.raises(ValueError, match="unknown syncnet config keys: \\['width'\\]"):
         create_model("syncnet", width=3)

@@ -50,6 +50,7 @@ def make_sample(seed: int = 0, with_audio: bool = True, with_latency: bool = Tru
         mfcc=rng.normal(size=(13, 160 if with_audio else 0)).astype(np.float32),
         mel=rng.normal(-40, 10, size=(80, 160 if with_audio else 0)).astype(np.float32),
         latency=latency,
+        landmarks=(rng.random((frames, 5, 2)) * size).astype(np.float32),
     )
 
 
@@ -61,7 +62,7 @@ def assert_same_array(a: np.ndarray, b: np.ndarray) -> None:
 def assert_same_sample(a: Sample, b: Sample) -> None:
     assert a.meta == b.meta
     assert a.frame_start == b.frame_start
-    for name in ("faces", "face_frame_indices", "boxes", "audio", "mfcc", "mel"):
+    for name in ("faces", "face_frame_indices", "boxes", "audio", "mfcc", "mel", "landmarks"):
         assert_same_array(getattr(a, name), getattr(b, name))
     assert (a.latency is None) == (b.latency is None)
     if a.latency is not None:
@@ -179,6 +180,18 @@ def test_missing_and_foreign_version(tmp_path):
     np.savez(tmp_path / "partial.npz", **arrays)
     with pytest.raises(PreprocessError, match="faces"):
         load_sample(tmp_path / "partial.npz")
+
+
+def test_format_1_files_still_load_without_landmarks(tmp_path):
+    arrays = sample_to_arrays(make_sample())
+    header = json.loads(arrays["meta"].tobytes())
+    header["format"] = 1  # written before samples kept landmarks
+    arrays["meta"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    del arrays["landmarks"]
+    np.savez(tmp_path / "old.npz", **arrays)
+    loaded = load_sample(tmp_path / "old.npz")
+    assert loaded.landmarks is None
+    assert_same_array(loaded.faces, make_sample().faces)
 
 
 def test_sample_path_naming(tmp_path):

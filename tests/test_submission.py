@@ -302,7 +302,7 @@ def test_main_missing_weights_is_one_clear_error(tmp_path, capsys, monkeypatch):
     code = main(["-input", str(folder), "-output", str(out), "--device", "cpu"])
     err = capsys.readouterr().err
     assert code == 3
-    assert "fusion.safetensors: weights not found" in err and "--weights" in err
+    assert "detector.safetensors: weights not found" in err and "--weights" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
 
@@ -353,7 +353,7 @@ def test_cli_accepts_challenge_and_long_forms(tmp_path):
     b = parser.parse_args(["--input", "/data/input/", "--output", "/data/output/submission.csv"])
     assert (a.input, a.output) == (b.input, b.output) == ("/data/input/", "/data/output/submission.csv")
     assert (a.weights, a.runtime, a.aggregate, a.fallback, a.video_timeout) == (
-        "fusion",
+        "detector",
         "auto",
         None,  # the detector's own rule (max over face tracks for the fusion model)
         0.5,
@@ -395,8 +395,8 @@ BROKEN = {
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory) -> Path:
-    """A weights folder (AVDF_WEIGHTS) with a tiny random fusion model, its ONNX export, and
-    links to the RetinaFace weights `make setup` built in the repository's weights/."""
+    """A weights folder (AVDF_WEIGHTS) with a tiny random fusion model under the default name,
+    its ONNX export, and links to the RetinaFace weights `make setup` built in weights/."""
     import torch
 
     from models.fusion import FusionConfig, FusionModel
@@ -409,8 +409,9 @@ def tiny_weights(tmp_path_factory) -> Path:
     model = FusionModel(cfg).eval()
     # a 2 s window keeps the real clips quick on CPU; frames per sample follow the model
     pre = PreprocessConfig().replace("media", window_s=2.0).replace("sample", num_frames=cfg.num_frames)
-    save_weights(folder / "fusion", model.state_dict(), model.arch, cfg.to_dict(), pre.to_dict())
-    export_onnx(model, folder / "fusion.onnx")
+    name = build_parser().get_default("weights")
+    save_weights(folder / name, model.state_dict(), model.arch, cfg.to_dict(), pre.to_dict())
+    export_onnx(model, folder / f"{name}.onnx")
     for suffix in (".safetensors", ".json"):
         src = ROOT / "weights" / f"{DETECTOR}{suffix}"
         if src.is_file():  # the end-to-end tests assert it is there
@@ -472,7 +473,7 @@ def test_run_sh_end_to_end_on_real_and_broken_videos(tiny_weights, mixed_input, 
 
 def test_detector_scorer_runtimes_agree(tiny_weights, caplog):
     """The real fusion model through each runtime on the same samples: ONNX Runtime (the
-    fusion.onnx beside the weights) matches torch; TensorRT, absent here, falls back to torch."""
+    detector.onnx beside the weights) matches torch; TensorRT, absent here, falls back to torch."""
     from core.types import Latency
     from submission.scoring import DetectorScorer
 
@@ -487,7 +488,7 @@ def test_detector_scorer_runtimes_agree(tiny_weights, caplog):
     probs, used = {}, {}
     for runtime in ("torch", "onnxruntime", "tensorrt"):
         scorer = DetectorScorer.from_weights(
-            tiny_weights / "fusion", runtime=runtime, device="cpu", batch_size=2
+            tiny_weights / "detector", runtime=runtime, device="cpu", batch_size=2
         )
         assert scorer.preprocess_config.media.window_s == 2.0  # from the weights' JSON
         probs[runtime] = scorer.score(samples)
@@ -500,7 +501,7 @@ def test_detector_scorer_runtimes_agree(tiny_weights, caplog):
 
 
 def test_check_loads_weights_and_preprocessor_without_videos(tiny_weights, tmp_path, capsys):
-    weights = str(tiny_weights / "fusion")
+    weights = str(tiny_weights / "detector")
     argv = ["--check", "--weights", weights, "--device", "cpu"]
     assert main(argv, preprocessor_factory=FakePreprocessor) == 0
     assert "check passed" in capsys.readouterr().err

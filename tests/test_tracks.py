@@ -8,14 +8,31 @@ import pytest
 
 from core.preprocess_config import TrackConfig
 from core.types import FaceDetections, Track
-from preprocess.tracks import build_tracks, crop_faces, crop_regions, iou_matrix, smooth, uniform_indices
+from preprocess.tracks import (
+    build_tracks,
+    crop_faces,
+    crop_landmarks,
+    crop_regions,
+    iou_matrix,
+    smooth,
+    uniform_indices,
+)
 
 CFG = TrackConfig(max_gap=15)  # iou 0.3, min_length 10, smooth 5, crop 0.4 -> 224, 4 tracks
 
 
+def corner_points(b: np.ndarray) -> np.ndarray:
+    """Five stand-in landmarks per box: its corners and centre (they move exactly with the box)."""
+    x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    xs = np.stack([x1, x2, cx, x1, x2], axis=1)
+    ys = np.stack([y1, y1, cy, y2, y2], axis=1)
+    return np.stack([xs, ys], axis=2).astype(np.float32)
+
+
 def faces(*boxes, score: float = 0.9) -> FaceDetections:
     b = np.asarray(boxes, np.float32).reshape(-1, 4)
-    return FaceDetections(b, np.zeros((len(b), 5, 2), np.float32), np.full(len(b), score, np.float32))
+    return FaceDetections(b, corner_points(b), np.full(len(b), score, np.float32))
 
 
 def left_face(f: int) -> list[float]:  # moves right 1 px per frame
@@ -61,6 +78,41 @@ def test_interpolation_is_exact_on_linear_motion():
         expected = np.array([motion(f) for f in track.frame_indices], np.float32)
         # Across the missed detections too: linear motion survives interpolation and smoothing.
         np.testing.assert_allclose(track.boxes, expected, atol=1e-3)
+
+
+def test_landmarks_follow_their_track():
+    tracks = build_tracks(two_face_detections(), 101, CFG)
+    for track in tracks:
+        assert track.landmarks is not None and track.landmarks.shape == (101, 5, 2)
+        # interpolated and smoothed like the boxes, so the stand-in points stay on the box corners
+        np.testing.assert_allclose(track.landmarks, corner_points(track.boxes), atol=1e-3)
+
+
+def test_crop_landmarks_land_on_the_crop_pixels(frames):
+    """A bright dot at each landmark in the frame shows up at the mapped point of the crop."""
+    boxes = np.array([[100.0, 60.0, 180.0, 150.0], [-20.0, -10.0, 40.0, 70.0]], np.float32)
+    points = np.array(
+        [
+            [[120, 90], [160, 90], [140, 110], [125, 135], [155, 135]],
+            [[0, 10], [25, 10], [10, 30], [2, 50], [30, 50]],
+        ],
+        np.float32,
+    )
+    track = Track(0, np.arange(2), boxes, np.ones(2, np.float32), np.ones(2, bool), landmarks=points)
+    canvas = np.zeros((2, 240, 320, 3), np.uint8)
+    for i in range(2):
+        for x, y in points[i]:
+            cv2.circle(canvas[i], (int(x), int(y)), 2, (255, 255, 255), -1)
+    crops = crop_faces(canvas, track, CFG)
+    mapped = crop_landmarks(track, CFG, np.arange(2))
+    assert mapped.shape == (2, 5, 2) and mapped.dtype == np.float32
+    for i in range(2):
+        for x, y in mapped[i]:
+            assert crops[i, int(round(y)), int(round(x))].max() > 100
+    with pytest.raises(ValueError, match="no landmarks"):
+        crop_landmarks(
+            Track(0, np.arange(2), boxes, np.ones(2, np.float32), np.ones(2, bool)), CFG, np.arange(2)
+        )
 
 
 def test_long_gap_splits_and_short_tracks_are_dropped():

@@ -76,8 +76,9 @@ def test_augmenter_recomputes_mel_only_when_asked():
         meta, _faces(), np.arange(4), np.zeros((4, 4), np.float32), 0, audio, np.zeros((13, 49)), mel, None
     )
     cfg = dataclasses.replace(AugmentConfig(), gain_db=10.0)
-    faces_only = ClipAugmenter(cfg)(sample, np.random.default_rng(0))
-    assert faces_only.mel is mel and faces_only.audio is audio
-    with_audio = ClipAugmenter(cfg, audio=True)(sample, np.random.default_rng(0))
+    faces_only, label = ClipAugmenter(cfg)(sample, 1, np.random.default_rng(0))
+    assert faces_only.mel is mel and faces_only.audio is audio and label == 1
+    with_audio, label = ClipAugmenter(cfg, audio=True)(sample, 0, np.random.default_rng(0))
+    assert label == 0  # augmentation never changes what a sample is
     assert with_audio.mel.shape == (80, 50) and not np.array_equal(with_audio.mel, mel)
     assert sample.faces is not with_audio.faces  # the cached sample is not modified in place

@@ -11,13 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import LEARN_CROP, LEARN_VIDEOS
 
-from core.preprocess_config import PreprocessConfig
 from models.fusion import FusionConfig
 from train.fit import FitConfig, auto_precision, fit
 from train.metrics import roc_auc
-from train.module import FusionLitModule, OptimConfig
-from train.synth.samples import samples_from_videos, write_sample_cache
+from train.module import DetectorLitModule, OptimConfig
 from train.synth.videos import generate_videos
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,20 +26,15 @@ ROOT = Path(__file__).resolve().parents[1]
 # and a constant lr the held-out AUC ranged 0.50-0.86 with the thread count and seed (the
 # face-blend seam is a pixel wide there). At 64 px, 300 clips, warm-up + cosine and 600 steps
 # it measured 0.922-0.986 over 10 runs (data seeds 4-7, training seeds 0-3, 1 and 2 threads).
-MODEL = FusionConfig.tiny(img_size=64, patch_size=16, num_frames=2)
-NUM_VIDEOS = 300
+MODEL = FusionConfig.tiny(img_size=LEARN_CROP, patch_size=16, num_frames=2)
+NUM_VIDEOS = LEARN_VIDEOS
 LEARN_STEPS = 600
 LEARN_AUC = 0.80  # chance is 0.5
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """300 short clips (150 real, 150 face-blend fakes) as cached samples, split by identity."""
-    cfg = PreprocessConfig().replace("sample", num_frames=2)
-    videos = generate_videos(NUM_VIDEOS, seconds=0.12, seed=4, categories=["face_blend"])
-    return write_sample_cache(
-        samples_from_videos(videos, cfg, crop_size=MODEL.img_size), tmp_path_factory.mktemp("cache"), cfg
-    )
+def cache(face_blend_cache):
+    return face_blend_cache
 
 
 def _fit(cache: Path, out: Path, **changes) -> object:
@@ -105,7 +99,7 @@ def test_resume_continues_the_run(cache, tmp_path):
 
 def test_syncnet_can_only_be_frozen_on_cached_samples():
     with pytest.raises(ValueError, match="only 'frozen'"):
-        FusionLitModule(MODEL.to_dict(), syncnet="joint")
+        DetectorLitModule(MODEL.to_dict(), syncnet="joint")
     assert auto_precision("cpu") == "32-true"
 
 

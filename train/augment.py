@@ -122,7 +122,8 @@ def augment_audio(audio: np.ndarray, cfg: AugmentConfig, rng: np.random.Generato
 
 
 class ClipAugmenter:
-    """Sample → augmented copy (faces; audio and mel when ``audio`` is set)."""
+    """A sample transform (``train.sample_transforms``): sample → augmented copy (faces; audio
+    and mel when ``audio`` is set), label unchanged."""
 
     def __init__(
         self,
@@ -136,10 +137,13 @@ class ClipAugmenter:
         self.audio_cfg = audio_cfg or AudioConfig()
         self.sample_rate = sample_rate
 
-    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+    def __call__(self, sample: Sample, label: int, rng: np.random.Generator) -> tuple[Sample, int]:
         changes = {"faces": augment_faces(sample.faces, self.cfg, rng)}
         if self.audio and sample.audio.size:
             audio = augment_audio(sample.audio, self.cfg, rng)
             changes["audio"] = audio
             changes["mel"] = log_mel(audio, self.sample_rate, self.audio_cfg)
-        return dataclasses.replace(sample, **changes)
+        return dataclasses.replace(sample, **changes), label
+
+    def __repr__(self) -> str:
+        return f"ClipAugmenter({self.cfg}, audio={self.audio})"

@@ -1,4 +1,4 @@
-"""``python -m train synth|fit|eval|export|sync-pretrain``: the training tools' command line."""
+"""``python -m train synth|fit|eval|export|footage-labels|sync-pretrain``: the training tools' command line."""
 
 from __future__ import annotations
 
@@ -16,24 +16,35 @@ from core.device import resolve_device
 log = logging.getLogger("train")
 
 
-def _model_config(text: str) -> dict:
-    """``tiny`` / ``base`` / a JSON file / inline JSON, with ``key=value,...`` overrides after ``:``
-    (``tiny:img_size=96,num_layers=3``)."""
-    from models.fusion import FusionConfig
+def model_spec(text: str) -> tuple[str, dict]:
+    """``--model`` → (arch, config dict). ``text`` is a registered detector's name (its default
+    config), ``tiny`` / ``base`` (fusion presets), a JSON file (a weights JSON: its ``arch`` and
+    ``model``; else a fusion config) or inline JSON (a fusion config), with ``key=value,...``
+    overrides after ``:`` (``tiny:img_size=96,num_layers=3``, ``meso4:num_frames=4``)."""
+    from models.fusion import FusionConfig, FusionModel
+    from models.registry import model_entry, registered_models
 
     name, _, overrides = text.partition(":")
+    arch = FusionModel.arch
     if name in ("tiny", "base"):
         cfg = getattr(FusionConfig, name)().to_dict()
+    elif name in registered_models():
+        arch, cfg = name, {}
     elif name.lstrip().startswith("{"):
         cfg = json.loads(name)
-    else:
+    elif Path(name).is_file():
         data = json.loads(Path(name).read_text())
+        arch = data.get("arch", arch)
         cfg = data.get("model", data)
+    else:
+        raise ValueError(
+            f"--model {name!r}: not tiny, base, a registered model {registered_models()} or a JSON file"
+        )
     for part in filter(None, overrides.split(",")):
         key, _, value = part.partition("=")
         cfg[key.strip()] = json.loads(value)
-    FusionConfig.from_dict(cfg)  # validate now, not after the data has loaded
-    return cfg
+    model_entry(arch).config_class.from_dict(cfg)  # validate now, not after the data has loaded
+    return arch, cfg
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -65,13 +76,30 @@ def cmd_fit(args: argparse.Namespace) -> int:
         lr=args.lr if args.lr is not None else (5e-3 if args.optimizer == "sgd" else 1e-3),
     )
     optim = replace(
-        optim, scheduler=args.scheduler, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay
+        optim,
+        scheduler=args.scheduler,
+        warmup_steps=args.warmup_steps,
+        weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing,
+        ema_decay=args.ema,
     )
     devices: str | int = int(args.devices) if args.devices.isdigit() else args.devices
+    arch, model = model_spec(args.model)
+    transforms = ()
+    if args.pseudo_fakes:
+        from train.pseudo_fakes import PseudoFakeConfig, PseudoFakes
+
+        pcfg = PseudoFakeConfig()
+        if args.pseudo_fakes != "default":
+            names = [n.strip() for n in args.pseudo_fakes.split(",") if n.strip()]
+            pcfg = PseudoFakeConfig(weights={n: pcfg.weights.get(n, 1.0) for n in names})
+        transforms = (PseudoFakes(replace(pcfg, fake_p=args.pseudo_fake_p)),)
     cfg = FitConfig(
         manifest=args.manifest,
         out=args.out,
-        model=_model_config(args.model),
+        arch=arch,
+        model=model,
+        init=args.init,
         optim=optim,
         augment=None if args.no_augment else AugmentConfig(),
         batch_size=args.batch_size,
@@ -80,6 +108,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         max_time=args.max_time,
         balance=args.balance,
+        sample_transforms=transforms,
         grad_clip=args.grad_clip,
         patience=args.patience,
         precision=args.precision,
@@ -100,6 +129,19 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(
         f"last checkpoint: {result.last_checkpoint}; {result.epochs} epochs, {result.steps} steps; logs in {result.log_dir}"
     )
+    return 0
+
+
+def cmd_footage_labels(args: argparse.Namespace) -> int:
+    from train.footage_labels import footage_labels, write_labels_csv
+
+    files = footage_labels(args.manifest)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_labels_csv(files, args.out)
+    counts: dict[tuple[str, str], int] = {}
+    for f in files:
+        counts[f.split, f.category] = counts.get((f.split, f.category), 0) + 1
+    print(f"wrote {args.out}: " + ", ".join(f"{s}/{c} {n}" for (s, c), n in sorted(counts.items())))
     return 0
 
 
@@ -197,12 +239,21 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--weights", help="detector weights (default: DetectorConfig's)")
     c.set_defaults(func=cmd_synth_check)
 
-    f = sub.add_parser("fit", help="train the fusion model on a preprocessing cache")
+    f = sub.add_parser("fit", help="train a detector on a preprocessing cache")
     f.add_argument(
         "--manifest", type=Path, required=True, help="CACHE/manifest.csv from python -m preprocess"
     )
     f.add_argument("--out", type=Path, required=True, help="run folder: checkpoints/, logs/")
-    f.add_argument("--model", default="tiny", help="tiny | base | config JSON, with :key=value overrides")
+    f.add_argument(
+        "--model", default="tiny",
+        help="a registered detector (meso4, mesoinception4, efficientnet_b0, efficientnet_lstm, "
+        "fusion_timesformer) | tiny | base (fusion presets) | config JSON; :key=value overrides",
+    )  # fmt: skip
+    f.add_argument(
+        "--init", type=Path,
+        help="start from this upstream checkpoint (EfficientNet: timm/torchvision ImageNet B0; "
+        "fusion: mmaction2 TimeSformer or ImageNet ViT)",
+    )  # fmt: skip
     f.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
     f.add_argument("--lr", type=float, help="default 5e-3 (sgd) / 1e-3 (adamw)")
     f.add_argument("--weight-decay", type=float, default=1e-4)
@@ -215,7 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--epochs", type=int, default=30)
     f.add_argument("--epoch-size", type=int, help="training samples per epoch (default: the train split)")
     f.add_argument("--max-steps", type=int, default=-1)
-    f.add_argument("--balance", choices=("sampler", "loss", "none"), default="sampler")
+    f.add_argument("--balance", choices=("sampler", "loss", "category", "none"), default="sampler")
+    f.add_argument(
+        "--pseudo-fakes", metavar="CATEGORIES",
+        help="forge fakes from real training samples on the fly: 'default' or a comma list of "
+        "self_blend, mouth_rerender, blend_flicker, audio_shift (train.pseudo_fakes)",
+    )  # fmt: skip
+    f.add_argument("--pseudo-fake-p", type=float, default=0.5, help="share of real samples forged")
     f.add_argument("--grad-clip", type=float, default=1.0)
     f.add_argument("--patience", type=int, default=8, help="early-stopping epochs (0: off)")
     f.add_argument("--no-augment", action="store_true")
@@ -233,6 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     f.add_argument("--quiet", action="store_true")
     f.set_defaults(func=cmd_fit)
+
+    fl = sub.add_parser(
+        "footage-labels", help="a real-footage set's MANIFEST.tsv -> labels CSV (reals train, fakes val)"
+    )
+    fl.add_argument("manifest", type=Path, help="MANIFEST.tsv with file, label, kind, group columns")
+    fl.add_argument("--out", type=Path, required=True)
+    fl.set_defaults(func=cmd_footage_labels)
 
     e = sub.add_parser("export", help="checkpoint -> weights (safetensors + JSON) + ONNX")
     e.add_argument("checkpoint", type=Path)

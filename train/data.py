@@ -1,13 +1,17 @@
 """The preprocessing cache as Lightning data: manifest rows → samples → model inputs.
 
 ``read_manifest`` parses ``manifest.csv`` (written by ``python -m preprocess``); the data
-module serves its ``train``/``val``/``test`` splits. Every sample goes through the detector's
-own ``sample_inputs`` (``models.detector``), the function inference uses, after the clip-level
-augmentations of ``train.augment`` (training split only).
+module serves its ``train``/``val``/``test`` splits to any registered detector. Every sample
+goes through the detector's own ``sample_inputs`` (``models.detector``), the function
+inference uses; training samples first go through the run's sample transforms
+(``train.sample_transforms``: e.g. pseudo-fakes, then the clip augmentation of
+``train.augment``), which may change the label a sample is trained with.
 
 Class balance: ``balance="sampler"`` draws training samples with a ``WeightedRandomSampler``
 (each class equally likely per draw); ``"loss"`` keeps the natural order and exposes class
-weights for the loss; ``"none"`` does neither.
+weights for the loss; ``"category"`` makes each manifest ``category`` equally likely per draw
+(training on reals alone with pseudo-fakes: video frames and photos in equal shares, however
+many of each the cache holds); ``"none"`` does neither.
 """
 
 from __future__ import annotations
@@ -26,13 +30,13 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, WeightedRandomS
 from core.preprocess_config import PreprocessConfig
 from core.types import Sample
 from models.detector import DetectorModel
-from models.fusion import FusionConfig, FusionModel
 from preprocess.cache_layout import read_settings
 from preprocess.sample_file import load_sample
 from train.augment import AugmentConfig, ClipAugmenter
+from train.sample_transforms import ChainedTransforms, SampleTransform
 
 REQUIRED_COLUMNS = ("filename", "split", "label", "sample")
-BALANCE_MODES = ("sampler", "loss", "none")
+BALANCE_MODES = ("sampler", "loss", "category", "none")
 
 
 @dataclass(frozen=True)
@@ -92,21 +96,23 @@ def cache_preprocess_config(manifest: str | Path) -> PreprocessConfig | None:
 
 
 class SampleDataset(Dataset):
-    """Manifest entries → dicts of model inputs. Loaded samples are kept on the object when
-    ``keep_in_memory`` (small datasets: decompressing a .npz costs more than a training step)."""
+    """Manifest entries → dicts of ``detector``'s inputs (by their ``input_names``) plus
+    ``label``, ``video``, ``video_index`` and ``category``. ``transform`` (training only) changes
+    each sample and its label before the inputs are made. Loaded samples are kept on the object
+    when ``keep_in_memory`` (small datasets: decompressing a .npz costs more than a training step)."""
 
     def __init__(
         self,
         entries: Sequence[ManifestEntry],
-        model_config: FusionConfig,
-        augmenter: ClipAugmenter | None = None,
+        detector: type[DetectorModel],
+        model_config: Any,
+        transform: SampleTransform | None = None,
         keep_in_memory: bool = True,
-        detector: type[DetectorModel] = FusionModel,
     ):
         self.entries = list(entries)
-        self.model_config = model_config
         self.detector = detector
-        self.augmenter = augmenter
+        self.model_config = model_config
+        self.transform = transform
         self.keep_in_memory = keep_in_memory
         self._samples: dict[int, Sample] = {}
         # integer video ids: tensors, unlike names, can be gathered across DDP ranks
@@ -126,15 +132,15 @@ class SampleDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         entry = self.entries[index]
-        sample = self.sample(index)
-        if self.augmenter is not None:
+        sample, label = self.sample(index), entry.label
+        if self.transform is not None:
             # torch's RNG is seeded per worker by Lightning: runs repeat under a fixed seed
             seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
-            sample = self.augmenter(sample, np.random.default_rng(seed))
+            sample, label = self.transform(sample, label, np.random.default_rng(seed))
         inputs = self.detector.sample_inputs(sample, self.model_config)
         return {
-            **{name: torch.from_numpy(np.asarray(value)) for name, value in inputs.items()},
-            "label": torch.tensor(entry.label, dtype=torch.long),
+            **{name: torch.from_numpy(np.asarray(inputs[name])) for name in self.detector.input_names},
+            "label": torch.tensor(label, dtype=torch.long),
             "video": entry.video,
             "video_index": torch.tensor(self._video_index[entry.video], dtype=torch.long),
             "category": entry.category,
@@ -155,10 +161,15 @@ def class_counts(entries: Sequence[ManifestEntry]) -> tuple[int, int]:
 
 
 class ManifestDataModule(L.LightningDataModule):
+    """A cache's splits as batches of ``detector``'s inputs. Training samples go through
+    ``sample_transforms`` and then the clip augmentation (``augment``; ``audio_augment`` also
+    alters the audio and mel, which only detectors that read them notice)."""
+
     def __init__(
         self,
         manifest: str | Path,
-        model_config: FusionConfig,
+        detector: type[DetectorModel],
+        model_config: Any,
         batch_size: int = 8,
         num_workers: int = 0,
         balance: str = "sampler",
@@ -167,17 +178,20 @@ class ManifestDataModule(L.LightningDataModule):
         keep_in_memory: bool = True,
         seed: int = 0,
         epoch_size: int | None = None,
+        sample_transforms: Sequence[SampleTransform] = (),
     ):
         super().__init__()
         if balance not in BALANCE_MODES:
             raise ValueError(f"balance must be one of {BALANCE_MODES}, got {balance!r}")
         self.manifest = Path(manifest)
+        self.detector = detector
         self.model_config = model_config
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.balance = balance
         self.augment = augment if augment is not None else AugmentConfig()
-        self.audio_augment = audio_augment and model_config.audio_frames > 0  # only mel models hear it
+        self.audio_augment = audio_augment
+        self.sample_transforms = tuple(sample_transforms)
         self.keep_in_memory = keep_in_memory
         self.seed = seed
         self.epoch_size = epoch_size  # training samples drawn per epoch (default: the split's size)
@@ -192,8 +206,13 @@ class ManifestDataModule(L.LightningDataModule):
             self.splits.setdefault(entry.split or "train", []).append(entry)
         if not self.splits.get("train"):
             raise ValueError(f"{self.manifest}: no labelled samples in the 'train' split")
-        if 0 in class_counts(self.splits["train"]):
-            raise ValueError(f"{self.manifest}: the training split needs both real and fake samples")
+        n_real, n_fake = class_counts(self.splits["train"])
+        # reals alone are enough when a sample transform forges fakes from them
+        if n_real == 0 or (n_fake == 0 and not self.sample_transforms):
+            raise ValueError(
+                f"{self.manifest}: the training split needs both real and fake samples "
+                "(or real samples and a pseudo-fake transform)"
+            )
 
     def entries(self, split: str) -> list[ManifestEntry]:
         self.setup()
@@ -212,12 +231,17 @@ class ManifestDataModule(L.LightningDataModule):
         weights = counts.sum() / (2 * counts)
         return weights
 
+    def train_transform(self) -> ChainedTransforms:
+        """The run's sample transforms, then the clip augmentation."""
+        pcfg = self.preprocess_config or PreprocessConfig()
+        augmenter = ClipAugmenter(self.augment, self.audio_augment, pcfg.audio, pcfg.media.sample_rate)
+        return ChainedTransforms([*self.sample_transforms, augmenter])
+
     def _dataset(self, split: str, train: bool) -> SampleDataset:
-        augmenter = None
-        if train:
-            pcfg = self.preprocess_config or PreprocessConfig()
-            augmenter = ClipAugmenter(self.augment, self.audio_augment, pcfg.audio, pcfg.media.sample_rate)
-        return SampleDataset(self.entries(split), self.model_config, augmenter, self.keep_in_memory)
+        transform = self.train_transform() if train else None
+        return SampleDataset(
+            self.entries(split), self.detector, self.model_config, transform, self.keep_in_memory
+        )
 
     def _loader(self, dataset: SampleDataset, shuffle: bool = False, sampler=None) -> DataLoader:
         return DataLoader(
@@ -236,9 +260,12 @@ class ManifestDataModule(L.LightningDataModule):
         dataset = self._dataset("train", train=True)
         generator = torch.Generator().manual_seed(self.seed)
         size = self.epoch_size or len(dataset)
-        if self.balance == "sampler":
-            n_real, n_fake = class_counts(dataset.entries)
-            weights = [1.0 / (n_fake if e.label else n_real) for e in dataset.entries]
+        if self.balance in ("sampler", "category"):
+            key = (lambda e: e.label) if self.balance == "sampler" else (lambda e: e.category)
+            counts: dict[Any, int] = {}
+            for e in dataset.entries:
+                counts[key(e)] = counts.get(key(e), 0) + 1
+            weights = [1.0 / counts[key(e)] for e in dataset.entries]
             return self._loader(
                 dataset, sampler=WeightedRandomSampler(weights, size, replacement=True, generator=generator)
             )

@@ -215,24 +215,25 @@ def load_scoring_model(
 def score_manifest(
     model: torch.nn.Module, manifest: str | Path, splits: Sequence[str], batch_size: int = 16
 ) -> dict[str, dict[str, float]]:
-    """``{split: {video filename: P(fake)}}``, each video the max over its face tracks."""
+    """``{split: {video filename: P(fake)}}``, each video's score the detector's
+    ``video_aggregation`` over its face tracks."""
+    from core.aggregation import aggregate
     from train.data import SampleDataset, collate_batch, read_manifest
 
     entries = read_manifest(manifest)
     out: dict[str, dict[str, float]] = {}
     for split in splits:
         chosen = [e for e in entries if e.split == split]
-        data = SampleDataset(chosen, model.config, keep_in_memory=False, detector=type(model))
-        best: dict[str, float] = {}
+        data = SampleDataset(chosen, type(model), model.config, keep_in_memory=False)
+        tracks: dict[str, list[float]] = {}
         for start in range(0, len(data), batch_size):
             batch = collate_batch([data[i] for i in range(start, min(start + batch_size, len(data)))])
             outputs = model(*(batch[name] for name in model.input_names))
             outputs = (outputs,) if isinstance(outputs, torch.Tensor) else outputs
             probs = model.fake_probability([o.float().numpy() for o in outputs])
             for i, p in enumerate(probs):
-                name = chosen[start + i].filename
-                best[name] = max(best.get(name, 0.0), float(p))
-        out[split] = best
+                tracks.setdefault(chosen[start + i].filename, []).append(float(p))
+        out[split] = {name: aggregate(p, model.video_aggregation) for name, p in tracks.items()}
     return out
 
 

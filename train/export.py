@@ -17,7 +17,7 @@ import torch
 
 from core.preprocess_config import PreprocessConfig
 from models.onnx_export import export_onnx
-from train.module import FusionLitModule
+from train.module import DetectorLitModule
 from weights.store import save_weights
 
 log = logging.getLogger("train")
@@ -37,15 +37,17 @@ class ExportResult:
     onnx_max_abs_diff: float | None
 
 
-def load_checkpoint(path: str | Path) -> FusionLitModule:
+def load_checkpoint(path: str | Path) -> DetectorLitModule:
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"{path}: checkpoint not found")
     try:
         # our own checkpoints hold tensors and plain hyper-parameters only
-        return FusionLitModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+        return DetectorLitModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ExportError(f"{path}: not a fusion training checkpoint ({type(err).__name__}: {err})") from err
+        raise ExportError(
+            f"{path}: not a detector training checkpoint ({type(err).__name__}: {err})"
+        ) from err
 
 
 def checkpoint_extra(path: Path) -> dict[str, Any]:
@@ -77,12 +79,9 @@ def export_checkpoint(
         if stored is None:
             log.warning("%s records no PreprocessConfig: exporting the default one", checkpoint)
         preprocess = PreprocessConfig.from_dict(stored) if stored else PreprocessConfig()
-    want = 2 * preprocess.sync.vshift + 3
-    if model.config.latency_dim != want:
-        raise ExportError(
-            f"{checkpoint}: model takes a {model.config.latency_dim}-value latency vector, but preprocessing "
-            f"with sync.vshift={preprocess.sync.vshift} makes {want}"
-        )
+    problem = model.preprocess_problem(model.config, preprocess)
+    if problem:
+        raise ExportError(f"{checkpoint}: {problem}")
     out = Path(out)
     stem = out.with_suffix("") if out.suffix in (".safetensors", ".json", ".onnx") else out
     weights = save_weights(

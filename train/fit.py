@@ -1,4 +1,5 @@
-"""``python -m train fit``: build the Trainer (callbacks, loggers, precision, devices) and run it.
+"""``python -m train fit``: build the Trainer (callbacks, loggers, precision, devices) and run it,
+for any registered detector (``FitConfig.arch`` + ``FitConfig.model``).
 
 Outputs under ``out``: ``checkpoints/best.ckpt`` (highest ``val_auc``), ``checkpoints/last.ckpt``
 (for ``--resume``), ``logs/csv/.../metrics.csv`` and ``logs/tb`` (TensorBoard).
@@ -20,10 +21,13 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from models.fusion import FusionConfig
+from models.detector import DetectorModel
+from models.fusion import FusionConfig, FusionModel
+from models.registry import model_entry
 from train.augment import AugmentConfig
 from train.data import ManifestDataModule
-from train.module import FusionLitModule, OptimConfig
+from train.module import DetectorLitModule, OptimConfig
+from train.sample_transforms import SampleTransform
 
 log = logging.getLogger("train")
 
@@ -32,9 +36,14 @@ log = logging.getLogger("train")
 class FitConfig:
     manifest: Path
     out: Path
-    model: dict[str, Any] = field(default_factory=lambda: FusionConfig.tiny().to_dict())
+    model: dict[str, Any] = field(default_factory=lambda: FusionConfig.tiny().to_dict())  # arch's config
     optim: OptimConfig = field(default_factory=OptimConfig)
     augment: AugmentConfig | None = field(default_factory=AugmentConfig)  # None: no augmentation
+    arch: str = FusionModel.arch  # a registered detector
+    # (sample, label, rng) -> (sample, label), applied in order to training samples before the
+    # augmentation (train.sample_transforms); e.g. pseudo-fakes made from real faces
+    sample_transforms: tuple[SampleTransform, ...] = ()
+    init: Path | None = None  # an upstream checkpoint the model starts from (its init_from_upstream)
     batch_size: int = 8
     epoch_size: int | None = None  # training samples per epoch (default: the train split's size)
     max_epochs: int = 30
@@ -129,12 +138,21 @@ def build_trainer(cfg: FitConfig) -> L.Trainer:
     )
 
 
+def detector_class(arch: str) -> type[DetectorModel]:
+    entry = model_entry(arch)
+    if not issubclass(entry.model_class, DetectorModel):
+        raise ValueError(f"{arch!r} is not a detector (a DetectorModel): it cannot be trained here")
+    return entry.model_class
+
+
 def fit(cfg: FitConfig) -> FitResult:
-    """Train the fusion model on a preprocessing cache; returns where the checkpoints are."""
+    """Train ``cfg.arch`` on a preprocessing cache; returns where the checkpoints are."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    model_config = FusionConfig.from_dict(cfg.model)
+    detector = detector_class(cfg.arch)
+    model_config = model_entry(cfg.arch).config_class.from_dict(cfg.model)
     data = ManifestDataModule(
         cfg.manifest,
+        detector,
         model_config,
         batch_size=cfg.batch_size,
         num_workers=cfg.num_workers,
@@ -143,25 +161,36 @@ def fit(cfg: FitConfig) -> FitResult:
         keep_in_memory=cfg.keep_in_memory,
         seed=cfg.seed,
         epoch_size=cfg.epoch_size,
+        sample_transforms=cfg.sample_transforms,
     )
     data.setup()
     if data.val_split != "val":
         log.warning("%s has no 'val' split: model selection uses the training samples", cfg.manifest)
     pcfg = data.preprocess_config
-    if pcfg is not None and pcfg.sample.num_frames < model_config.num_frames:
-        log.warning(
-            "samples hold %d face frames, the model takes %d: frames will repeat",
-            pcfg.sample.num_frames,
-            model_config.num_frames,
-        )
+    if pcfg is not None:
+        problem = detector.preprocess_problem(model_config, pcfg)
+        if problem:
+            raise ValueError(f"{cfg.manifest}: {problem}")
+        wanted = model_config.num_frames  # every detector config says how many face frames it reads
+        if pcfg.sample.num_frames < wanted:
+            log.warning(
+                "samples hold %d face frames, the model takes %d: frames will repeat",
+                pcfg.sample.num_frames,
+                wanted,
+            )
     weights = data.class_weights()
-    module = FusionLitModule(
+    module = DetectorLitModule(
         model_config=model_config.to_dict(),
         optim=asdict(cfg.optim),
         preprocess=pcfg.to_dict() if pcfg is not None else None,
         class_weights=weights.tolist() if weights is not None else None,
         syncnet=cfg.syncnet,
+        arch=cfg.arch,
     )
+    if cfg.init is not None and cfg.resume is None:
+        module.model.init_from_upstream(str(cfg.init))
+        if module.ema is not None:
+            module.ema.load_state_dict(module.model.state_dict())
     cfg.out.mkdir(parents=True, exist_ok=True)
     (cfg.out / "fit_config.json").write_text(json.dumps(_jsonable(asdict(cfg)), indent=1) + "\n")
     trainer = build_trainer(cfg)
@@ -187,4 +216,6 @@ def _jsonable(x: Any) -> Any:
         return [_jsonable(v) for v in x]
     if isinstance(x, Path):
         return str(x)
+    if callable(x):  # a sample transform: its repr says what it is
+        return repr(x)
     return x

@@ -1,10 +1,12 @@
-"""The fusion model as a LightningModule: loss, optimiser, and video-level validation AUC.
+"""Any registered detector as a LightningModule: loss, optimiser, and video-level validation AUC.
 
-Validation scores every sample, takes each video's maximum over its face tracks (what
-``core.aggregation.aggregate`` does at inference) and logs ``val_auc`` and ``val_log_loss``
-per video; checkpointing, early stopping and ReduceLROnPlateau all watch ``val_auc``. With
-``ema_decay`` an exponential moving average of the weights is what validation scores and
-export writes.
+The model is built by name (``arch`` + its config dict) and called with its inputs in
+``input_names`` order; the loss is binary cross-entropy on the detector's ``fake_logit`` (for
+a two-logit head that is exactly softmax cross-entropy). Validation scores every sample,
+makes each video's score with the detector's ``video_aggregation`` over its face tracks (what
+``run.sh`` does) and logs ``val_auc`` and ``val_log_loss`` per video; checkpointing, early
+stopping and ReduceLROnPlateau all watch ``val_auc``. With ``ema_decay`` an exponential moving
+average of the weights is what validation scores and export writes.
 
 SyncNet is frozen: the cached samples hold SyncNet's latency *vector* (distances per offset),
 not the mouth crops and MFCC windows it was computed from, so no gradient can reach SyncNet
@@ -26,6 +28,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from core.aggregation import aggregate
+from models.detector import DetectorModel
 from models.fusion import FusionModel
 from models.registry import create_model
 from train.metrics import log_loss, roc_auc
@@ -47,7 +51,10 @@ class OptimConfig:
     ema_decay: float = 0.0  # >0: validate, checkpoint-select and export an exponential moving average
 
 
-class FusionLitModule(L.LightningModule):
+class DetectorLitModule(L.LightningModule):
+    """``arch`` (a registered ``DetectorModel``) built from ``model_config``; ``preprocess`` is
+    kept in the checkpoint for export. ``syncnet`` concerns the fusion model's latency input."""
+
     def __init__(
         self,
         model_config: dict[str, Any],
@@ -66,6 +73,8 @@ class FusionLitModule(L.LightningModule):
         self.save_hyperparameters()
         self.optim = OptimConfig(**(optim or {}))
         self.model = create_model(arch, **model_config)
+        if not isinstance(self.model, DetectorModel):
+            raise ValueError(f"{arch!r} is not a detector (a DetectorModel): it cannot be trained here")
         # The weight average: models trained briefly from scratch swing from one validation to
         # the next; the average is steadier (measured on the demo: test AUC 0.93-0.97 raw vs 0.985).
         self.ema = copy.deepcopy(self.model).requires_grad_(False) if self.optim.ema_decay > 0 else None
@@ -94,26 +103,23 @@ class FusionLitModule(L.LightningModule):
         for avg, b in zip(self.ema.buffers(), self.model.buffers(), strict=True):
             avg.copy_(b)
 
-    def _logits(self, batch: dict[str, Any], model: torch.nn.Module | None = None) -> torch.Tensor:
+    def _fake_logit(self, batch: dict[str, Any], model: torch.nn.Module | None = None) -> torch.Tensor:
+        """(B,) float32 fake log-odds of the batch's samples."""
         model = self.model if model is None else model
-        return model(*(batch[name] for name in model.input_names))
+        outputs = model(*(batch[name] for name in model.input_names))
+        outputs = (outputs,) if isinstance(outputs, torch.Tensor) else tuple(outputs)
+        return model.fake_logit(outputs).float()
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        logits = self._logits(batch)
-        loss = F.cross_entropy(
-            logits.float(),
-            batch["label"],
-            weight=self.class_weights,
-            label_smoothing=self.optim.label_smoothing,
-        )
-        acc = (logits.argmax(1) == batch["label"]).float().mean()
-        self.log("train_loss", loss, prog_bar=True, batch_size=len(logits))
-        self.log("train_acc", acc, batch_size=len(logits))
+        logit = self._fake_logit(batch)
+        loss = binary_loss(logit, batch["label"], self.class_weights, self.optim.label_smoothing)
+        acc = ((logit > 0).long() == batch["label"]).float().mean()
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(logit))
+        self.log("train_acc", acc, batch_size=len(logit))
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        logits = self._logits(batch, self.scoring_model()).float()
-        prob = torch.softmax(logits, 1)[:, 1]
+        prob = torch.sigmoid(self._fake_logit(batch, self.scoring_model()))
         self._val["prob"].append(prob.detach())
         self._val["label"].append(batch["label"])
         self._val["video"].append(batch["video_index"])
@@ -122,11 +128,12 @@ class FusionLitModule(L.LightningModule):
         if not self._val["prob"]:
             return
         # Every rank scores a shard: gather all, so each computes the same AUC over every video
-        # (DistributedSampler's padding repeats a few samples; the max per video absorbs them).
+        # (DistributedSampler's padding repeats a few samples; a max per video absorbs them,
+        # a mean moves by a repeated track's share).
         parts = [torch.cat(self._val[k]) for k in ("prob", "label", "video")]
         self._val.clear()
         probs, labels, videos = (self.all_gather(t).reshape(-1).cpu().numpy() for t in parts)
-        _, labels, probs = video_scores(videos.tolist(), labels, probs)
+        _, labels, probs = video_scores(videos.tolist(), labels, probs, self.model.video_aggregation)
         auc = roc_auc(labels, probs)
         # AUC is undefined with one class (tiny sanity sets): report 0.5 so monitors keep working
         self.log("val_auc", 0.5 if math.isnan(auc) else auc, prog_bar=True, sync_dist=True)
@@ -178,12 +185,30 @@ class FusionLitModule(L.LightningModule):
         return asdict(self.optim)
 
 
-def video_scores(videos, labels, probs) -> tuple[list, np.ndarray, np.ndarray]:
-    """Per-video (max over tracks) probabilities, as the submission aggregates them."""
-    best: dict[str, float] = {}
+def binary_loss(
+    logit: torch.Tensor,
+    label: torch.Tensor,
+    class_weights: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """Cross-entropy of fake log-odds against 0/1 labels; smoothing moves the targets to
+    ``eps/2`` and ``1 - eps/2`` and class weights give a weighted mean, as
+    ``F.cross_entropy`` does for two logits."""
+    target = label.float() * (1 - label_smoothing) + label_smoothing / 2
+    losses = F.binary_cross_entropy_with_logits(logit, target, reduction="none")
+    if class_weights is None:
+        return losses.mean()
+    weights = class_weights[label]
+    return (losses * weights).sum() / weights.sum()
+
+
+def video_scores(videos, labels, probs, how: str = "max") -> tuple[list, np.ndarray, np.ndarray]:
+    """Per-video probabilities (``how`` over each video's tracks), as the submission aggregates them."""
+    tracks: dict[str, list[float]] = defaultdict(list)
     label_of: dict[str, int] = {}
     for v, y, p in zip(videos, labels, probs, strict=True):
-        best[v] = max(best.get(v, -1.0), float(p))
+        tracks[v].append(float(p))
         label_of[v] = int(y)
-    names = sorted(best)
-    return names, np.array([label_of[v] for v in names]), np.array([best[v] for v in names])
+    names = sorted(tracks)
+    scores = [aggregate(tracks[v], how) for v in names]
+    return names, np.array([label_of[v] for v in names]), np.array(scores)

@@ -1,0 +1,217 @@
+"""The submission image, built and run for real: ``make docker-test`` (needs a Docker engine).
+
+Builds the image on the local Debian base (CPU, offline: ``--network none``), then scores a few
+clips from ../shared/media plus a broken file three ways, the input mounted read-only and
+without network: the image's default command, the TMC form (``-input /data/input/ -output
+/data/output/submission.csv``) and, resuming that run from its journal, the DFDC form. Each
+CSV must have one row per video and match ``bash run.sh`` on the same folder (probabilities
+within 1e-5). Also checks that the image holds exactly the lock the host's venv installed and
+runs as a non-root user. Prints the image size and the build and run times; exits 1 on the
+first failed check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_MEDIA = ROOT.parent / "shared" / "media"
+# Short clips of different kinds: a 224² face crop, a 1080p DFDC video, two faces side by
+# side, two generated fakes (a talking head, a lip-sync re-render).
+CLIPS = (
+    "real/pcavs_Pose_Source_620900105.mp4",
+    "real/dfdc_REAL_lynaeydofd.mp4",
+    "real/ghost_2person.mp4",
+    "fake/sadtalker_art_2__RD_Radio31_000.mp4",
+    "fake/zzww_syncshow_wav2lip.mp4",
+)
+BROKEN = "broken.mp4"
+TOLERANCE = 1e-5
+RUN_TIMEOUT_S = 900
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        raise CheckFailed(message)
+
+
+def timed(cmd: list[str], **kw) -> tuple[subprocess.CompletedProcess, float]:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, **kw)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise CheckFailed(
+            f"`{' '.join(cmd)}` exited {proc.returncode}:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+        )
+    return proc, elapsed
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    check(path.is_file(), f"{path} was not written")
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def compare(name: str, rows: list[list[str]], reference: list[list[str]], header: list[str]) -> None:
+    """``rows`` (a CSV read whole) must hold the reference's videos, once each, in its order,
+    with probabilities within TOLERANCE."""
+    check(rows[0] == header, f"{name}: header {rows[0]}, expected {header}")
+    names = [r[0] for r in rows[1:]]
+    check(len(names) == len(set(names)), f"{name}: duplicate rows: {names}")
+    check(names == [r[0] for r in reference[1:]], f"{name}: videos {names} differ from run.sh's")
+    for (video, p), (_, q) in zip(rows[1:], reference[1:], strict=True):
+        check(abs(float(p) - float(q)) <= TOLERANCE, f"{name}: {video} scored {p}, run.sh {q}")
+
+
+def make_input(folder: Path) -> list[str]:
+    """The clips (hard links where the filesystem allows: a bind mount cannot follow a
+    symlink out of the folder) and a broken file; returns the video names."""
+    folder.mkdir()
+    for rel in CLIPS:
+        src = SHARED_MEDIA / rel
+        check(src.is_file(), f"{src} is missing from ../shared")
+        dst = folder / src.name
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
+    (folder / BROKEN).write_bytes(bytes(range(256)) * 20)  # no container format at all
+    folder.chmod(0o755)
+    for f in folder.iterdir():
+        f.chmod(0o444)
+    return sorted(f.name for f in folder.iterdir())
+
+
+def writable_folder(path: Path) -> Path:
+    path.mkdir()
+    path.chmod(0o777)  # the image runs as uid 1000, not as whoever runs this check
+    return path
+
+
+def docker_run(image: str, inp: Path, out: Path, *args: str) -> tuple[subprocess.CompletedProcess, float]:
+    mounts = ["-v", f"{inp}:/data/input:ro", "-v", f"{out}:/data/output"]
+    return timed(["docker", "run", "--rm", "--network", "none", *mounts, image, *args])
+
+
+def lock_versions(freeze: str) -> dict[str, str]:
+    out = {}
+    for line in freeze.splitlines():
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)==(\S+)", line.strip())
+        if m:
+            out[re.sub(r"[-_.]+", "-", m.group(1)).lower()] = m.group(2)
+    return out
+
+
+def check_lock(image: str) -> int:
+    """The image's packages are the host venv's, version for version, for every package the
+    lock pins (the host venv may hold extras)."""
+    lock = lock_versions((ROOT / "requirements.txt").read_text())
+    host = lock_versions(
+        subprocess.run([sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True).stdout
+    )
+    proc, _ = timed(
+        ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", image, "-m", "pip", "freeze"]
+    )
+    inside = lock_versions(proc.stdout)
+    freeze_hides = {"setuptools", "pip", "wheel", "distribute"}
+    for name in sorted(set(lock) - freeze_hides):
+        check(name in inside, f"image lacks {name} (the lock pins {lock[name]})")
+        check(
+            inside[name] == host.get(name),
+            f"{name}: image has {inside[name]}, this venv {host.get(name)} (lock {lock[name]})",
+        )
+    return len(lock) - len(freeze_hides & set(lock))
+
+
+def build(image: str, base: str) -> float:
+    cmd = ["docker", "build", "--network", "none", "-t", image]
+    cmd += ["--build-arg", f"BASE={base}", "--build-arg", "GPU=0", str(ROOT)]
+    _, seconds = timed(cmd)
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", default="avdf:ci")
+    parser.add_argument("--base", default="avdf-base:bookworm", help="local base image (.ci/base-image)")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (printed)")
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="avdf-docker-check."))
+    try:
+        check(SHARED_MEDIA.is_dir(), f"{SHARED_MEDIA} is absent: the image check needs ../shared")
+        for f in ("detector.safetensors", "detector.json"):
+            check((ROOT / "weights" / f).is_file(), f"weights/{f} is missing: the shipped default detector")
+        build_s = build(args.image, args.base)
+        size = int(
+            subprocess.run(
+                ["docker", "image", "inspect", "-f", "{{.Size}}", args.image], capture_output=True, text=True
+            ).stdout
+        )
+        user = subprocess.run(
+            ["docker", "image", "inspect", "-f", "{{.Config.User}}", args.image],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        check(user.split(":")[0] not in ("", "0", "root"), f"the image runs as {user or 'root'}")
+        pinned = check_lock(args.image)
+
+        inp = work / "input"
+        videos = make_input(inp)
+        host_out = work / "run_sh"
+        _, host_s = timed(["bash", str(ROOT / "run.sh"), str(inp), str(host_out), "--no-progress"])
+        reference = read_csv(host_out / "submission.csv")
+        check([r[0] for r in reference[1:]] == videos, f"run.sh wrote rows for {reference[1:]}, not {videos}")
+        failures = dict(read_csv(host_out / "submission_failures.csv")[1:])
+        check(set(failures) == {BROKEN}, f"run.sh failures: {failures} (only {BROKEN} should fail)")
+
+        default_out = writable_folder(work / "default")
+        _, default_s = docker_run(args.image, inp, default_out)
+        compare("default command", read_csv(default_out / "submission.csv"), reference, reference[0])
+        check(
+            (default_out / "submission.csv").stat().st_uid == int(user.split(":")[0]),
+            "the CSV is not owned by the image's user",
+        )
+
+        tmc_out = writable_folder(work / "tmc")
+        tmc_args = ["-input", "/data/input/", "-output", "/data/output/submission.csv"]
+        _, tmc_s = docker_run(args.image, inp, tmc_out, *tmc_args)
+        compare("TMC form", read_csv(tmc_out / "submission.csv"), reference, reference[0])
+
+        # The same output again in the DFDC form: every video comes from the TMC run's journal.
+        proc, dfdc_s = docker_run(args.image, inp, tmc_out, *tmc_args, "--format", "dfdc")
+        compare("DFDC form", read_csv(tmc_out / "submission.csv"), reference, ["filename", "label"])
+        resumed = f"{len(videos)} of {len(videos)} videos already scored, 0 to go"
+        check(resumed in proc.stderr, f"the DFDC run did not resume from the journal:\n{proc.stderr}")
+    except (CheckFailed, subprocess.TimeoutExpired) as exc:
+        print(f"docker-test FAILED: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if args.keep:
+            print(f"work folder: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    print(
+        f"docker-test passed: image {args.image} {size / 1e9:.2f} GB, build {build_s:.0f} s; "
+        f"{len(videos)} videos ({BROKEN} broken): run.sh {host_s:.0f} s, image default command "
+        f"{default_s:.0f} s, TMC form {tmc_s:.0f} s, DFDC form from the journal {dfdc_s:.0f} s; "
+        f"CSVs equal to run.sh's within {TOLERANCE:g}; {pinned} lock pins equal to this venv's"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""A sample's face crops → the frames a detector reads, and the base class of frame detectors.
+
+Every detector picks ``num_frames`` of a sample's face crops, evenly spaced over the track (a
+sample holds ``SampleConfig.num_frames`` crops of ``TrackConfig.crop_size``²), resizes them to
+its ``img_size``² and normalises them with its own pixel mean and standard deviation.
+
+``FaceFramesDetector`` is the base of the detectors that read nothing else: one input,
+``frames`` (B, T, 3, H, W). A frame-level network (MesoNet, EfficientNet per frame) scores each
+frame and averages the frame logits (``mean_over_frames``) inside the graph, so the ONNX export,
+training and the submission all see one logit per sample, and the video's score is then the
+detector's ``video_aggregation`` over its face tracks.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+import torch
+
+from core.types import Sample
+from models.detector import DetectorModel
+
+IMAGENET_MEAN = (123.675, 116.28, 103.53)  # 0-255 RGB, as torchvision and timm normalise
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+def pick_frames(count: int, wanted: int) -> np.ndarray:
+    """Evenly spaced indices (repeats when the sample holds fewer frames than wanted)."""
+    if count == wanted:
+        return np.arange(count)
+    return np.round(np.linspace(0, count - 1, wanted)).astype(int)
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    if (h, w) == (size, size):
+        return image
+    # INTER_AREA when shrinking avoids aliasing; bilinear when enlarging.
+    interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interp)
+
+
+def face_frames(faces: np.ndarray, num_frames: int, size: int, name: str = "sample") -> np.ndarray:
+    """(F, S, S, 3) uint8 crops → (num_frames, size, size, 3) uint8, evenly spaced in time."""
+    if faces.ndim != 4 or faces.shape[-1] != 3 or faces.shape[0] == 0:
+        raise ValueError(f"{name}: faces must be (F, S, S, 3) with F > 0, got {faces.shape}")
+    chosen = faces[pick_frames(len(faces), num_frames)]
+    return np.stack([resize_square(f, size) for f in chosen])
+
+
+def normalise(rgb: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """0-255 RGB (..., 3) → float32 (x - mean) / std, per channel, same layout."""
+    return (rgb.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+
+
+def mean_over_frames(frame_logits: torch.Tensor, batch: int) -> torch.Tensor:
+    """(B*T, K) per-frame logits → (B, K): the mean over each sample's T frames."""
+    return frame_logits.reshape(batch, -1, frame_logits.shape[-1]).mean(dim=1)
+
+
+class FaceFramesDetector(DetectorModel):
+    """A detector whose only input is ``frames`` (B, T, 3, img_size, img_size), float32,
+    normalised with ``pixel_mean``/``pixel_std`` (0-255 scale). Its config has ``num_frames``
+    and ``img_size``; its output is ``logits`` (B, 1), the log-odds that the sample is fake."""
+
+    input_names = ("frames",)
+    output_names = ("logits",)
+    video_aggregation = "max"  # a video is fake if any of its faces is
+    pixel_mean: ClassVar[tuple[float, ...]] = IMAGENET_MEAN
+    pixel_std: ClassVar[tuple[float, ...]] = IMAGENET_STD
+
+    @classmethod
+    def sample_inputs(cls, sample: Sample, config: Any) -> dict[str, np.ndarray]:
+        rgb = face_frames(sample.faces, config.num_frames, config.img_size, sample.meta.video)
+        frames = normalise(rgb, cls.pixel_mean, cls.pixel_std).transpose(0, 3, 1, 2)
+        return {"frames": np.ascontiguousarray(frames)}
+
+    def example_inputs(self, batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        cfg = self.config
+        g = torch.Generator().manual_seed(seed)
+        return (torch.randn(batch, cfg.num_frames, 3, cfg.img_size, cfg.img_size, generator=g),)
+
+    def check_frames(self, frames: torch.Tensor) -> None:
+        """A clear error for frames of the wrong shape (skipped while tracing for export)."""
+        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return
+        cfg = self.config
+        want = (cfg.num_frames, 3, cfg.img_size, cfg.img_size)
+        if frames.dim() != 5 or tuple(frames.shape[1:]) != want:
+            raise ValueError(f"frames must be (B, {', '.join(map(str, want))}), got {tuple(frames.shape)}")

@@ -1,0 +1,122 @@
+"""MobileNetV2 per frame, started from the face detector's own backbone: the shipped default.
+
+The body is RetinaFace's MobileNetV2 (``models.retinaface``, truncated after block 15), so
+``init_from_upstream`` starts it from weights the setup already builds
+(``weights/retinaface_mobilenetv2``): a network that has seen millions of faces, where an
+ImageNet start has seen few. Its three feature maps (strides 8, 16, 32) are average-pooled and
+concatenated (32 + 96 + 160 values): blending seams and resampling traces are fine detail that
+the stride-8 map still holds. Dropout → one linear unit gives the frame's fake log-odds; the
+sample's logit is the mean over its frames, and the video takes the maximum over its tracks.
+
+Each frame is first cut to the face itself (``region``: a square of the 224 crop, by default
+y 0–192, x 16–208, the part the track's crop scale puts the face in) and resized to
+``img_size``. Trained on pseudo-fakes the stem and the first ``frozen_blocks`` blocks stay
+fixed (weights and BatchNorm statistics): with ~1,100 identities the low-level filters of the
+detector generalise better than ones refitted to them (measured: pseudo-fake AUC on unseen
+faces 0.76 frozen-from-RetinaFace vs 0.60 from scratch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.types import Sample
+from models.face_frames import FaceFramesDetector, mean_over_frames, normalise, pick_frames, resize_square
+from models.registry import config_from_dict, register_model
+from models.retinaface import MobileNetV2
+from weights.store import load_weights
+
+
+@dataclass(frozen=True)
+class MobileNetFramesConfig:
+    num_frames: int = 8  # face crops scored per sample
+    img_size: int = 128  # the face region is resized to this (a multiple of 32)
+    region: tuple[float, float, float] = (0.0, 16 / 224, 192 / 224)  # top, left, side: fractions of the crop
+    dropout: float = 0.3
+    frozen_blocks: int = 6  # stem + this many inverted-residual blocks keep their weights
+
+    def __post_init__(self):
+        top, left, side = self.region
+        if min(top, left) < 0 or side <= 0 or max(top, left) + side > 1:
+            raise ValueError(f"region {self.region} must be a square inside the crop (fractions)")
+        if self.img_size % 32 or self.img_size < 32:
+            raise ValueError(f"img_size {self.img_size} must be a positive multiple of 32")
+        if self.num_frames < 1 or not 0 <= self.frozen_blocks <= 16:
+            raise ValueError(
+                f"num_frames {self.num_frames} >= 1 and 0 <= frozen_blocks {self.frozen_blocks} <= 16"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> MobileNetFramesConfig:
+        data = dict(data or {})
+        if "region" in data:
+            data["region"] = tuple(data["region"])  # JSON has lists
+        return config_from_dict(cls, data, "mobilenetv2_frames")
+
+
+def face_region(crop: np.ndarray, region: tuple[float, float, float]) -> np.ndarray:
+    """The square ``region`` (top, left, side as fractions) of a square face crop."""
+    size = crop.shape[0]
+    top, left, side = (int(round(v * size)) for v in region)
+    return crop[top : top + side, left : left + side]
+
+
+@register_model("mobilenetv2_frames", MobileNetFramesConfig)
+class MobileNetFrames(FaceFramesDetector):
+    def __init__(self, config: MobileNetFramesConfig | None = None):
+        super().__init__()
+        cfg = config or MobileNetFramesConfig()
+        self.config = cfg
+        self.body = MobileNetV2()
+        self.head_drop = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(sum(MobileNetV2.out_channels), 1)
+        for module in self.frozen_modules():
+            module.requires_grad_(False)
+
+    @classmethod
+    def sample_inputs(cls, sample: Sample, config: Any) -> dict[str, np.ndarray]:
+        faces = sample.faces
+        if faces.ndim != 4 or faces.shape[-1] != 3 or faces.shape[0] == 0:
+            raise ValueError(f"{sample.meta.video}: faces must be (F, S, S, 3) with F > 0, got {faces.shape}")
+        chosen = faces[pick_frames(len(faces), config.num_frames)]
+        rgb = np.stack([resize_square(face_region(f, config.region), config.img_size) for f in chosen])
+        frames = normalise(rgb, cls.pixel_mean, cls.pixel_std).transpose(0, 3, 1, 2)
+        return {"frames": np.ascontiguousarray(frames)}
+
+    def frozen_modules(self) -> list[nn.Module]:
+        if not self.config.frozen_blocks:
+            return []
+        return [self.body.stem, *self.body.blocks[: self.config.frozen_blocks]]
+
+    def train(self, mode: bool = True) -> MobileNetFrames:
+        super().train(mode)
+        for module in self.frozen_modules():  # frozen layers keep their running statistics too
+            module.eval()
+        return self
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        self.check_frames(frames)
+        feats = self.body(frames.reshape(-1, *frames.shape[2:]))
+        pooled = torch.cat([f.mean(dim=(2, 3)) for f in feats], dim=1)
+        return mean_over_frames(self.head(self.head_drop(pooled)), frames.shape[0])
+
+    def init_from_upstream(self, path: str) -> None:
+        """Start the body from a RetinaFace-MobileNetV2 checkpoint of ours (``body.*`` keys)."""
+        stored = load_weights(path)
+        body = {k[len("body.") :]: v for k, v in stored.state_dict.items() if k.startswith("body.")}
+        if not body:
+            raise ValueError(f"{path}: no 'body.*' tensors: not a RetinaFace-MobileNetV2 checkpoint")
+        missing, unexpected = self.body.load_state_dict(body, strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"{path}: body does not match MobileNetV2 (missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )

@@ -1,0 +1,62 @@
+"""The shipped default detector (weights/detector.*): what ``make train-default`` writes, within
+the size limit, and it tells real faces from their pseudo-fakes on footage it never saw."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from conftest import ROOT, shared_media
+
+from core.preprocess_config import PreprocessConfig
+from submission.scoring import DetectorScorer
+from train.cli import model_spec
+from train.pseudo_fakes import MouthRerender, SelfBlend
+from weights.store import load_weights
+
+WEIGHTS = ROOT / "weights" / "detector"
+
+
+def recipe_model() -> tuple[str, dict]:
+    """The ``--model`` of the Makefile's DEFAULT_FIT: the recipe the shipped weights came from."""
+    text = (ROOT / "Makefile").read_text()
+    return model_spec(re.search(r"DEFAULT_FIT \?= --model (\S+)", text).group(1))
+
+
+def test_the_shipped_weights_are_the_recipes_model_and_fit_the_limit():
+    stored = load_weights(WEIGHTS)  # verifies the sha256 in the JSON
+    arch, overrides = recipe_model()
+    assert stored.arch == arch
+    assert all(stored.model_config[k] == v for k, v in overrides.items())
+    assert WEIGHTS.with_suffix(".safetensors").stat().st_size <= 25 * 2**20
+    meta = json.loads(WEIGHTS.with_suffix(".json").read_text())
+    assert (
+        PreprocessConfig.from_dict(meta["preprocess"]).media.still_images is False
+    )  # scoring refuses photos
+    card = (ROOT / "weights" / "README.md").read_text()
+    assert meta["sha256"][:12] in card, "the model card names the weights it describes"
+
+
+@pytest.fixture(scope="module")
+def real_samples():
+    from preprocess.pipeline import Preprocessor
+
+    scorer = DetectorScorer.from_weights(WEIGHTS, runtime="torch")
+    pre = Preprocessor(scorer.preprocess_config, syncnet=None)  # as run.sh would preprocess
+    clips = ["lipnet_GRID_bbaf2n.mpg", "retalking_face_2.mp4", "pcavs_Pose_Source_00067.mp4"]
+    return scorer, [pre.process(shared_media("real", c)).samples[0] for c in clips]
+
+
+def test_pseudo_fakes_of_unseen_real_faces_score_higher_than_the_faces(real_samples):
+    """Footage from ../shared/media (never trained on): each face and its forged copies."""
+    scorer, samples = real_samples
+    rng = np.random.default_rng(0)
+    forged = [
+        kind.forge(s, rng) for s in samples for kind in (SelfBlend(), MouthRerender()) for _ in range(2)
+    ]
+    real_p, fake_p = scorer.score(samples), scorer.score(forged)
+    assert np.isfinite(real_p).all() and ((real_p >= 0) & (real_p <= 1)).all()
+    pairs = np.array([[f > r for f in fake_p[4 * i : 4 * i + 4]] for i, r in enumerate(real_p)])
+    assert pairs.mean() >= 0.75, (real_p, fake_p)

@@ -1,0 +1,171 @@
+"""Ensembles: ``--weights a,b`` or an ensemble JSON; members' video log-odds averaged; the
+members CSV; members trained on different preprocessing refused."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from submission_fakes import FakePreprocessor, FakeScorer
+
+from core.aggregation import combine_log_odds
+from core.preprocess_config import PreprocessConfig
+from models.registry import create_model
+from submission.cli import main
+from submission.ensemble import EnsembleMember, EnsembleScorer, is_ensemble, parse_members
+from weights.store import WeightsError, save_weights
+
+
+def logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+class InverseScorer(FakeScorer):
+    """A second fake member that disagrees: P(fake) = 1 - pixel value / 100."""
+
+    def score(self, samples) -> np.ndarray:
+        return 1.0 - super().score(samples)
+
+
+def test_combined_probability_is_the_sigmoid_of_the_weighted_mean_log_odds():
+    assert combine_log_odds([0.9, 0.5], [1, 1]) == pytest.approx(sigmoid(logit(0.9) / 2))
+    assert combine_log_odds([0.9, 0.2], [3, 1]) == pytest.approx(sigmoid((3 * logit(0.9) + logit(0.2)) / 4))
+    assert combine_log_odds([0.7, 0.3], [1, 1]) == pytest.approx(0.5)
+    # a saturated member counts as very confident, not as certain
+    assert 0.5 < combine_log_odds([1.0, 0.0 + 1e-3], [1, 1]) < 1.0
+    with pytest.raises(ValueError, match="2 member probabilities for 3 weights"):
+        combine_log_odds([0.1, 0.2], [1, 1, 1])
+
+
+def _weights(folder: Path, name: str, arch: str = "meso4", pre: PreprocessConfig | None = None) -> Path:
+    model = create_model(arch, num_frames=2, img_size=32)
+    pre = pre or PreprocessConfig().replace("sample", num_frames=2)
+    return save_weights(folder / name, model.state_dict(), arch, model.config.to_dict(), pre.to_dict())
+
+
+def test_members_from_a_list_or_a_json(tmp_path):
+    _weights(tmp_path, "meso4")
+    (tmp_path / "sub").mkdir()
+    _weights(tmp_path / "sub", "meso4")
+    assert parse_members(f"{tmp_path}/meso4, {tmp_path}/sub/meso4") == [
+        EnsembleMember(f"{tmp_path}/meso4", 1.0, "meso4"),
+        EnsembleMember(f"{tmp_path}/sub/meso4", 1.0, "meso4#2"),  # names stay distinct
+    ]
+    spec = tmp_path / "ensemble.json"
+    spec.write_text(
+        json.dumps(
+            {"members": [{"weights": "meso4", "weight": 2}, {"weights": "sub/meso4", "name": "other"}]}
+        )
+    )
+    assert is_ensemble(str(spec)) and is_ensemble("a,b") and not is_ensemble(str(tmp_path / "meso4.json"))
+    assert parse_members(str(spec)) == [  # found beside the JSON
+        EnsembleMember(str(tmp_path / "meso4"), 2.0, "meso4"),
+        EnsembleMember(str(tmp_path / "sub" / "meso4"), 1.0, "other"),
+    ]
+    spec.write_text(json.dumps({"members": [{"weights": "meso4", "weight": 0}, {"weights": "x"}]}))
+    with pytest.raises(WeightsError, match="member weights must be positive"):
+        parse_members(str(spec))
+    spec.write_text(json.dumps({"members": [{"weight": 1}]}))
+    with pytest.raises(WeightsError, match=r"ensemble\.json: not an ensemble JSON \(KeyError"):
+        parse_members(str(spec))
+    with pytest.raises(WeightsError, match="at least two members"):
+        parse_members("meso4,")
+
+
+def test_members_trained_on_different_preprocessing_are_refused(tmp_path):
+    _weights(tmp_path, "a")
+    _weights(tmp_path, "b", "efficientnet_b0", PreprocessConfig().replace("sample", num_frames=4))
+    members = parse_members(f"{tmp_path}/a,{tmp_path}/b")
+    with pytest.raises(
+        WeightsError, match=r"'a' and 'b' .*sample\.num_frames: 2 vs 4.*train every member on one cache"
+    ):
+        EnsembleScorer.from_members(members, runtime="torch")
+
+
+def test_run_writes_the_combined_probability_and_each_members(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a_p80.mp4", "b_p30_p60.mp4", "c_broken.mp4"):
+        (folder / name).write_bytes(b"")
+    scorer = EnsembleScorer([FakeScorer(), InverseScorer()], ["fake", "inverse"], [3.0, 1.0])
+    out = tmp_path / "out" / "submission.csv"
+    code = main(
+        ["-input", str(folder), "-output", str(out), "--no-progress"],
+        preprocessor_factory=FakePreprocessor,
+        scorer=scorer,
+    )
+    assert code == 0
+    with open(out) as f:
+        got = {r["filename"]: float(r["probability"]) for r in csv.DictReader(f)}
+    with open(out.with_name("submission_members.csv")) as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["filename", "fake", "inverse"]
+    members = {r[0]: r[1:] for r in rows[1:]}
+    # each member takes its own max over the tracks, then the log-odds are averaged 3:1
+    assert [float(v) for v in members["b_p30_p60.mp4"]] == [0.6, 0.7]
+    assert got["b_p30_p60.mp4"] == pytest.approx(sigmoid((3 * logit(0.6) + logit(0.7)) / 4), abs=1e-6)
+    assert got["a_p80.mp4"] == pytest.approx(sigmoid((3 * logit(0.8) + logit(0.2)) / 4), abs=1e-6)
+    assert members["c_broken.mp4"] == ["", ""] and got["c_broken.mp4"] == 0.5
+
+
+@pytest.mark.slow
+def test_run_sh_scores_an_ensemble_of_frame_detectors(tmp_path):
+    """Two exported frame detectors through ``bash run.sh --weights a,b`` on generated videos:
+    each member's column equals that member scored alone through the Python API."""
+    import os
+    import subprocess
+
+    from models.onnx_export import export_onnx
+    from preprocess.media import write_video
+    from preprocess.pipeline import Preprocessor
+    from submission.scoring import DetectorScorer
+    from train.synth.videos import generate_videos
+
+    root = Path(__file__).resolve().parents[1]
+    pre = PreprocessConfig().replace("media", window_s=1.0).replace("sample", num_frames=2)
+    weights = {}
+    for arch, config in (
+        ("meso4", {}),
+        ("efficientnet_lstm", {"channel_multiplier": 0.25, "depth_multiplier": 0.34, "lstm_hidden": 8}),
+    ):
+        torch.manual_seed(0)
+        model = create_model(arch, num_frames=2, img_size=64, **config).eval()
+        weights[arch] = save_weights(
+            tmp_path / "w" / arch, model.state_dict(), arch, model.config.to_dict(), pre.to_dict()
+        )
+        export_onnx(model, weights[arch].with_suffix(".onnx"))
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for v in generate_videos(2, seconds=1.0, seed=9, categories=["face_blend"]):
+        write_video(videos / v.filename, v.frames, v.fps, v.audio)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    spec = ",".join(str(w) for w in weights.values())
+    proc = subprocess.run(
+        ["bash", str(root / "run.sh"), str(videos), str(out), "--weights", spec, "--workers", "0", "--no-progress"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with open(out / "submission_members.csv") as f:
+        members = {r["filename"]: r for r in csv.DictReader(f)}
+    with open(out / "submission.csv") as f:
+        final = {r["filename"]: float(r["probability"]) for r in csv.DictReader(f)}
+    assert sorted(members) == sorted(final) == sorted(p.name for p in videos.iterdir())
+    preprocessor = Preprocessor(pre)
+    for name in final:
+        samples = preprocessor.process(videos / name).samples
+        alone = {}
+        for arch, path in weights.items():
+            alone[arch] = float(DetectorScorer.from_weights(path, runtime="torch").score(samples).max())
+            assert float(members[name][arch]) == pytest.approx(alone[arch], abs=1e-4)
+        expected = combine_log_odds(list(alone.values()), [1, 1])
+        assert final[name] == pytest.approx(float(np.clip(expected, 1e-3, 1 - 1e-3)), abs=1e-4)
