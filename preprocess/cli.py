@@ -1,4 +1,5 @@
-"""``python -m preprocess INPUT [--labels FILE] --out CACHE``: a dataset → a cache of Samples.
+"""``python -m preprocess INPUT [--labels FILE] --out CACHE [--ray ADDRESS]``: a dataset → a cache
+of Samples, in local worker processes or as Ray tasks on a cluster.
 
 The command line only: the run is ``preprocess.cache_build``, the cache it writes is described
 in ``preprocess.cache_layout``.
@@ -13,8 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from core.preprocess_config import PreprocessConfig, load_preprocess_config
+from core.ray_pool import add_ray_arguments, ray_options
 from preprocess.cache_build import PreprocessorFactory, WorkerInitError, build_preprocessor, run_preprocess
 from preprocess.datasets import DatasetError, load_dataset
+from weights.store import WEIGHTS_ENV, weights_dir
 
 
 def _fractions(text: str) -> tuple[float, ...]:
@@ -63,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the split assignment")
     parser.add_argument("--limit", type=int, help="only the first N videos (sorted by path)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_ray_arguments(parser)
     return parser
 
 
@@ -90,6 +94,8 @@ def main(
     try:
         cfg = config_from_args(args)
         items = load_dataset(args.input, args.labels)
+        # Ray workers load the weights this process hashes into the cache's config hash.
+        ray = ray_options(args, {WEIGHTS_ENV: str(weights_dir().resolve())})
     except (DatasetError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -113,6 +119,7 @@ def main(
             threads=args.threads,
             video_timeout=args.video_timeout,
             progress=not args.no_progress,
+            ray=ray,
         )
     except WorkerInitError as err:
         print(f"error: {err}", file=sys.stderr)

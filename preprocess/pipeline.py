@@ -193,7 +193,7 @@ class Preprocessor:
         """Timings: ``decode`` is decoding's wall time, with detection running alongside;
         ``detect`` only the wait for detection after decoding ended, ``detect_cpu`` the detector
         thread's CPU time; ``preprocess_wall``/``_cpu`` span decoding to the last crop (SyncNet
-        excluded)."""
+        excluded); ``syncnet_cpu`` is SyncNet's CPU time, all threads."""
         start, cpu_start = time.perf_counter(), time.process_time()
         with DetectionStage(self.detector, self.cfg.detector) as detection:
             with timer("decode"):
@@ -210,6 +210,8 @@ class Preprocessor:
                 audio_features(clip.audio, clip.sample_rate, self.cfg.audio) if clip.has_audio else None
             )
         samples = [self._sample(clip, track, len(tracks), features, label, timer) for track in tracks]
+        if "syncnet" in timer.cpu_seconds:
+            timer.seconds["syncnet_cpu"] = timer.cpu_seconds["syncnet"]
         timer.seconds["preprocess_wall"] = time.perf_counter() - start - timer.seconds.get("syncnet", 0.0)
         timer.seconds["preprocess_cpu"] = (
             time.process_time() - cpu_start - timer.cpu_seconds.get("syncnet", 0.0)
@@ -238,23 +240,26 @@ class Preprocessor:
         warnings = list(clip.warnings)
         start, stop = int(track.frame_indices[0]), int(track.frame_indices[-1]) + 1
         latency = None
-        with timer("crop"):
-            # a still image (one frame) keeps one crop, not num_frames copies of it
-            face_idx = uniform_indices(track, self.cfg.sample.num_frames if len(clip.frames) > 1 else 1)
-            need_all = self.syncnet is not None and features is not None
-            crops = crop_faces(clip.frames, track, self.cfg.track, None if need_all else face_idx)
-            faces = crops[face_idx - start] if need_all else crops
+        # a still image (one frame) keeps one crop, not num_frames copies of it
+        face_idx = uniform_indices(track, self.cfg.sample.num_frames if len(clip.frames) > 1 else 1)
+        plan = None  # the SyncNet windows: only their frames are cropped beyond the sample's
         if features is None:
             warnings.append("no_audio")
         elif self.syncnet is None:
             warnings.append("no_syncnet_weights")
         else:
+            mfcc = features.mfcc[:, start * MFCC_PER_FRAME : stop * MFCC_PER_FRAME]
+            try:
+                plan = self.syncnet.plan(stop - start, mfcc.shape[1])
+            except ValueError as err:  # too short for one SyncNet window
+                warnings.append(f"no_latency: {err}")
+        with timer("crop"):
+            wanted = face_idx if plan is None else np.union1d(face_idx, plan.video_frames + start)
+            crops = crop_faces(clip.frames, track, self.cfg.track, wanted)
+            faces = crops[np.searchsorted(wanted, face_idx)]
+        if plan is not None:
             with timer("syncnet"):
-                mfcc = features.mfcc[:, start * MFCC_PER_FRAME : stop * MFCC_PER_FRAME]
-                try:
-                    latency = self.syncnet.latency(crops, mfcc)
-                except ValueError as err:  # too short for one SyncNet window
-                    warnings.append(f"no_latency: {err}")
+                latency = self.syncnet.latency(crops, mfcc, wanted - start, plan)
         empty = np.zeros((self.cfg.audio.n_mfcc, 0), np.float32)
         meta = SampleMeta(
             video=Path(clip.info.path).name,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 from core.aggregation import AGGREGATIONS
 from core.device import resolve_device
+from core.ray_pool import RayOptions, add_ray_arguments, ray_options
 from core.threads import limit_threads
 from submission.folder import list_videos, parse_extensions
 from submission.journal import Journal, run_identity
@@ -113,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="load weights and preprocessor, then exit (no videos)"
     )
     p.add_argument("-v", "--verbose", action="store_true")
+    add_ray_arguments(p)
     return p
 
 
@@ -211,6 +214,9 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
 
     device = resolve_device(args.device)
     pre_device = resolve_device(args.preprocess_device or args.device)
+    ray = _ray_options(args)
+    if ray is not None and args.preprocess_device is None:
+        pre_device = "cuda" if ray.gpus > 0 else "cpu"  # the workers' device, not this machine's
     if scorer is None:
         scorer = _load_scorer(args, device)
     factory = preprocessor_factory or _default_preprocessor_factory()
@@ -237,6 +243,9 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
     cpus = available_cpus()
     workers = max(1, cpus - 1) if args.workers is None else args.workers
     threads = max(1, cpus // max(workers, 1))
+    if ray is not None:
+        threads = max(1, math.ceil(ray.cpus))
+        log.info("preprocessing as Ray tasks at %s (%g CPU, %g GPU each)", ray.address, ray.cpus, ray.gpus)
     log.info(
         "%d videos in %s; %d worker processes (torch threads each: %d); model on %s, preprocessing on %s",
         len(videos),
@@ -254,10 +263,12 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
         threads_per_worker=threads,
         video_timeout=args.video_timeout,
         preprocessor=preprocessor if workers == 0 else None,
+        ray=ray,
     )
-    if workers > 0:
+    if workers > 0 or ray is not None:
         del preprocessor  # the workers build their own
-    limit_threads(max(1, cpus - workers))  # inference shares the machine with the workers
+    # inference shares the machine with the local workers (Ray's run elsewhere, or are Ray's to place)
+    limit_threads(cpus if ray is not None else max(1, cpus - workers))
     try:
         result = score_videos(
             journal.todo,
@@ -292,6 +303,15 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
     if not videos:
         log.warning("no %s files in %s: the CSV has only its header", "/".join(args.extensions), input_dir)
     return EXIT_OK
+
+
+def _ray_options(args: argparse.Namespace) -> RayOptions | None:
+    from weights.store import WEIGHTS_ENV, weights_dir
+
+    try:  # the workers load the preprocessing weights from this process's weights folder
+        return ray_options(args, {WEIGHTS_ENV: str(weights_dir().resolve())} if args.ray else None)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
 
 
 def _log_to_stderr(verbose: bool) -> logging.Handler:

@@ -8,6 +8,8 @@ order, exactly once per path. Each worker builds its preprocessor once.
 - A video running past ``video_timeout`` is interrupted inside the worker by SIGALRM (reason
   ``timeout``). Native code that never returns to Python cannot be interrupted that way, so a
   video still running ``startup_grace`` seconds later has its worker killed.
+- With ``ray`` options the workers are Ray tasks on a cluster, one per video
+  (``core.ray_pool.RayPool``), with the same guarantees; results come back to this process.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 from core.isolated_pool import IsolatedPool, JobFailure, WorkerStartError
 from core.preprocess_config import PreprocessConfig
+from core.ray_pool import RayOptions, RayPool
 from core.threads import limit_threads
 from core.types import PreprocessError, VideoResult
 
@@ -134,6 +137,7 @@ class PreprocessPool:
         startup_grace: float = 60.0,
         poll_s: float = 0.5,
         preprocessor: Any = None,
+        ray: RayOptions | None = None,
     ):
         if workers < 0:
             raise ValueError(f"workers must be >= 0, got {workers}")
@@ -146,11 +150,12 @@ class PreprocessPool:
         self.startup_grace = startup_grace  # slack on top of video_timeout before killing workers
         self.poll_s = poll_s
         self._preprocessor = preprocessor  # reused by the in-process mode
+        self.ray = ray
         self.restarts = 0  # workers lost to a crash or a hard timeout (and replaced)
 
     def results(self, paths: Sequence[str | Path]) -> Iterator[tuple[int, VideoResult]]:
         paths = [str(p) for p in paths]
-        if self.workers == 0:
+        if self.workers == 0 and self.ray is None:
             yield from self._serial(paths)
         else:
             yield from self._pooled(paths)
@@ -163,14 +168,19 @@ class PreprocessPool:
 
     def _pooled(self, paths: list[str]) -> Iterator[tuple[int, VideoResult]]:
         kill_after = self.video_timeout + self.startup_grace if self.video_timeout > 0 else 0.0
-        pool = IsolatedPool(
-            _init_worker,
-            (self.factory, self.config, self.device, self.threads_per_worker, self.video_timeout),
-            _process_video,
-            workers=self.workers,
-            kill_after=kill_after,
-            poll_s=self.poll_s,
-        )
+        init_args = (self.factory, self.config, self.device, self.threads_per_worker, self.video_timeout)
+        pool: IsolatedPool | RayPool
+        if self.ray is not None:
+            pool = RayPool(_init_worker, init_args, _process_video, self.ray, kill_after=kill_after)
+        else:
+            pool = IsolatedPool(
+                _init_worker,
+                init_args,
+                _process_video,
+                workers=self.workers,
+                kill_after=kill_after,
+                poll_s=self.poll_s,
+            )
         pending = set(range(len(paths)))
         try:
             for index, packed in pool.run(paths):

@@ -63,7 +63,8 @@ class FakePreprocessor:
             with open(log, "a") as f:
                 f.write(f"{os.getpid()}\n")
 
-    def process(self, path: str, label: int = -1) -> VideoResult:
+    def process(self, path: str | Path, label: int = -1) -> VideoResult:
+        path = str(path)
         name = Path(path).name
         processed = os.environ.get("FAKE_PROCESS_LOG")
         if processed:

@@ -195,9 +195,10 @@ def test_image_installs_the_lock_ci_installs(dockerfile):
     ci_installs = ci_requirement_installs()
     assert ci_installs, "CI installs no requirements file"
     ci_files = {re.search(r"-r\s+(\S+)", c).group(1) for c in ci_installs}
-    assert ci_files == {"requirements.txt"}
+    assert ci_files == {"requirements.txt", "requirements-ray.txt"}  # the lock + the Ray extra
     assert all("--no-deps" in c for c in ci_installs)
     runs = [args for word, args in instructions(dockerfile) if word == "RUN"]
+    assert not any("requirements-ray" in r for r in runs)  # the image does not carry Ray
     docker_installs = [
         r for r in runs if re.search(r"pip install\b[^&]*--no-deps[^&]*-r requirements\.txt", r)
     ]
@@ -220,6 +221,11 @@ def pins(path: Path) -> dict[str, str]:
             assert m, f"{path.name}: {line!r} is not pinned with =="
             out[m.group(1).lower()] = m.group(2)
     return out
+
+
+def test_ray_extra_is_pinned_and_moves_nothing_the_lock_pins():
+    ray, lock = pins(ROOT / "requirements-ray.txt"), pins(ROOT / "requirements.txt")
+    assert "ray" in ray and not set(ray) & set(lock)
 
 
 def test_gpu_requirements_are_pinned_and_agree_with_the_lock():

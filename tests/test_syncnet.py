@@ -5,6 +5,7 @@ the offset search is checked with embeddings built so the right answer is known.
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import av
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from core.preprocess_config import SyncConfig
+from core.runtime import TorchRuntime
 from models.syncnet import SyncNet, convert_syncnet_v2, load_syncnet_v2, syncnet_v2_to_ours
 from preprocess.audio import mfcc as compute_mfcc
 from preprocess.latency import (
@@ -22,6 +24,7 @@ from preprocess.latency import (
     TooShortForSync,
     _lip_batch,
     offset_search,
+    sampled_starts,
 )
 from tests.conftest import shared_media
 from tests.test_audio import decode_audio
@@ -219,13 +222,70 @@ def _track(n_frames: int, audio_lag: int, n_mfcc: int | None = None, seed: int =
 def test_scorer_recovers_offset_through_windows(audio_lag, stride):
     probe = WindowProbe()
     faces, mfcc = _track(40, audio_lag)
-    result = SyncNetScorer(probe, SyncConfig(stride=stride, batch_size=4)).latency(faces, mfcc)
+    result = SyncNetScorer(probe, SyncConfig(windows=0, stride=stride, batch_size=4)).latency(faces, mfcc)
     assert result.offset == -audio_lag
     n_windows = 40 - 5  # (4*40 - 1 - 20) // 4 + 1, the official count
     assert sum(v[0] for v, _ in probe.calls) == len(range(0, n_windows, stride))  # lip windows
     assert sum(a[0] for _, a in probe.calls) == n_windows  # audio windows: every frame
     assert max(v[0] for v, _ in probe.calls) <= 4  # batch_size
     assert result.frame_confidence.shape == (len(range(0, n_windows, stride)),)
+
+
+@pytest.mark.parametrize(("count", "windows", "runs"), [(246, 16, 2), (246, 16, 4), (71, 24, 3), (30, 16, 2)])
+def test_sampled_windows_form_even_runs_inside_the_track(count, windows, runs):
+    starts = sampled_starts(count, windows, runs)
+    assert len(starts) == windows and starts.min() >= 0 and starts.max() < count
+    assert (np.diff(starts) > 0).all()
+    gaps = np.flatnonzero(np.diff(starts) > 1)
+    assert len(gaps) <= runs - 1  # runs of consecutive frames (neighbours may merge)
+    if count >= 4 * windows:  # spread: one run near each end, not all at the start
+        assert starts.min() < count / runs and starts.max() > count - count / runs
+
+
+def test_sampling_covers_every_frame_of_a_short_track():
+    np.testing.assert_array_equal(sampled_starts(12, 16, 2), np.arange(12))
+    np.testing.assert_array_equal(sampled_starts(40, 0, 2), np.arange(40))
+
+
+@pytest.mark.parametrize("audio_lag", [-7, -2, 0, 4, 10])
+def test_sampled_search_recovers_the_offset_and_embeds_only_what_it_reads(audio_lag):
+    probe = WindowProbe()
+    faces, mfcc = _track(200, audio_lag, seed=audio_lag + 20)
+    scorer = SyncNetScorer(probe, SyncConfig(windows=16, runs=2, batch_size=8))
+    plan = scorer.plan(len(faces), mfcc.shape[1])
+    result = scorer.latency(faces, mfcc)
+    assert result.offset == -audio_lag
+    assert sum(v[0] for v, _ in probe.calls) == 16
+    # two runs of 8 lip windows read 8 + 2 * 15 audio windows each
+    assert sum(a[0] for _, a in probe.calls) == len(plan.audio) == 2 * (8 + 30)
+    assert result.frame_confidence.shape == (16,)
+
+
+def test_sampled_search_equals_the_full_search_on_the_same_windows():
+    """Embedding only the audio windows that are read changes nothing: the curve is the full
+    search's distances averaged over the sampled lip windows."""
+    faces, mfcc = _track(120, audio_lag=3, seed=5)
+    sampled = SyncNetScorer(WindowProbe(), SyncConfig(windows=12, runs=3))
+    plan = sampled.plan(len(faces), mfcc.shape[1])
+    lip, aud, frames = SyncNetScorer(WindowProbe(), SyncConfig(windows=0)).embed(faces, mfcc)
+    expected = offset_search(lip[plan.lip], aud, frames[plan.lip])
+    got = sampled.latency(faces, mfcc)
+    np.testing.assert_array_equal(got.distances, expected.distances)
+    assert (got.offset, got.confidence) == (expected.offset, expected.confidence)
+
+
+def test_crops_of_the_planned_frames_alone_give_the_same_latency():
+    faces, mfcc = _track(150, audio_lag=-4, seed=9)
+    scorer = SyncNetScorer(WindowProbe(), SyncConfig(windows=10, runs=2))
+    plan = scorer.plan(len(faces), mfcc.shape[1])
+    frames = np.union1d(plan.video_frames, [0, 149])  # plus frames the sample keeps anyway
+    assert len(plan.video_frames) == 10 + 2 * 4  # two runs of 5 windows of 5 frames
+    partial = scorer.latency(faces[frames], mfcc, frames, plan)
+    whole = scorer.latency(faces, mfcc)
+    np.testing.assert_array_equal(partial.distances, whole.distances)
+    short = np.setdiff1d(frames, plan.video_frames[:1])
+    with pytest.raises(ValueError, match="lack frames"):
+        scorer.latency(faces[short], mfcc, short, plan)
 
 
 def test_max_frames_caps_the_windows():
@@ -237,7 +297,7 @@ def test_max_frames_caps_the_windows():
 
 def test_mismatched_lengths_use_the_overlap():
     faces, mfcc = _track(40, audio_lag=0, n_mfcc=100)  # audio covers 25 frames only
-    lip, aud, frames = SyncNetScorer(WindowProbe()).embed(faces, mfcc)
+    lip, aud, frames = SyncNetScorer(WindowProbe(), SyncConfig(windows=0)).embed(faces, mfcc)
     assert len(aud) == (100 - 20) // 4 + 1 and len(lip) == len(frames) == len(aud)
     faces, mfcc = _track(12, audio_lag=0, n_mfcc=400)  # video shorter than the audio
     assert len(SyncNetScorer(WindowProbe()).embed(faces, mfcc)[1]) == 12 - 4
@@ -264,7 +324,7 @@ def test_bad_shapes_and_window_are_rejected():
 def test_lip_batch_is_bgr_0_255():
     faces = np.zeros((6, 224, 224, 3), np.uint8)
     faces[..., 0] = 255  # pure red in RGB
-    batch = _lip_batch(faces, np.array([0, 1]))
+    batch = _lip_batch(faces, np.arange(6), np.array([0, 1]))
     assert batch.shape == (2, 3, 5, 224, 224) and batch.dtype == np.float32
     assert batch[:, 2].min() == 255 and batch[:, :2].max() == 0  # red is the last (BGR) channel
 
@@ -297,7 +357,7 @@ def test_real_clip_end_to_end_torch_and_onnx(real_track, tmp_path):
     assert faces.shape == (30, 224, 224, 3) and mfcc.shape == (13, 119)
     torch.manual_seed(0)
     net = SyncNet().eval()
-    cfg = SyncConfig(stride=2, batch_size=8)
+    cfg = SyncConfig(windows=0, stride=2, batch_size=8)
     result = SyncNetScorer(net, cfg).latency(faces, mfcc)
     assert result.distances.shape == (31,) and result.vector().shape == (33,)
     assert result.frame_confidence.shape == (13,)  # 25 windows, every 2nd
@@ -316,6 +376,18 @@ def test_real_clip_end_to_end_torch_and_onnx(real_track, tmp_path):
     via_onnx = SyncNetScorer(OnnxRuntime(onnx_path), cfg).latency(faces, mfcc)
     assert via_onnx.offset == result.offset
     np.testing.assert_allclose(via_onnx.distances, result.distances, rtol=1e-4)
+
+
+def test_channels_last_runtime_embeds_as_the_plain_one():
+    torch.manual_seed(1)
+    net = SyncNet().eval()
+    rng = np.random.default_rng(0)
+    video = (rng.random((2, 3, 5, 224, 224)) * 255).astype(np.float32)
+    audio = rng.normal(size=(3, 1, 13, 20)).astype(np.float32)
+    plain = TorchRuntime(net)(video, audio)
+    fast = TorchRuntime(copy.deepcopy(net), channels_last=True)(video, audio)
+    for a, b in zip(plain, fast, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * np.abs(a).max())
 
 
 def test_offset_search_matches_pairwise_distance_reference():
@@ -339,3 +411,19 @@ def test_offset_search_matches_pairwise_distance_reference():
     np.testing.assert_allclose(
         result.frame_confidence, np.median(reference.mean(axis=0)) - reference[:, best], rtol=1e-5, atol=1e-5
     )
+
+
+def test_agreement_measure_on_a_perfect_network():
+    """Embeddings of a network that matches lips and sound exactly: every shift is found by the
+    full and the sampled search alike, so agreement is complete (and a sign error would show)."""
+    from preprocess.sync_agreement import TrackEmbeddings, compare
+
+    rng = np.random.default_rng(4)
+    n, pad = 120, 10
+    lip = rng.normal(size=(n, 8)).astype(np.float32)
+    audio = np.concatenate([rng.normal(size=(pad, 8)), lip, rng.normal(size=(pad, 8))]).astype(np.float32)
+    track = TrackEmbeddings("clip", lip, audio, pad)
+    shifts = range(-10, 11)
+    [result] = compare([track], [SyncConfig(windows=12, runs=12)], shifts)
+    assert result.trials == 21 and result.same_offset == result.kept == result.full_correct == 21
+    np.testing.assert_array_equal(track.audio_shifted(3)[5], audio[pad - 3 + 5])  # delayed by 3

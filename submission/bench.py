@@ -1,0 +1,301 @@
+"""``make bench``: preprocessing and ``run.sh`` speed, and SyncNet's sampled search against the full
+one, all measured side by side in one run.
+
+1. 1080p clips (and short/small ones): ``ffmpeg -threads N -f null`` decoding of the file (the
+   floor); preprocessing without SyncNet and with it (the default sampled offset search), as
+   ratios to that floor; SyncNet's CPU seconds with the full search (every frame, as before
+   ``SyncConfig.windows``) against the sampled one, on the same track.
+2. Offset agreement: ``../shared/media/real`` with the audio shifted by -10..+10 frames, each
+   sampled configuration against the full search (``preprocess.sync_agreement``).
+3. ``bash run.sh`` on the 1080p clips (each ``--copies`` times): videos/min from the command's
+   start to its end, and its per-stage seconds.
+
+SyncNet weights: ``--syncnet PATH``, else ``weights/syncnet`` when it exists, else random ones
+(cost is the same; agreement on an untrained network says nothing, and the table says so). The
+detector: ``--weights``, else ``weights/fusion``, else a tiny random fusion model (its cost is
+the inference part of run.sh only). On a machine other jobs keep busy, wall ratios swing: the
+load average is printed, and medians are what count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from core.preprocess_config import PreprocessConfig, SyncConfig
+from core.runtime import TorchRuntime
+from core.threads import limit_threads
+from preprocess.bench import ffmpeg_decode_seconds, find_clips
+from preprocess.latency import SyncNetScorer
+from preprocess.media import probe
+from preprocess.pipeline import Preprocessor
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL_CLIPS = (  # short or small: fixed costs weigh most here
+    "real/lipnet_GRID_bbaf2n.mpg",
+    "real/pcavs_Audio_Source_00086.mp4",
+    "real/retalking_face_3.mp4",
+    "fake/sadtalker_art_0__japanese_es1.mp4",
+)
+AGREEMENT_CONFIGS = ((16, 16), (16, 2), (24, 24), (32, 32))  # (windows, runs); the first is the default
+
+
+def load_syncnet_module(path: Path | None):
+    """(module, description): the given weights, weights/syncnet, or random ones."""
+    import torch
+
+    from models.syncnet import SyncNet, load_syncnet
+    from weights.store import tensors_path
+
+    candidate = path or tensors_path(ROOT / "weights" / "syncnet")
+    if Path(candidate).is_file():
+        return load_syncnet(candidate), f"trained ({candidate})"
+    torch.manual_seed(0)
+    return SyncNet().eval(), "RANDOM weights (no weights/syncnet): costs are real, agreement is not"
+
+
+def scorer(module, cfg: SyncConfig, fast: bool) -> SyncNetScorer:
+    return SyncNetScorer(TorchRuntime(module, channels_last=fast), cfg)
+
+
+@dataclasses.dataclass
+class ClipRow:
+    name: str
+    floor: float
+    plain: float  # preprocessing wall without SyncNet
+    synced: float  # preprocessing + sampled SyncNet, wall
+    sync_cpu_full: float
+    sync_cpu_sampled: float
+    tracks: int
+    floor_cpu: float  # ffmpeg's CPU seconds
+    plain_cpu: float  # preprocessing's, without SyncNet
+
+    def cells(self) -> list[str]:
+        return [
+            f"{self.name[:24]:<24}",
+            f"{self.floor:7.2f}",
+            f"{self.plain:7.2f}",
+            f"{self.plain / self.floor:6.2f}x",
+            f"{self.synced:7.2f}",
+            f"{self.synced / self.floor:6.2f}x",
+            f"{self.sync_cpu_full:9.2f}",
+            f"{self.sync_cpu_sampled:9.2f}",
+            f"{self.tracks:3d}",
+            f"{self.plain_cpu / self.floor_cpu:6.2f}x",
+            f"{(self.plain_cpu + self.sync_cpu_sampled) / self.floor_cpu:6.2f}x",
+        ]
+
+
+# ratio: wall / ffmpeg wall; cpu×: CPU seconds / ffmpeg's (steadier on a busy machine)
+HEADER = [
+    "clip",
+    "ffmpeg",
+    "pre",
+    "ratio",
+    "pre+sync",
+    "ratio",
+    "sync_full",
+    "sync_now",
+    "trk",
+    "cpu×",
+    "cpu×sync",
+]
+WIDTHS = [24, 7, 7, 7, 7, 7, 9, 9, 3, 7, 8]
+
+
+def best_run(pre: Preprocessor, path: Path, repeat: int) -> dict[str, float] | None:
+    best = None
+    for _ in range(repeat):
+        result = pre.process(path)
+        if not result.ok:
+            print(f"  {path.name}: failed: {result.error.reason}")
+            return None
+        wall = result.timings.get("preprocess_wall", 0.0) + result.timings.get("syncnet", 0.0)
+        if best is None or wall < best["wall"]:
+            best = {**result.timings, "wall": wall, "tracks": len(result.samples)}
+    return best
+
+
+def clip_rows(paths: list[Path], module, args) -> list[ClipRow]:
+    cfg = PreprocessConfig()
+    plain = Preprocessor(cfg, syncnet=None)
+    sampled = Preprocessor(cfg, detector=plain.detector, syncnet=scorer(module, cfg.sync, fast=True))
+    full_cfg = dataclasses.replace(cfg.sync, windows=0)  # before: every window, channels-first
+    full = Preprocessor(cfg, detector=plain.detector, syncnet=scorer(module, full_cfg, fast=False))
+    print(
+        " ".join(
+            f"{h:>{w}}" if i else f"{h:<{w}}" for i, (h, w) in enumerate(zip(HEADER, WIDTHS, strict=True))
+        )
+    )
+    rows = []
+    for path in paths:
+        ffmpeg = ffmpeg_decode_seconds(path, args.threads, args.repeat)
+        without = best_run(plain, path, args.repeat)
+        with_sync = best_run(sampled, path, args.repeat)
+        before = best_run(full, path, 1)
+        if without is None or with_sync is None or before is None:
+            continue
+        row = ClipRow(
+            path.name,
+            ffmpeg.wall,
+            without["preprocess_wall"],
+            with_sync["wall"],
+            before.get("syncnet_cpu", float("nan")),
+            with_sync.get("syncnet_cpu", float("nan")),
+            int(with_sync["tracks"]),
+            ffmpeg.cpu,
+            without["preprocess_cpu"],
+        )
+        rows.append(row)
+        print(" ".join(row.cells()), flush=True)
+    return rows
+
+
+def summarise(label: str, rows: list[ClipRow]) -> None:
+    if not rows:
+        print(f"{label}: no clips")
+        return
+    plain = statistics.median(r.plain / r.floor for r in rows)
+    synced = statistics.median(r.synced / r.floor for r in rows)
+    plain_cpu = statistics.median(r.plain_cpu / r.floor_cpu for r in rows)
+    synced_cpu = statistics.median((r.plain_cpu + r.sync_cpu_sampled) / r.floor_cpu for r in rows)
+    full = sum(r.sync_cpu_full for r in rows) / sum(r.tracks for r in rows)
+    now = sum(r.sync_cpu_sampled for r in rows) / sum(r.tracks for r in rows)
+    print(
+        f"{label}: median ratio to ffmpeg decode: without SyncNet {plain:.2f}x, with SyncNet {synced:.2f}x"
+        f" (CPU seconds: {plain_cpu:.2f}x, {synced_cpu:.2f}x);"
+        f" SyncNet CPU-s per track: full search {full:.2f}, sampled {now:.2f} ({full / now:.1f}x less)"
+    )
+
+
+def agreement(module, args) -> None:
+    from preprocess.sync_agreement import compare, embed_tracks
+
+    real = sorted(p for p in (args.media / "real").iterdir() if p.suffix in (".mp4", ".mpg"))
+    started = time.perf_counter()
+    tracks = embed_tracks(real, scorer(module, SyncConfig(), fast=True))
+    configs = [SyncConfig(windows=w, runs=r) for w, r in AGREEMENT_CONFIGS]
+    shifts = range(-10, 11)
+    results = compare(tracks, configs, shifts)
+    print(
+        f"offset agreement, sampled vs full search: {len(tracks)} clips of media/real x shifts -10..+10"
+        f" ({time.perf_counter() - started:.0f} s); chance of finding a shift ±1: 3/31 = 9.7 %"
+    )
+    for result in results:
+        print("  " + result.row())
+
+
+def tiny_detector(folder: Path) -> str:
+    """A tiny random fusion model saved in ``folder`` (no default detector ships yet)."""
+    import torch
+
+    from models.fusion import FusionConfig, FusionModel
+    from models.onnx_export import export_onnx
+    from weights.store import save_weights
+
+    torch.manual_seed(0)
+    cfg = FusionConfig.tiny()
+    model = FusionModel(cfg).eval()
+    pre = PreprocessConfig().replace("sample", num_frames=cfg.num_frames)
+    save_weights(folder / "fusion", model.state_dict(), model.arch, cfg.to_dict(), pre.to_dict())
+    export_onnx(model, folder / "fusion.onnx")
+    return "tiny random fusion model (no weights/fusion)"
+
+
+def run_sh(clips: list[Path], module, args) -> None:
+    from weights.store import save_weights
+
+    with tempfile.TemporaryDirectory(prefix="avdf-bench-") as tmp:
+        tmp = Path(tmp)
+        weights, videos = tmp / "weights", tmp / "in"
+        weights.mkdir()
+        videos.mkdir()
+        detector = PreprocessConfig().detector.weights
+        for suffix in (".safetensors", ".json"):
+            (weights / f"{detector}{suffix}").symlink_to(ROOT / "weights" / f"{detector}{suffix}")
+        save_weights(weights / "syncnet", module.state_dict(), "syncnet", module.config.to_dict(), None)
+        if args.weights:
+            model, described = str(Path(args.weights).resolve()), str(args.weights)
+        elif (ROOT / "weights" / "fusion.safetensors").is_file():
+            model, described = str(ROOT / "weights" / "fusion"), "weights/fusion"
+        else:
+            model, described = "fusion", tiny_detector(weights)
+        for clip in clips:
+            for k in range(args.copies):
+                (videos / f"{clip.stem}_{k}{clip.suffix}").symlink_to(clip.resolve())
+        n = len(clips) * args.copies
+        command = ["bash", str(ROOT / "run.sh"), str(videos), str(tmp / "out"), "--no-progress"]
+        command += ["--weights", model, *args.run_sh_args]
+        env = {**os.environ, "AVDF_WEIGHTS": str(weights)}
+        started = time.perf_counter()
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - started
+        if done.returncode != 0:
+            print(f"run.sh failed ({done.returncode}):\n{done.stderr[-3000:]}")
+            return
+        inner = re.search(r"([\d.]+) videos/min", done.stderr)
+        print(
+            f"run.sh on {n} videos (1080p, 10 s; {len(clips)} clips x {args.copies}), detector: {described}"
+        )
+        print(
+            f"  {60 * n / wall:.1f} videos/min from start to exit ({wall:.1f} s, process start and model"
+            f" loading included); {inner.group(1) if inner else '?'} videos/min once running"
+        )
+        table = done.stderr[done.stderr.find("stage") :].splitlines()
+        print("\n".join("  " + line for line in table if line.strip() and not line.startswith("submission:")))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--media", type=Path, default=ROOT.parent / "shared" / "media")
+    parser.add_argument("--syncnet", type=Path, help="SyncNet weights (default weights/syncnet, else random)")
+    parser.add_argument(
+        "--weights", help="detector weights for run.sh (default weights/fusion, else tiny random)"
+    )
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="ffmpeg decode threads")
+    parser.add_argument("--torch-threads", type=int, default=1, help="network threads in-process")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per clip; the fastest counts")
+    parser.add_argument("--copies", type=int, default=3, help="run.sh input: each 1080p clip this many times")
+    parser.add_argument("--no-agreement", action="store_true", help="skip the agreement section (minutes)")
+    parser.add_argument("--run-sh-args", nargs=argparse.REMAINDER, default=[], help="passed to run.sh")
+    args = parser.parse_args(argv)
+    if not args.media.is_dir():
+        print(f"bench: {args.media} not found (it needs ../shared/media)", file=sys.stderr)
+        return 2
+    limit_threads(args.torch_threads)
+    module, described = load_syncnet_module(args.syncnet)
+    cfg = PreprocessConfig()
+    print(f"SyncNet: {described}; sampled search: {cfg.sync.windows} windows in {cfg.sync.runs} runs")
+    print(
+        f"{os.cpu_count()} CPUs; load average at start: {os.getloadavg()[0]:.2f}; torch threads {args.torch_threads}"
+    )
+    big = find_clips(args.media, 1080)
+    small = [args.media / rel for rel in SMALL_CLIPS if (args.media / rel).is_file()]
+    print(f"\n1080p clips (ffmpeg -threads {args.threads}, best of {args.repeat}; seconds, SyncNet in CPU-s)")
+    big_rows = clip_rows(big, module, args)
+    print("\nshort/small clips")
+    small_rows = clip_rows(small, module, args)
+    print()
+    summarise("1080p", big_rows)
+    summarise("short/small", small_rows)
+    if not args.no_agreement:
+        print()
+        agreement(module, args)
+    print()
+    run_sh([c for c in big if probe(c).duration >= 9.0], module, args)  # the 10 s DFDC clips
+    print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
