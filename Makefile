@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup venv weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test soak train-default eval-default
+.PHONY: setup venv weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test soak train-default eval-default train-compare
 
 setup: venv weights  ## virtualenv + pinned dependencies + default weights
 
@@ -84,6 +84,21 @@ train-default: weights  ## train the shipped default detector from $(SHARED)/tra
 	$(PY) -m train fit --manifest $(DEFAULT_RUN)/cache/manifest.csv --out $(DEFAULT_RUN)/fit $(DEFAULT_FIT) --quiet
 	$(PY) -m train export $(DEFAULT_RUN)/fit/checkpoints/last.ckpt --out weights/detector
 	$(MAKE) eval-default
+
+# The other detectors on the same data and recipe (pseudo-fakes from real faces), each exported
+# to $(DEFAULT_RUN)/compare/NAME and evaluated like the default; then their ensemble with it.
+COMPARE       ?= meso4:num_frames=4 mesoinception4:num_frames=4 efficientnet_b0:num_frames=4,img_size=128 \
+	efficientnet_lstm:num_frames=4,img_size=128
+COMPARE_STEPS ?= 600
+train-compare: weights  ## train the frame detectors with the default's recipe; media AUC table
+	for spec in $(COMPARE); do name=$${spec%%:*}; out=$(DEFAULT_RUN)/compare/$$name; \
+		$(PY) -m train fit --manifest $(DEFAULT_RUN)/cache/manifest.csv --out $$out/fit --model $$spec \
+			--pseudo-fakes self_blend,mouth_rerender,blend_flicker --balance category --optimizer adamw \
+			--lr 1e-3 --scheduler cosine --warmup-steps 50 --ema 0.995 --batch-size 16 \
+			--max-steps $(COMPARE_STEPS) --epoch-size 3200 --epochs 100 --patience 0 --seed 0 --quiet && \
+		$(PY) -m train export $$out/fit/checkpoints/last.ckpt --out $$out/$$name && \
+		$(PY) -m train eval --manifest $(DEFAULT_RUN)/media_cache/manifest.csv --weights $$out/$$name \
+			--split all --out $$out/eval_media || exit 1; done
 
 # Evaluation only: ../shared/media is never trained or tuned on. Categories from its sources.
 eval-default:  ## the shipped detector on $(SHARED)/media and on the training set's held-out fakes

@@ -68,7 +68,7 @@ class AudioConfig:
 
 @dataclass(frozen=True)
 class SyncConfig:
-    weights: str = "syncnet"  # name under weights/ (or a path); absent -> no latency
+    weights: str = "syncnet"  # name under weights/ (or a path); absent or "" -> no latency
     vshift: int = 15  # search offsets -vshift..+vshift frames
     window: int = 5  # frames per SyncNet input
     # The offset search on a sample of lip windows instead of every frame: on CPU the full

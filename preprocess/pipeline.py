@@ -287,7 +287,10 @@ class Preprocessor:
 
 
 def load_syncnet(cfg: PreprocessConfig, device: str = "cpu") -> SyncNetScorer | None:
-    """The configured SyncNet, or None (samples then say ``no_syncnet_weights``)."""
+    """The configured SyncNet, or None (samples then say ``no_syncnet_weights``); an empty
+    ``sync.weights`` switches it off (a detector that does not read the latency vector)."""
+    if not cfg.sync.weights:
+        return None
     try:
         return SyncNetScorer.from_weights(cfg.sync.weights, cfg.sync, device)
     except FileNotFoundError:

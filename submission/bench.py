@@ -12,7 +12,7 @@ one, all measured side by side in one run.
 
 SyncNet weights: ``--syncnet PATH``, else ``weights/syncnet`` when it exists, else random ones
 (cost is the same; agreement on an untrained network says nothing, and the table says so). The
-detector: ``--weights``, else ``weights/fusion``, else a tiny random fusion model (its cost is
+detector: ``--weights``, else ``weights/detector``, else a tiny random fusion model (its cost is
 the inference part of run.sh only). On a machine other jobs keep busy, wall ratios swing: the
 load average is printed, and medians are what count.
 """
@@ -194,7 +194,7 @@ def agreement(module, args) -> None:
 
 
 def tiny_detector(folder: Path) -> str:
-    """A tiny random fusion model saved in ``folder`` (no default detector ships yet)."""
+    """A tiny random fusion model saved in ``folder`` (where weights/detector is absent)."""
     import torch
 
     from models.fusion import FusionConfig, FusionModel
@@ -207,7 +207,7 @@ def tiny_detector(folder: Path) -> str:
     pre = PreprocessConfig().replace("sample", num_frames=cfg.num_frames)
     save_weights(folder / "fusion", model.state_dict(), model.arch, cfg.to_dict(), pre.to_dict())
     export_onnx(model, folder / "fusion.onnx")
-    return "tiny random fusion model (no weights/fusion)"
+    return "tiny random fusion model (no weights/detector)"
 
 
 def run_sh(clips: list[Path], module, args) -> None:
@@ -224,8 +224,8 @@ def run_sh(clips: list[Path], module, args) -> None:
         save_weights(weights / "syncnet", module.state_dict(), "syncnet", module.config.to_dict(), None)
         if args.weights:
             model, described = str(Path(args.weights).resolve()), str(args.weights)
-        elif (ROOT / "weights" / "fusion.safetensors").is_file():
-            model, described = str(ROOT / "weights" / "fusion"), "weights/fusion"
+        elif (ROOT / "weights" / "detector.safetensors").is_file():
+            model, described = str(ROOT / "weights" / "detector"), "weights/detector (the shipped default)"
         else:
             model, described = "fusion", tiny_detector(weights)
         for clip in clips:
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--media", type=Path, default=ROOT.parent / "shared" / "media")
     parser.add_argument("--syncnet", type=Path, help="SyncNet weights (default weights/syncnet, else random)")
     parser.add_argument(
-        "--weights", help="detector weights for run.sh (default weights/fusion, else tiny random)"
+        "--weights", help="detector weights for run.sh (default weights/detector, else tiny random)"
     )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="ffmpeg decode threads")
     parser.add_argument("--torch-threads", type=int, default=1, help="network threads in-process")

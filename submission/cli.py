@@ -191,13 +191,23 @@ def main(
     except OutputError as exc:
         return _fail(EXIT_OUTPUT, str(exc))
     except _weights_errors() as exc:
-        return _fail(
-            EXIT_WEIGHTS, f"model weights: {exc} (build them with `make setup` / training, or pass --weights)"
-        )
+        return _fail(EXIT_WEIGHTS, f"model weights: {exc} ({_weights_hint(str(exc))})")
     except KeyboardInterrupt:
         return _fail(130, "interrupted; no CSV written (run again to resume)")
     finally:
         logging.getLogger().removeHandler(handler)
+
+
+def _weights_hint(message: str) -> str:
+    """Which command builds the weights a message names."""
+    if "detector." in message:
+        return (
+            "the shipped default detector is tracked in git: `git checkout weights/detector.*` restores it, "
+            "`make train-default` rebuilds it; or pass --weights"
+        )
+    if "retinaface" in message:
+        return "`make setup` builds the face detector's weights"
+    return "build them with `make setup` / training, or pass --weights"
 
 
 def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScorer | None) -> int:

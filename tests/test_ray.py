@@ -197,7 +197,7 @@ def weights_folder(tmp_path_factory) -> Path:
     cfg = FusionConfig.tiny()
     model = FusionModel(cfg).eval()
     pre = PreprocessConfig().replace("media", window_s=1.0).replace("sample", num_frames=cfg.num_frames)
-    save_weights(folder / "fusion", model.state_dict(), model.arch, cfg.to_dict(), pre.to_dict())
+    save_weights(folder / "detector", model.state_dict(), model.arch, cfg.to_dict(), pre.to_dict())
     return folder
 
 

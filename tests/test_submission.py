@@ -303,6 +303,9 @@ def test_main_missing_weights_is_one_clear_error(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert code == 3
     assert "detector.safetensors: weights not found" in err and "--weights" in err
+    assert (
+        "make train-default" in err and "git checkout weights/detector" in err
+    )  # the command that builds it
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
 

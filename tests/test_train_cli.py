@@ -73,11 +73,13 @@ def test_fit_export_and_eval_any_detector_from_the_command_line(face_blend_cache
         "--model",
         "meso4:img_size=64,num_frames=2",
     ]
-    assert main([*fit, "--optimizer", "adamw", "--max-steps", "4", "--epoch-size", "16", "--quiet"]) == 0
+    # 5 steps: the run stops mid-epoch, after its last validation (at step 4)
+    assert main([*fit, "--optimizer", "adamw", "--max-steps", "5", "--epoch-size", "16", "--quiet"]) == 0
     assert "best checkpoint" in capsys.readouterr().out
     assert main(["export", str(run / "checkpoints" / "last.ckpt"), "--out", str(stem)]) == 0
     meta = json.loads(stem.with_suffix(".json").read_text())
     assert meta["arch"] == "meso4" and meta["model"]["img_size"] == 64 and stem.with_suffix(".onnx").is_file()
+    assert meta["extra"]["step"] == 5  # last.ckpt is the final state, not the last validation's
     assert "ONNX Runtime vs torch" in capsys.readouterr().out
     report = tmp_path / "report"
     assert (

@@ -132,3 +132,15 @@ def test_config_is_validated_and_landmarks_are_required(real_sample):
     assert cfg.category("self_blend").colour == 0.0
     with pytest.raises(ValueError, match="re-run `python -m preprocess`"):
         SelfBlend().forge(dataclasses.replace(real_sample, landmarks=None), np.random.default_rng(0))
+
+
+def test_the_contact_sheet_shows_each_visual_category_beside_its_original(real_sample):
+    from train.pseudo_fake_sheet import VISUAL, sheet_rows
+
+    sheet = sheet_rows([real_sample, real_sample], seed=1, size=64)
+    tiles = 1 + len(VISUAL) + 1 + 1  # original, categories (flicker twice), difference
+    assert sheet.shape == (2 * 64, tiles * 64, 3) and sheet.dtype == np.uint8
+    original = sheet[:64, :64].astype(int)
+    for k in range(1, tiles - 1):
+        assert np.abs(sheet[:64, 64 * k : 64 * (k + 1)].astype(int) - original).mean() > 0.3  # forged
+    assert sheet[:64, -64:].max() > 0  # the difference image shows the mask

@@ -1,4 +1,4 @@
-"""``python -m train synth|fit|eval|export|footage-labels|sync-pretrain``: the training tools' command line."""
+"""``python -m train synth|fit|eval|export|footage-labels|pseudo-fake-sheet|sync-pretrain``: the training tools' command line."""
 
 from __future__ import annotations
 
@@ -142,6 +142,13 @@ def cmd_footage_labels(args: argparse.Namespace) -> int:
     for f in files:
         counts[f.split, f.category] = counts.get((f.split, f.category), 0) + 1
     print(f"wrote {args.out}: " + ", ".join(f"{s}/{c} {n}" for (s, c), n in sorted(counts.items())))
+    return 0
+
+
+def cmd_pseudo_fake_sheet(args: argparse.Namespace) -> int:
+    from train.pseudo_fake_sheet import write_sheet
+
+    print(f"wrote {write_sheet(args.manifest, args.out, args.count, args.seed)}")
     return 0
 
 
@@ -298,6 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("manifest", type=Path, help="MANIFEST.tsv with file, label, kind, group columns")
     fl.add_argument("--out", type=Path, required=True)
     fl.set_defaults(func=cmd_footage_labels)
+
+    ps = sub.add_parser("pseudo-fake-sheet", help="PNG: real samples of a cache and their pseudo-fakes")
+    ps.add_argument("--manifest", type=Path, required=True)
+    ps.add_argument("--out", type=Path, required=True)
+    ps.add_argument("--count", type=int, default=6, help="real samples (rows)")
+    ps.add_argument("--seed", type=int, default=0)
+    ps.set_defaults(func=cmd_pseudo_fake_sheet)
 
     e = sub.add_parser("export", help="checkpoint -> weights (safetensors + JSON) + ONNX")
     e.add_argument("checkpoint", type=Path)

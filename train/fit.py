@@ -195,6 +195,10 @@ def fit(cfg: FitConfig) -> FitResult:
     (cfg.out / "fit_config.json").write_text(json.dumps(_jsonable(asdict(cfg)), indent=1) + "\n")
     trainer = build_trainer(cfg)
     trainer.fit(module, datamodule=data, ckpt_path=str(cfg.resume) if cfg.resume else None)
+    # ModelCheckpoint's last.ckpt is written at validation ends; a run stopped by max_steps or
+    # max_time after its last validation would leave an earlier state there (seen: step 1000 of
+    # 1200). "last" is the final state, always.
+    trainer.save_checkpoint(cfg.out / "checkpoints" / "last.ckpt")
     best_cb = trainer.checkpoint_callback
     best_path = Path(best_cb.best_model_path) if best_cb and best_cb.best_model_path else None
     score = best_cb.best_model_score if best_cb else None
