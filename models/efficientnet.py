@@ -19,17 +19,19 @@ The ImageNet classifier is not part of this module: detectors put their own head
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from models.checkpoints import ConversionError, read_torch_checkpoint, unwrap_state_dict
-from models.registry import check_state_dict
+from models.registry import check_state_dict, config_from_dict
 from weights.store import WeightsError
 
 # (block type, repeats, kernel, stride, expansion, output channels) per stage: timm's arch_def
@@ -71,6 +73,31 @@ class EfficientNetConfig:
     @property
     def num_features(self) -> int:
         return self.channels(HEAD_CHANNELS)
+
+
+@dataclass(frozen=True)
+class EfficientNetDetectorConfig:
+    """What every EfficientNet-based detector's config has: the frames it reads, the backbone's
+    size and regularisation. Subclasses add their own fields and set ``arch`` (error messages)."""
+
+    num_frames: int = 8  # face crops per sample
+    img_size: int = 224
+    dropout: float = 0.2  # before the head (B0's ImageNet recipe)
+    drop_path_rate: float = 0.0
+    channel_multiplier: float = 1.0  # 1.0 and 1.0: B0, the one with published weights
+    depth_multiplier: float = 1.0
+    arch: ClassVar[str] = "efficientnet"
+
+    @property
+    def backbone(self) -> EfficientNetConfig:
+        return EfficientNetConfig(self.channel_multiplier, self.depth_multiplier, self.drop_path_rate)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None):
+        return config_from_dict(cls, data, cls.arch)
 
 
 class SqueezeExcite(nn.Module):

@@ -11,37 +11,20 @@ timm's or torchvision's ImageNet EfficientNet-B0 checkpoint (``python -m train f
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from models.efficientnet import EfficientNet, EfficientNetConfig, load_efficientnet_checkpoint
+from models.efficientnet import EfficientNet, EfficientNetDetectorConfig, load_efficientnet_checkpoint
 from models.face_frames import FaceFramesDetector, mean_over_frames
-from models.registry import config_from_dict, load_state_dict_strictly, register_model
+from models.registry import load_state_dict_strictly, register_model
 
 
 @dataclass(frozen=True)
-class EfficientNetFramesConfig:
-    num_frames: int = 8  # face crops scored per sample
-    img_size: int = 224
-    dropout: float = 0.2  # before the head (B0's ImageNet recipe)
-    drop_path_rate: float = 0.0
-    channel_multiplier: float = 1.0  # 1.0 and 1.0: B0, the one with published weights
-    depth_multiplier: float = 1.0
-
-    @property
-    def backbone(self) -> EfficientNetConfig:
-        return EfficientNetConfig(self.channel_multiplier, self.depth_multiplier, self.drop_path_rate)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> EfficientNetFramesConfig:
-        return config_from_dict(cls, data, "efficientnet_b0")
+class EfficientNetFramesConfig(EfficientNetDetectorConfig):
+    arch: ClassVar[str] = "efficientnet_b0"
 
 
 @register_model("efficientnet_b0", EfficientNetFramesConfig)

@@ -14,39 +14,24 @@ torchvision's ImageNet EfficientNet-B0 (``python -m train fit --init``).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from models.efficientnet import EfficientNet, EfficientNetConfig, load_efficientnet_checkpoint
+from models.efficientnet import EfficientNet, EfficientNetDetectorConfig, load_efficientnet_checkpoint
 from models.face_frames import FaceFramesDetector
-from models.registry import config_from_dict, load_state_dict_strictly, register_model
+from models.registry import load_state_dict_strictly, register_model
 
 
 @dataclass(frozen=True)
-class EfficientNetLSTMConfig:
-    num_frames: int = 8  # the window: face crops per sample, in time order
-    img_size: int = 224
+class EfficientNetLSTMConfig(EfficientNetDetectorConfig):
+    """``num_frames`` is the window: face crops per sample, in time order."""
+
     lstm_hidden: int = 256
     lstm_layers: int = 1
-    dropout: float = 0.2  # before the head
-    drop_path_rate: float = 0.0
-    channel_multiplier: float = 1.0  # 1.0 and 1.0: B0, the one with published weights
-    depth_multiplier: float = 1.0
-
-    @property
-    def backbone(self) -> EfficientNetConfig:
-        return EfficientNetConfig(self.channel_multiplier, self.depth_multiplier, self.drop_path_rate)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> EfficientNetLSTMConfig:
-        return config_from_dict(cls, data, "efficientnet_lstm")
+    arch: ClassVar[str] = "efficientnet_lstm"
 
 
 @register_model("efficientnet_lstm", EfficientNetLSTMConfig)

@@ -218,6 +218,17 @@ class Preprocessor:
         )
         return samples
 
+    def speaking_face(self, path: str | Path) -> tuple[Clip, Track]:
+        """A video with its audio and its longest face track (SyncNet's training and evaluation
+        material). Raises ``PreprocessError`` (``no_audio``, ``no_face``, decoder errors)."""
+        clip = decode(path, self.cfg.media)
+        if not clip.has_audio:
+            raise PreprocessError(str(path), "no_audio")
+        tracks = build_tracks(self.detect(clip.frames), len(clip.frames), self.cfg.track)
+        if not tracks:
+            raise PreprocessError(str(path), "no_face")
+        return clip, max(tracks, key=len)
+
     def detect(self, frames: np.ndarray) -> list[FaceDetections | None]:
         """Detections on every k-th frame of a decoded clip; ``None`` marks frames the detector
         skipped. (``process`` gets the same result while decoding, from ``DetectionStage``.)"""

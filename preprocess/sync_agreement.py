@@ -32,9 +32,8 @@ from preprocess.latency import (
     _lip_batch,
     offset_search,
 )
-from preprocess.media import decode
 from preprocess.pipeline import Preprocessor
-from preprocess.tracks import build_tracks, crop_faces
+from preprocess.tracks import crop_faces
 
 log = logging.getLogger(__name__)
 
@@ -100,16 +99,10 @@ def embed_tracks(
     out = []
     for path in videos:
         try:
-            clip = decode(path, cfg.media)
-            if not clip.has_audio:
-                raise PreprocessError(str(path), "no_audio")
-            tracks = build_tracks(pre.detect(clip.frames), len(clip.frames), cfg.track)
-            if not tracks:
-                raise PreprocessError(str(path), "no_face")
+            clip, track = pre.speaking_face(path)
         except PreprocessError as err:
             log.warning("agreement: skipping %s", err)
             continue
-        track = max(tracks, key=len)
         start, stop = int(track.frame_indices[0]), int(track.frame_indices[-1]) + 1
         faces = crop_faces(clip.frames, track, cfg.track)
         per_frame = clip.sample_rate / clip.fps

@@ -124,25 +124,18 @@ def prepare_clips(
 ) -> list[SyncClip]:
     """Decode, detect, track and crop each video's main face (all frames, 224x224) with the
     preprocessing pipeline's own functions; videos without audio or face are skipped (logged)."""
-    from preprocess.media import decode
     from preprocess.pipeline import Preprocessor
-    from preprocess.tracks import build_tracks, crop_faces
+    from preprocess.tracks import crop_faces
 
     cfg = cfg or PreprocessConfig()
     pre = Preprocessor(cfg, device=device, syncnet=False)
     clips = []
     for k, path in enumerate(videos):
         try:
-            clip = decode(path, cfg.media)
-            if not clip.has_audio:
-                raise PreprocessError(str(path), "no_audio")
-            tracks = build_tracks(pre.detect(clip.frames), len(clip.frames), cfg.track)
-            if not tracks:
-                raise PreprocessError(str(path), "no_face")
+            clip, track = pre.speaking_face(path)
         except PreprocessError as err:
             log.warning("skipping %s", err)
             continue
-        track = max(tracks, key=len)
         start = int(track.frame_indices[0])
         stop = min(int(track.frame_indices[-1]) + 1, start + max_frames)
         faces = crop_faces(clip.frames, track, cfg.track, np.arange(start, stop))
