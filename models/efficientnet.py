@@ -19,19 +19,18 @@ The ImageNet classifier is not part of this module: detectors put their own head
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from models.checkpoints import ConversionError, read_torch_checkpoint, unwrap_state_dict
-from models.registry import check_state_dict, config_from_dict
+from models.registry import FlatConfig, check_state_dict
 from weights.store import WeightsError
 
 # (block type, repeats, kernel, stride, expansion, output channels) per stage: timm's arch_def
@@ -76,7 +75,7 @@ class EfficientNetConfig:
 
 
 @dataclass(frozen=True)
-class EfficientNetDetectorConfig:
+class EfficientNetDetectorConfig(FlatConfig):
     """What every EfficientNet-based detector's config has: the frames it reads, the backbone's
     size and regularisation. Subclasses add their own fields and set ``arch`` (error messages)."""
 
@@ -91,13 +90,6 @@ class EfficientNetDetectorConfig:
     @property
     def backbone(self) -> EfficientNetConfig:
         return EfficientNetConfig(self.channel_multiplier, self.depth_multiplier, self.drop_path_rate)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None):
-        return config_from_dict(cls, data, cls.arch)
 
 
 class SqueezeExcite(nn.Module):

@@ -42,11 +42,26 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=interp)
 
 
-def face_frames(faces: np.ndarray, num_frames: int, size: int, name: str = "sample") -> np.ndarray:
-    """(F, S, S, 3) uint8 crops → (num_frames, size, size, 3) uint8, evenly spaced in time."""
+Region = tuple[float, float, float]  # top, left, side: a square, as fractions of the crop
+
+
+def crop_region(crop: np.ndarray, region: Region) -> np.ndarray:
+    """The square ``region`` of a square face crop."""
+    size = crop.shape[0]
+    top, left, side = (int(round(v * size)) for v in region)
+    return crop[top : top + side, left : left + side]
+
+
+def face_frames(
+    faces: np.ndarray, num_frames: int, size: int, name: str = "sample", region: Region | None = None
+) -> np.ndarray:
+    """(F, S, S, 3) uint8 crops → (num_frames, size, size, 3) uint8, evenly spaced in time; with
+    ``region``, that square of each crop is what gets resized."""
     if faces.ndim != 4 or faces.shape[-1] != 3 or faces.shape[0] == 0:
         raise ValueError(f"{name}: faces must be (F, S, S, 3) with F > 0, got {faces.shape}")
     chosen = faces[pick_frames(len(faces), num_frames)]
+    if region is not None:
+        chosen = [crop_region(f, region) for f in chosen]
     return np.stack([resize_square(f, size) for f in chosen])
 
 
@@ -73,9 +88,15 @@ class FaceFramesDetector(DetectorModel):
 
     @classmethod
     def sample_inputs(cls, sample: Sample, config: Any) -> dict[str, np.ndarray]:
-        rgb = face_frames(sample.faces, config.num_frames, config.img_size, sample.meta.video)
+        region = cls.face_region(config)
+        rgb = face_frames(sample.faces, config.num_frames, config.img_size, sample.meta.video, region)
         frames = normalise(rgb, cls.pixel_mean, cls.pixel_std).transpose(0, 3, 1, 2)
         return {"frames": np.ascontiguousarray(frames)}
+
+    @classmethod
+    def face_region(cls, config: Any) -> Region | None:
+        """The square of each crop the detector reads (None: the whole crop)."""
+        return None
 
     def example_inputs(self, batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
         cfg = self.config

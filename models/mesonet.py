@@ -27,21 +27,21 @@ The authors' published weights are Keras HDF5 files; no converter reads them her
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from models.face_frames import FaceFramesDetector, mean_over_frames
-from models.registry import config_from_dict, register_model
+from models.registry import FlatConfig, register_model
 
 KERAS_BN = {"eps": 1e-3}
 
 
 @dataclass(frozen=True)
-class MesoConfig:
+class MesoConfig(FlatConfig):
+    arch: ClassVar[str] = "mesonet"
     num_frames: int = 8  # face crops scored per sample
     img_size: int = 256  # the paper's input; a multiple of 32
     dropout: float = 0.5
@@ -53,13 +53,6 @@ class MesoConfig:
             )
         if self.num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {self.num_frames}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> MesoConfig:
-        return config_from_dict(cls, data, "mesonet")
 
 
 def conv_bn_pool(in_ch: int, out_ch: int, kernel: int, pool: int) -> nn.Sequential:

@@ -18,26 +18,25 @@ faces 0.76 frozen-from-RetinaFace vs 0.60 from scratch).
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
-from core.types import Sample
-from models.face_frames import FaceFramesDetector, mean_over_frames, normalise, pick_frames, resize_square
-from models.registry import config_from_dict, register_model
+from models.face_frames import FaceFramesDetector, Region, mean_over_frames
+from models.registry import FlatConfig, register_model
 from models.retinaface import MobileNetV2
 from weights.store import load_weights
 
 
 @dataclass(frozen=True)
-class MobileNetFramesConfig:
+class MobileNetFramesConfig(FlatConfig):
+    arch: ClassVar[str] = "mobilenetv2_frames"
     num_frames: int = 8  # face crops scored per sample
     img_size: int = 128  # the face region is resized to this (a multiple of 32)
-    region: tuple[float, float, float] = (0.0, 16 / 224, 192 / 224)  # top, left, side: fractions of the crop
+    region: Region = (0.0, 16 / 224, 192 / 224)  # top, left, side: fractions of the crop
     dropout: float = 0.3
     frozen_blocks: int = 6  # stem + this many inverted-residual blocks keep their weights
 
@@ -52,22 +51,12 @@ class MobileNetFramesConfig:
                 f"num_frames {self.num_frames} >= 1 and 0 <= frozen_blocks {self.frozen_blocks} <= 16"
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> MobileNetFramesConfig:
+    def from_dict(cls, data: Mapping[str, Any] | None) -> MobileNetFramesConfig:
         data = dict(data or {})
         if "region" in data:
             data["region"] = tuple(data["region"])  # JSON has lists
-        return config_from_dict(cls, data, "mobilenetv2_frames")
-
-
-def face_region(crop: np.ndarray, region: tuple[float, float, float]) -> np.ndarray:
-    """The square ``region`` (top, left, side as fractions) of a square face crop."""
-    size = crop.shape[0]
-    top, left, side = (int(round(v * size)) for v in region)
-    return crop[top : top + side, left : left + side]
+        return super().from_dict(data)
 
 
 @register_model("mobilenetv2_frames", MobileNetFramesConfig)
@@ -83,14 +72,8 @@ class MobileNetFrames(FaceFramesDetector):
             module.requires_grad_(False)
 
     @classmethod
-    def sample_inputs(cls, sample: Sample, config: Any) -> dict[str, np.ndarray]:
-        faces = sample.faces
-        if faces.ndim != 4 or faces.shape[-1] != 3 or faces.shape[0] == 0:
-            raise ValueError(f"{sample.meta.video}: faces must be (F, S, S, 3) with F > 0, got {faces.shape}")
-        chosen = faces[pick_frames(len(faces), config.num_frames)]
-        rgb = np.stack([resize_square(face_region(f, config.region), config.img_size) for f in chosen])
-        frames = normalise(rgb, cls.pixel_mean, cls.pixel_std).transpose(0, 3, 1, 2)
-        return {"frames": np.ascontiguousarray(frames)}
+    def face_region(cls, config: MobileNetFramesConfig) -> Region:
+        return config.region
 
     def frozen_modules(self) -> list[nn.Module]:
         if not self.config.frozen_blocks:

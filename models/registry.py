@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
@@ -81,6 +81,19 @@ def config_from_dict(config_class: type, data: Mapping[str, Any] | None, what: s
     if unknown:
         raise ValueError(f"unknown {what} config keys: {sorted(unknown)}")
     return config_class(**data)
+
+
+class FlatConfig:
+    """``to_dict``/``from_dict`` for a flat frozen config dataclass; ``arch`` names it in errors."""
+
+    arch: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Any:
+        return config_from_dict(cls, data, cls.arch)
 
 
 def _listing(keys: list[str], limit: int = 8) -> str:

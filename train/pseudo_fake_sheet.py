@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from core.files import atomic_path
+from preprocess.sample_file import load_sample
 from train.data import read_manifest
 from train.pseudo_fakes import PseudoFakeConfig
 
@@ -38,8 +39,6 @@ def sheet_rows(samples: list, seed: int = 0, size: int = 160) -> np.ndarray:
 
 
 def write_sheet(manifest: Path, out: Path, count: int = 6, seed: int = 0) -> Path:
-    from preprocess.sample_file import load_sample
-
     entries = [e for e in read_manifest(manifest) if e.label == 0]
     if not entries:
         raise ValueError(f"{manifest}: no real samples to forge")
