@@ -34,3 +34,20 @@ def combine_log_odds(probabilities: Sequence[float], weights: Sequence[float]) -
         raise ValueError(f"{p.size} member probabilities for {w.size} weights")
     log_odds = float(np.sum(w * (np.log(p) - np.log1p(-p))) / np.sum(w))
     return float(np.exp(-np.logaddexp(0.0, -log_odds)))
+
+
+def per_second(times: Sequence[float], log_odds: Sequence[float]) -> list[tuple[int, float]]:
+    """Moments' fake log-odds → ``(second, probability)`` for each whole second that holds at
+    least one finite value: the sigmoid of the mean log-odds of the moments in that second
+    (``floor(time)``), seconds in order. NaN columns (padding) are skipped."""
+    t = np.asarray(times, dtype=np.float64)
+    z = np.asarray(log_odds, dtype=np.float64)
+    if t.shape != z.shape:
+        raise ValueError(f"{t.size} moment times for {z.size} log-odds")
+    keep = np.isfinite(t) & np.isfinite(z)
+    seconds = np.floor(t[keep]).astype(int)
+    out = []
+    for s in np.unique(seconds):
+        mean = float(z[keep][seconds == s].mean())
+        out.append((int(s), float(np.exp(-np.logaddexp(0.0, -mean)))))
+    return out

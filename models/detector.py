@@ -85,6 +85,21 @@ class DetectorModel(nn.Module):
         return sigmoid(cls.fake_logit([np.asarray(o, dtype=np.float64) for o in outputs]))
 
     @classmethod
+    def time_columns(cls, sample: Sample, config: Any) -> np.ndarray | None:
+        """(K,) float seconds from the video's start of each column of ``time_logits`` for this
+        sample (a frame's time, a one-second chunk's start); None for a detector that scores
+        only the whole sample. Must agree with ``sample_inputs``: column k is the k-th moment
+        the inputs hold."""
+        return None
+
+    @staticmethod
+    def time_logits(outputs: Sequence[Any]) -> Any | None:
+        """(B, K) fake log-odds of moments of each sample (per frame, per one-second chunk), NaN
+        in columns that hold no data (padding); None for a detector without time-resolved
+        outputs. What ``--per-second`` and ``--explain`` read (see ``core.aggregation.per_second``)."""
+        return None
+
+    @classmethod
     def preprocess_problem(cls, config: Any, preprocess: PreprocessConfig) -> str | None:
         """Why samples made with ``preprocess`` cannot feed this model, or None (export checks it)."""
         return None

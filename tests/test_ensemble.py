@@ -169,3 +169,16 @@ def test_run_sh_scores_an_ensemble_of_frame_detectors(tmp_path):
             assert float(members[name][arch]) == pytest.approx(alone[arch], abs=1e-4)
         expected = combine_log_odds(list(alone.values()), [1, 1])
         assert final[name] == pytest.approx(float(np.clip(expected, 1e-3, 1 - 1e-3)), abs=1e-4)
+
+
+def test_per_second_means_log_odds_within_each_second_and_skips_padding():
+    from core.aggregation import per_second
+
+    z = np.log(np.array([0.9, 0.1, 0.8, 0.5]) / (1 - np.array([0.9, 0.1, 0.8, 0.5])))
+    rows = per_second([0.2, 0.7, 3.1, np.nan], z)
+    assert [s for s, _ in rows] == [0, 3]  # second 1-2 hold nothing; the NaN time is padding
+    assert rows[0][1] == pytest.approx(0.5)  # mean of logit(0.9) and logit(0.1) is 0
+    assert rows[1][1] == pytest.approx(0.8)
+    assert per_second([1.0, 2.0], [np.nan, np.nan]) == []
+    with pytest.raises(ValueError):
+        per_second([0.0], [0.0, 1.0])
