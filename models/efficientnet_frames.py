@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from models.efficientnet import EfficientNet, EfficientNetDetectorConfig, load_efficientnet_checkpoint
-from models.face_frames import FaceFramesDetector, mean_over_frames
+from models.face_frames import PerFrameDetector, frame_outputs
 from models.registry import load_state_dict_strictly, register_model
 
 
@@ -28,7 +28,7 @@ class EfficientNetFramesConfig(EfficientNetDetectorConfig):
 
 
 @register_model("efficientnet_b0", EfficientNetFramesConfig)
-class EfficientNetFrames(FaceFramesDetector):
+class EfficientNetFrames(PerFrameDetector):
     def __init__(self, config: EfficientNetFramesConfig | None = None):
         super().__init__()
         cfg = config or EfficientNetFramesConfig()
@@ -37,10 +37,10 @@ class EfficientNetFrames(FaceFramesDetector):
         self.head_drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(self.backbone.num_features, 1)
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.check_frames(frames)
         features = self.backbone(frames.reshape(-1, *frames.shape[2:]))  # (B*T, C)
-        return mean_over_frames(self.head(self.head_drop(features)), frames.shape[0])
+        return frame_outputs(self.head(self.head_drop(features)), frames.shape[0])
 
     def init_from_upstream(self, path: str) -> None:
         load_state_dict_strictly(

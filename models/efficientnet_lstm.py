@@ -8,8 +8,11 @@ face track (consecutive frames when the track is that short). Each crop → Effi
 its last hidden state → dropout → one linear unit: the sample's fake log-odds.
 
 Frame → video: the LSTM turns the sample's frames into one logit, and the video takes the
-maximum over its face tracks. ``init_from_upstream`` starts the backbone from timm's or
-torchvision's ImageNet EfficientNet-B0 (``python -m train fit --init``).
+maximum over its face tracks. No per-frame output: the LSTM's intermediate states are not
+decisions it was trained to make (only the last one meets the loss), so it has no
+``time_logits`` and localises nothing; ``--per-second`` reads it as time-less.
+``init_from_upstream`` starts the backbone from timm's or torchvision's ImageNet
+EfficientNet-B0 (``python -m train fit --init``).
 """
 
 from __future__ import annotations

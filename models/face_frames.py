@@ -5,14 +5,17 @@ sample holds ``SampleConfig.num_frames`` crops of ``TrackConfig.crop_size``²), 
 its ``img_size``² and normalises them with its own pixel mean and standard deviation.
 
 ``FaceFramesDetector`` is the base of the detectors that read nothing else: one input,
-``frames`` (B, T, 3, H, W). A frame-level network (MesoNet, EfficientNet per frame) scores each
-frame and averages the frame logits (``mean_over_frames``) inside the graph, so the ONNX export,
-training and the submission all see one logit per sample, and the video's score is then the
-detector's ``video_aggregation`` over its face tracks.
+``frames`` (B, T, 3, H, W). A frame-level network (MesoNet, EfficientNet per frame, the
+MobileNetV2 default) is a ``PerFrameDetector``: it scores each frame and averages the frame
+logits inside the graph (``frame_outputs``), so the ONNX export, training and the submission all
+see one logit per sample as output 0, and the video's score is then the detector's
+``video_aggregation`` over its face tracks. Its second output, ``frame_logits`` (B, T), keeps
+each frame's log-odds: where in time a sample looks fake (``time_columns``/``time_logits``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import cv2
@@ -70,9 +73,12 @@ def normalise(rgb: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) 
     return (rgb.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
 
 
-def mean_over_frames(frame_logits: torch.Tensor, batch: int) -> torch.Tensor:
-    """(B*T, K) per-frame logits → (B, K): the mean over each sample's T frames."""
-    return frame_logits.reshape(batch, -1, frame_logits.shape[-1]).mean(dim=1)
+def frame_outputs(frame_logits: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B*T, 1) per-frame fake log-odds → ``(logits (B, 1), frame_logits (B, T))``: the sample's
+    logit is the mean over its frames (the number the detectors always gave), and the frame
+    logits come along so a runtime can say which moments looked fake."""
+    per_frame = frame_logits.reshape(batch, -1)
+    return per_frame.mean(dim=1, keepdim=True), per_frame
 
 
 class FaceFramesDetector(DetectorModel):
@@ -111,3 +117,25 @@ class FaceFramesDetector(DetectorModel):
         want = (cfg.num_frames, 3, cfg.img_size, cfg.img_size)
         if frames.dim() != 5 or tuple(frames.shape[1:]) != want:
             raise ValueError(f"frames must be (B, {', '.join(map(str, want))}), got {tuple(frames.shape)}")
+
+
+class PerFrameDetector(FaceFramesDetector):
+    """A ``FaceFramesDetector`` that scores every frame on its own and averages: outputs
+    ``logits`` (B, 1), the sample's fake log-odds (what every score reads), and
+    ``frame_logits`` (B, T), each picked frame's own log-odds, in the order ``sample_inputs``
+    picks them. The second output adds no parameters: weights saved before it existed load."""
+
+    output_names = ("logits", "frame_logits")
+
+    @classmethod
+    def time_columns(cls, sample: Sample, config: Any) -> np.ndarray:
+        """Seconds of the frames ``sample_inputs`` picks: the same ``pick_frames`` over the
+        sample's crops, each crop's clip frame index over the clip's frame rate."""
+        picked = pick_frames(len(sample.faces), config.num_frames)
+        indices = np.asarray(sample.face_frame_indices, dtype=np.float64)[picked]
+        return indices / float(sample.meta.fps)
+
+    @staticmethod
+    def time_logits(outputs: Sequence[Any]) -> Any | None:
+        # Weights exported before the second output existed give one output: no time axis.
+        return outputs[1] if len(outputs) > 1 else None

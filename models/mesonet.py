@@ -33,7 +33,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from models.face_frames import FaceFramesDetector, mean_over_frames
+from models.face_frames import PerFrameDetector, frame_outputs
 from models.registry import FlatConfig, register_model
 
 KERAS_BN = {"eps": 1e-3}
@@ -105,7 +105,7 @@ class MesoHead(nn.Module):
         return self.fc2(self.drop2(self.act(self.fc1(self.drop1(x.flatten(1))))))
 
 
-class MesoNetBase(FaceFramesDetector):
+class MesoNetBase(PerFrameDetector):
     """What both MesoNets share: [0, 1] inputs, per-frame scoring, the mean over frames."""
 
     pixel_mean = (0.0, 0.0, 0.0)
@@ -116,11 +116,11 @@ class MesoNetBase(FaceFramesDetector):
     def _build_head(self, cfg: MesoConfig) -> None:
         self.head = MesoHead(16 * (cfg.img_size // 32) ** 2, cfg.dropout)
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.check_frames(frames)
         batch = frames.shape[0]
         x = frames.reshape(-1, *frames.shape[2:])  # every frame on its own
-        return mean_over_frames(self.head(self.features(x)), batch)
+        return frame_outputs(self.head(self.features(x)), batch)
 
 
 @register_model("meso4", MesoConfig)

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from models.face_frames import FaceFramesDetector, Region, mean_over_frames
+from models.face_frames import PerFrameDetector, Region, frame_outputs
 from models.registry import FlatConfig, register_model
 from models.retinaface import MobileNetV2
 from weights.store import load_weights
@@ -60,7 +60,7 @@ class MobileNetFramesConfig(FlatConfig):
 
 
 @register_model("mobilenetv2_frames", MobileNetFramesConfig)
-class MobileNetFrames(FaceFramesDetector):
+class MobileNetFrames(PerFrameDetector):
     def __init__(self, config: MobileNetFramesConfig | None = None):
         super().__init__()
         cfg = config or MobileNetFramesConfig()
@@ -86,11 +86,11 @@ class MobileNetFrames(FaceFramesDetector):
             module.eval()
         return self
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.check_frames(frames)
         feats = self.body(frames.reshape(-1, *frames.shape[2:]))
         pooled = torch.cat([f.mean(dim=(2, 3)) for f in feats], dim=1)
-        return mean_over_frames(self.head(self.head_drop(pooled)), frames.shape[0])
+        return frame_outputs(self.head(self.head_drop(pooled)), frames.shape[0])
 
     def init_from_upstream(self, path: str) -> None:
         """Start the body from a RetinaFace-MobileNetV2 checkpoint of ours (``body.*`` keys)."""

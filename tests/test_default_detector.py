@@ -63,3 +63,23 @@ def test_pseudo_fakes_of_unseen_real_faces_score_higher_than_the_faces(real_samp
     assert np.isfinite(real_p).all() and ((real_p >= 0) & (real_p <= 1)).all()
     pairs = np.array([[f > r for f in fake_p[4 * i : 4 * i + 4]] for i, r in enumerate(real_p)])
     assert pairs.mean() >= 0.75, (real_p, fake_p)
+
+
+def test_the_shipped_onnx_carries_frame_logits_and_matches_torch(real_samples):
+    """``weights/detector.onnx`` re-exported from the unchanged safetensors (``train export
+    --from-weights``): both outputs, ONNX Runtime against torch on real faces."""
+    from models.onnx_export import onnx_io_names
+    from models.registry import load_model
+    from submission.onnx_runtimes import OnnxRuntimeRuntime
+
+    assert onnx_io_names(WEIGHTS.with_suffix(".onnx")) == (["frames"], ["logits", "frame_logits"])
+    scorer, samples = real_samples
+    model = load_model(WEIGHTS).module
+    inputs = type(model).batch_inputs(samples, model.config)
+    torch_out = scorer.runtime(*inputs) if scorer.runtime.name == "torch" else None
+    ort_out = OnnxRuntimeRuntime(WEIGHTS.with_suffix(".onnx"), providers="cpu", threads=1)(*inputs)
+    assert torch_out is not None and len(ort_out) == len(torch_out) == 2
+    assert ort_out[1].shape == (len(samples), model.config.num_frames)
+    for got, want in zip(ort_out, torch_out, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-4)
+    np.testing.assert_allclose(ort_out[1].mean(axis=1), ort_out[0][:, 0], atol=1e-5)

@@ -54,7 +54,7 @@ def test_pseudo_fakes_of_unseen_people_are_told_from_their_originals(photo_sampl
             np.stack([MobileNetFrames.sample_inputs(s, cfg)["frames"] for s, _ in batch])
         )
         labels = torch.tensor([float(y) for _, y in batch])
-        loss = F.binary_cross_entropy_with_logits(model(frames)[:, 0], labels)
+        loss = F.binary_cross_entropy_with_logits(model(frames)[0][:, 0], labels)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -66,6 +66,6 @@ def test_pseudo_fakes_of_unseen_people_are_told_from_their_originals(photo_sampl
         frames = torch.from_numpy(
             np.stack([MobileNetFrames.sample_inputs(s, cfg)["frames"] for s in samples])
         )
-        scores = model(frames)[:, 0].numpy()
+        scores = model(frames)[0][:, 0].numpy()
     auc = roc_auc(labels, scores)
     assert auc >= 0.75, f"held-out pseudo-fake AUC {auc:.3f}"

@@ -16,7 +16,7 @@ from models.efficientnet_frames import EfficientNetFrames
 from models.efficientnet_lstm import EfficientNetLSTM
 from models.mesonet import Meso4, MesoConfig, MesoInception4
 from models.mobilenet_frames import MobileNetFrames, MobileNetFramesConfig
-from models.onnx_export import export_onnx
+from models.onnx_export import export_onnx, onnx_io_names
 from models.registry import create_model, load_model
 from submission.scoring import DetectorScorer
 from weights.store import load_weights, save_weights
@@ -68,23 +68,74 @@ def test_configs_round_trip_and_forward_one_logit_per_sample(arch):
     (frames,) = model.example_inputs(2)
     assert frames.shape == (2, 3, 3, 64, 64)
     with torch.no_grad():
-        logits = model(frames)
+        outputs = model(frames)
+    outputs = (outputs,) if isinstance(outputs, torch.Tensor) else outputs
+    assert len(outputs) == len(model.output_names)
+    logits = outputs[0]
     assert logits.shape == (2, 1) and torch.isfinite(logits).all()
     assert not torch.allclose(logits[0], logits[1])  # the frames matter
     with pytest.raises(ValueError, match=r"frames must be \(B, 3, 3, 64, 64\)"):
         model(frames[:, :2])
 
 
-@pytest.mark.parametrize("arch", ["meso4", "mesoinception4", "efficientnet_b0", "mobilenetv2_frames"])
+PER_FRAME = ["meso4", "mesoinception4", "efficientnet_b0", "mobilenetv2_frames"]
+
+
+@pytest.mark.parametrize("arch", PER_FRAME)
 def test_per_frame_detectors_average_their_frame_logits(arch):
     model = tiny(arch)
     (frames,) = model.example_inputs(2, seed=3)
     with torch.no_grad():
-        whole = model(frames)
-        reordered = model(frames[:, [2, 0, 1]])
-        single = torch.stack([model(frames[:, [t, t, t]]) for t in range(3)]).mean(0)
+        whole, per_frame = model(frames)
+        reordered, per_frame_reordered = model(frames[:, [2, 0, 1]])
+        single = torch.stack([model(frames[:, [t, t, t]])[0] for t in range(3)]).mean(0)
+        alone = torch.cat([model(frames[:, [t, t, t]])[1][:, :1] for t in range(3)], dim=1)
     torch.testing.assert_close(whole, reordered, atol=1e-5, rtol=1e-5)  # order does not matter
     torch.testing.assert_close(whole, single, atol=1e-5, rtol=1e-5)  # the mean of each frame's logit
+    # frame_logits: frame t's own logit, in input order (a frame scored alone gives the same)
+    assert per_frame.shape == (2, 3) and model.output_names == ("logits", "frame_logits")
+    torch.testing.assert_close(per_frame, alone, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(per_frame_reordered, per_frame[:, [2, 0, 1]], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(per_frame.mean(1, keepdim=True), whole, atol=1e-6, rtol=1e-6)
+    assert model.time_logits((whole, per_frame)) is per_frame
+    assert model.time_logits((whole,)) is None  # an ONNX exported before frame_logits existed
+
+
+@pytest.mark.parametrize("arch", PER_FRAME)
+def test_time_columns_are_the_seconds_of_the_frames_sample_inputs_picks(arch):
+    """Five crops at clip frames 0, 10, 20, 30, 40 of a 25 fps clip; three picked: first,
+    middle, last, exactly as ``face_frames`` picks them (marked by brightness)."""
+    model = tiny(arch)
+    sample = faces_sample(np.random.default_rng(0), "clip.mp4", frames=5, size=96)
+    sample.faces[:] = (np.arange(5) * 50)[:, None, None, None].astype(np.uint8)
+    sample.face_frame_indices = np.array([0, 10, 20, 30, 40])
+    sample.meta.fps = 25.0
+    times = model.time_columns(sample, model.config)
+    np.testing.assert_allclose(times, [0.0, 0.8, 1.6])
+    frames = type(model).sample_inputs(sample, model.config)["frames"]
+    brightness = frames.mean(axis=(1, 2, 3))
+    assert np.all(np.diff(brightness) > 0) and len(brightness) == len(times)
+    np.testing.assert_allclose(brightness, frames[[0, 1, 2]].mean(axis=(1, 2, 3)))
+    # the brightness of each picked frame matches the crop at the time the column names
+    picked = np.round(times * 25 / 10).astype(int)
+    expected = type(model).sample_inputs(_only(sample, picked), model.config)["frames"].mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(brightness, expected, rtol=1e-6)
+
+
+def _only(sample, picked):
+    import copy
+
+    out = copy.deepcopy(sample)
+    out.faces, out.face_frame_indices = sample.faces[picked], sample.face_frame_indices[picked]
+    return out
+
+
+def test_the_lstm_has_no_time_outputs():
+    model = tiny("efficientnet_lstm")
+    sample = faces_sample(np.random.default_rng(0), "clip.mp4")
+    assert model.output_names == ("logits",)
+    assert model.time_columns(sample, model.config) is None
+    assert model.time_logits(model.example_inputs(1)) is None
 
 
 def test_the_lstm_reads_the_frames_in_order():
@@ -120,7 +171,8 @@ def test_onnx_export_matches_torch(arch, tmp_path):
 
     model = tiny(arch)
     path = export_onnx(model, tmp_path / f"{arch}.onnx")
-    assert onnx_difference(model, path, batch=3) <= 1e-4  # another batch size than the export's
+    assert onnx_io_names(path)[1] == list(model.output_names)  # frame_logits travels too
+    assert onnx_difference(model, path, batch=3) <= 1e-4  # every output, another batch size
 
 
 @pytest.mark.parametrize("arch", sorted(TINY))
@@ -176,3 +228,20 @@ def test_mobilenet_frames_reads_the_face_region_and_starts_from_the_face_detecto
     save_weights(tmp_path / "other", {"x": torch.zeros(1)}, "meso4", {}, None)
     with pytest.raises(ValueError, match="not a RetinaFace-MobileNetV2"):
         model.init_from_upstream(str(tmp_path / "other"))
+
+
+def test_export_from_weights_keeps_the_pair_and_writes_the_onnx(tmp_path):
+    """``train export --from-weights``: the safetensors and JSON byte for byte, a fresh ONNX with
+    both outputs, at the pair's own stem or another one."""
+    from train.cli import main
+
+    model = tiny("meso4", seed=1)
+    save_weights(tmp_path / "m", model.state_dict(), "meso4", model.config.to_dict(), None)
+    before = {s: (tmp_path / f"m{s}").read_bytes() for s in (".safetensors", ".json")}
+    assert main(["export", "--from-weights", str(tmp_path / "m")]) == 0
+    assert main(["export", "--from-weights", str(tmp_path / "m"), "--out", str(tmp_path / "copy/n")]) == 0
+    for stem in ("m", "copy/n"):
+        for suffix, data in before.items():
+            assert (tmp_path / f"{stem}{suffix}").read_bytes() == data
+        assert onnx_io_names(tmp_path / f"{stem}.onnx")[1] == ["logits", "frame_logits"]
+    assert main(["export"]) == 2  # neither a checkpoint nor --from-weights

@@ -154,11 +154,19 @@ def cmd_pseudo_fake_sheet(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from core.preprocess_config import load_preprocess_config
-    from train.export import export_checkpoint
+    from train.export import export_checkpoint, export_weights
 
-    pcfg = load_preprocess_config(args.preprocess_config) if args.preprocess_config else None
-    result = export_checkpoint(args.checkpoint, args.out, pcfg, onnx=not args.no_onnx)
-    print(f"wrote {result.weights} and {result.config}")
+    if (args.checkpoint is None) == (args.from_weights is None):
+        raise ValueError("export needs a checkpoint or --from-weights STEM (one of them)")
+    if args.from_weights is not None:
+        if args.preprocess_config:
+            raise ValueError("--preprocess-config applies to a checkpoint; weights keep their JSON's")
+        result = export_weights(args.from_weights, args.out, onnx=not args.no_onnx)
+        print(f"kept {result.weights} and {result.config} as they were")
+    else:
+        pcfg = load_preprocess_config(args.preprocess_config) if args.preprocess_config else None
+        result = export_checkpoint(args.checkpoint, args.out or "weights/fusion", pcfg, onnx=not args.no_onnx)
+        print(f"wrote {result.weights} and {result.config}")
     if result.onnx:
         print(f"wrote {result.onnx} (ONNX Runtime vs torch: max |diff| {result.onnx_max_abs_diff:.2e})")
     return 0
@@ -314,8 +322,16 @@ def build_parser() -> argparse.ArgumentParser:
     ps.set_defaults(func=cmd_pseudo_fake_sheet)
 
     e = sub.add_parser("export", help="checkpoint -> weights (safetensors + JSON) + ONNX")
-    e.add_argument("checkpoint", type=Path)
-    e.add_argument("--out", default="weights/fusion", help="output stem (default weights/fusion)")
+    e.add_argument("checkpoint", type=Path, nargs="?")
+    e.add_argument(
+        "--from-weights",
+        help="an exported weights pair (name or stem) instead of a checkpoint: its safetensors and "
+        "JSON stay as they are, the ONNX is written again from the current model code",
+    )
+    e.add_argument(
+        "--out",
+        help="output stem (default: weights/fusion; with --from-weights, the source pair itself)",
+    )
     e.add_argument(
         "--preprocess-config", type=Path, help="override the PreprocessConfig stored in the checkpoint"
     )
