@@ -9,6 +9,7 @@ Accepted inputs (``load_dataset`` picks by what it finds):
   becomes the item's ``category`` (e.g. ``fake/wav2lip/x.mp4``).
 - CSV: ``filename,label[,split][,original][,category]`` (header optional; label 0/1,
   real/fake, REAL/FAKE, empty = unknown); filenames are relative to the CSV's folder or a root.
+  With a header, ``fake_start,fake_end`` (seconds) may give a partially faked video's segment.
 - Anything else: a folder (or a single file) of videos, unlabelled.
 
 Labels: 1 fake, 0 real, -1 unknown. ``group`` ties a fake to its original: it is the stem of
@@ -19,8 +20,8 @@ Outputs written next to the cache (``write_manifest``):
 
 - ``manifest.csv``: one row per sample; the first four columns are always
   ``filename,filepath,split,label`` (video file name, video path, split, label), then
-  ``track_id,sample,video_id,group,original,category``; ``sample`` is relative to the
-  manifest's folder.
+  ``track_id,sample,video_id,group,original,category,fake_start,fake_end``; ``sample`` is
+  relative to the manifest's folder; the segment columns are empty unless the labels gave one.
 - ``annotations.txt`` (and ``annotations_<split>.txt``): the mmaction-style annotation list,
   one line per sample: ``<sample path relative to the cache> <label>``, separated by one
   space (sample paths never contain spaces). Use the cache folder as ``data_prefix``.
@@ -60,6 +61,8 @@ MANIFEST_COLUMNS = (
     "group",
     "original",
     "category",
+    "fake_start",
+    "fake_end",
 )
 
 
@@ -77,6 +80,10 @@ class VideoItem:
     group: str  # items sharing a group always land in the same split
     category: str | None = None  # e.g. the manipulation method
     video_id: str = ""  # unique key: path relative to the dataset root (defaults to filename)
+    # A partially faked video's manipulated segment (seconds); None when the whole video is
+    # one label. Passed through to the manifest for localisation metrics.
+    fake_start: float | None = None
+    fake_end: float | None = None
 
     def __post_init__(self) -> None:
         if not self.video_id:
@@ -246,6 +253,21 @@ def load_unlabelled(root: Path) -> list[VideoItem]:
 # --- CSV ----------------------------------------------------------------------------------
 
 _CSV_FIELDS = ("filename", "label", "split", "original", "category")
+_SEGMENT_FIELDS = ("fake_start", "fake_end")  # by header only: never positional
+
+
+def parse_segment(start: object, end: object, where: str = "") -> tuple[float, float] | None:
+    """``fake_start,fake_end`` cells → (start, end) seconds, or None when both are empty."""
+    start, end = str(start or "").strip(), str(end or "").strip()
+    if not start and not end:
+        return None
+    try:
+        a, b = float(start), float(end)
+    except ValueError as err:
+        raise DatasetError(f"{where}: fake segment {start!r}-{end!r} is not two numbers") from err
+    if not (0 <= a < b):
+        raise DatasetError(f"{where}: fake segment {a}-{b} must have 0 <= start < end")
+    return a, b
 
 
 def load_csv(csv_path: Path, root: Path | None = None) -> list[VideoItem]:
@@ -262,7 +284,7 @@ def load_csv(csv_path: Path, root: Path | None = None) -> list[VideoItem]:
         raise DatasetError(f"{csv_path}: no rows")
     header = [cell.strip().lower() for cell in rows[0]]
     if "filename" in header:
-        unknown = set(header) - set(_CSV_FIELDS)
+        unknown = set(header) - set(_CSV_FIELDS) - set(_SEGMENT_FIELDS)
         if unknown:
             log.warning("%s: ignoring columns %s", csv_path, sorted(unknown))
         columns, body, first_line = header, rows[1:], 2
@@ -276,9 +298,13 @@ def load_csv(csv_path: Path, root: Path | None = None) -> list[VideoItem]:
         path = Path(record["filename"])
         path = path if path.is_absolute() else root / path
         label = parse_label(record.get("label", ""), f"{csv_path}:{line}")
-        items.append(
-            _item(root, path, label, record.get("split"), record.get("original"), record.get("category"))
-        )
+        item = _item(root, path, label, record.get("split"), record.get("original"), record.get("category"))
+        segment = parse_segment(record.get("fake_start"), record.get("fake_end"), f"{csv_path}:{line}")
+        if segment is not None:
+            if label != 1:
+                raise DatasetError(f"{csv_path}:{line}: a fake segment on a video not labelled fake")
+            item = dataclasses.replace(item, fake_start=segment[0], fake_end=segment[1])
+        items.append(item)
     _report_missing(items, csv_path)
     return _sorted_unique(items, csv_path)
 
@@ -460,6 +486,8 @@ def write_manifest(rows: Iterable[ManifestRow], path: str | Path) -> list[Path]:
                 item.group,
                 item.original or "",
                 item.category or "",
+                "" if item.fake_start is None else item.fake_start,
+                "" if item.fake_end is None else item.fake_end,
             ]
         )
         lines[""].append(f"{sample} {item.label}")

@@ -334,7 +334,7 @@ def test_manifest_and_annotations(tmp_path):
         ["b.mp4", "/v/b.mp4", "val", "1", "0", "samples/b__t0.npz"],
         ["b.mp4", "/v/b.mp4", "val", "1", "1", "samples/b__t1.npz"],
     ]
-    assert table[1][6:] == ["part/b.mp4", "a", "a.mp4", "faceswap"]
+    assert table[1][6:] == ["part/b.mp4", "a", "a.mp4", "faceswap", "", ""]
     assert (cache / "annotations.txt").read_text().splitlines() == [
         "samples/a__t0.npz 0",
         "samples/b__t0.npz 1",
@@ -355,3 +355,31 @@ def test_split_counts_report():
         "train": {"real": 1, "fake": 1, "unknown": 0, "total": 2},
     }
     assert Counter(i.label for i in [item("a.mp4", 0)]) == {0: 1}
+
+
+def test_fake_segments_pass_from_a_labels_csv_to_the_manifest(tmp_path):
+    """``fake_start,fake_end`` (partially faked videos) reach the manifest and train's reader;
+    files without them, and headerless ones, read as before."""
+    from train.data import read_manifest
+
+    for name in ("r.mp4", "p.mp4", "f.mp4"):
+        touch(tmp_path / name)
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "filename,label,split,fake_start,fake_end\nr.mp4,0,test,,\np.mp4,1,test,1.2,3.4\nf.mp4,1,test,,\n"
+    )
+    items = {i.filename: i for i in load_csv(labels)}
+    assert (items["p.mp4"].fake_start, items["p.mp4"].fake_end) == (1.2, 3.4)
+    assert items["r.mp4"].fake_start is None and items["f.mp4"].fake_end is None
+    rows = [ManifestRow(i, 0, tmp_path / "samples" / f"{n}.npz") for n, i in items.items()]
+    write_manifest(rows, tmp_path / "manifest.csv")
+    read = {e.filename: e.fake_segment for e in read_manifest(tmp_path / "manifest.csv")}
+    assert read == {"f.mp4": None, "p.mp4": (1.2, 3.4), "r.mp4": None}
+    labels.write_text("filename,label,fake_start,fake_end\nr.mp4,0,0.5,1.0\n")
+    with pytest.raises(DatasetError, match="not labelled fake"):
+        load_csv(labels)
+    labels.write_text("filename,label,fake_start,fake_end\np.mp4,1,2.0,1.0\n")
+    with pytest.raises(DatasetError, match="start < end"):
+        load_csv(labels)
+    labels.write_text("p.mp4,1,test\n")  # headerless: positional columns only
+    assert load_csv(labels)[0].fake_start is None

@@ -10,11 +10,18 @@ from sklearn import metrics as skm
 
 from train.metrics import (
     Confusion,
+    VideoTimeline,
     choose_threshold,
     equal_error_rate,
+    evaluate_localisation,
     evaluate_scores,
     log_loss,
+    per_second_auc,
+    predicted_segments,
     roc_auc,
+    second_labels,
+    segment_average_precision,
+    temporal_iou,
     youden_threshold,
 )
 from train.metrics import average_precision as ap
@@ -121,3 +128,67 @@ def test_bad_inputs_are_rejected():
         roc_auc([0, 1], [0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match="NaN"):
         roc_auc([0, 1], [0.1, float("nan")])
+
+
+# --- localisation -------------------------------------------------------------------------------
+
+
+def timeline(name, probs, segment):
+    return VideoTimeline(name, np.arange(len(probs)), np.asarray(probs, dtype=float), segment)
+
+
+def test_second_labels_need_half_the_second_inside_the_segment():
+    np.testing.assert_array_equal(second_labels(range(6), (1.5, 3.4)), [0, 1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(second_labels(range(3), None), [0, 0, 0])
+    np.testing.assert_array_equal(second_labels([0, 1, 2], (0.0, 3.0)), [1, 1, 1])
+
+
+def test_predicted_segments_are_runs_of_seconds_above_one_half():
+    segs = predicted_segments([0, 1, 2, 3, 4, 6, 7], [0.9, 0.7, 0.2, 0.8, 0.6, 0.9, 0.4])
+    assert segs == [(0.0, 2.0, 0.8), (3.0, 5.0, 0.7), (6.0, 7.0, 0.9)]
+    assert predicted_segments([3, 5], [0.9, 0.9]) == [(3.0, 4.0, 0.9), (5.0, 6.0, 0.9)]  # a gap splits
+    assert predicted_segments([0, 1], [0.5, 0.2]) == []  # strictly above
+    assert temporal_iou((1, 3), (2, 4)) == pytest.approx(1 / 3)
+
+
+def test_a_perfect_localisation_scores_one():
+    videos = [
+        timeline("partial", [0.1, 0.9, 0.8, 0.2, 0.1], (1.0, 3.0)),
+        timeline("full", [0.9, 0.95, 0.7], (0.0, 3.0)),
+        timeline("real", [0.1, 0.2, 0.3, 0.1], None),
+    ]
+    assert segment_average_precision(videos) == 1.0
+    assert per_second_auc(videos) == 1.0
+    report = evaluate_localisation(videos)
+    assert (report.videos, report.videos_with_segment, report.seconds, report.fake_seconds) == (3, 2, 12, 5)
+    assert report.predicted_segments == 2 and report.to_dict()["segment_ap"] == 1.0
+
+
+def test_a_shifted_segment_below_iou_one_half_scores_zero():
+    truth = (1.0, 3.0)
+    shifted = timeline("partial", [0.1, 0.1, 0.9, 0.9, 0.1], truth)  # predicted [2, 4): IoU 1/3
+    assert segment_average_precision([shifted]) == 0.0
+    assert segment_average_precision([shifted], iou=0.3) == 1.0
+
+
+def test_segment_ap_ranks_predictions_and_counts_misses():
+    videos = [
+        timeline("a", [0.1, 0.9, 0.9, 0.1], (1.0, 3.0)),  # hit, score 0.9
+        timeline("b", [0.6, 0.1, 0.1, 0.1], None),  # false alarm on a real video, score 0.6
+        timeline("c", [0.1, 0.1, 0.7, 0.7], (2.0, 4.0)),  # hit, score 0.7: ranked before the false alarm
+        timeline("d", [0.1, 0.1, 0.1, 0.1], (0.0, 2.0)),  # missed: no prediction
+    ]
+    # ranks: a (TP, precision 1), c (TP, 2/2), b (FP); 2 of 3 true segments found
+    assert segment_average_precision(videos) == pytest.approx((1 + 1) / 3)
+    videos[2] = timeline("c", [0.1, 0.1, 0.55, 0.55], (2.0, 4.0))  # now after the false alarm
+    assert segment_average_precision(videos) == pytest.approx((1 + 2 / 3) / 3)
+    # two predictions in one video: only one can match its segment
+    double = [timeline("e", [0.9, 0.9, 0.1, 0.8, 0.8], (0.0, 2.0))]
+    assert segment_average_precision(double) == 1.0
+    assert np.isnan(segment_average_precision([timeline("r", [0.9], None)]))
+
+
+def test_per_second_auc_counts_the_seconds_of_every_video():
+    videos = [timeline("p", [0.2, 0.6, 0.3], (1.0, 2.0)), timeline("r", [0.7, 0.1], None)]
+    # fake second 0.6 against reals 0.2, 0.3, 0.7, 0.1: above three of four
+    assert per_second_auc(videos) == pytest.approx(0.75)

@@ -95,7 +95,8 @@ def test_written_dataset_decodes_with_labels(tmp_path):
     labels = write_dataset(tmp_path, 4, seconds=0.8, seed=1, categories=["face_blend"], progress=False)
     with open(labels, newline="") as f:
         rows = list(csv.DictReader(f))
-    assert set(rows[0]) == {"filename", "label", "split", "original", "category"}
+    assert set(rows[0]) == {"filename", "label", "split", "original", "category", "fake_start", "fake_end"}
+    assert all(r["fake_start"] == r["fake_end"] == "" for r in rows)  # no partial fakes asked for
     assert sorted(r["label"] for r in rows) == ["0", "0", "1", "1"]
     clip = decode(tmp_path / rows[0]["filename"])
     assert clip.has_audio and len(clip.frames) == 20 and abs(len(clip.audio) - 12800) <= 160
@@ -111,3 +112,43 @@ def test_the_project_detector_finds_the_synthetic_faces(videos):
     assert result.frames == 50
     assert result.rate >= 0.95, result.summary()
     assert min(result.scores) >= cfg.score_threshold
+
+
+@pytest.mark.parametrize("category", ["face_blend", "audio_shift"])
+def test_partial_fakes_are_the_real_clip_outside_their_segment(category):
+    """``partial=1``: the fake's frames (face_blend) or sound (audio_shift) only inside a
+    segment of 1 s at most (half of a 2 s clip), the real clip's everywhere else."""
+    real, fake = generate_videos(2, seconds=2.0, seed=11, categories=[category], partial=1.0)
+    assert fake.label == 1 and fake.category == f"partial_{category}" and real.category == "real"
+    assert fake.filename.endswith("_partial.mp4") and fake.original == real.filename
+    a, b = round(fake.fake_start * fake.fps), round(fake.fake_end * fake.fps)
+    assert 0 <= a < b <= len(real.frames) and b - a <= len(real.frames) // 2
+    assert f"segment={fake.fake_start:.2f}-{fake.fake_end:.2f}" in fake.detail
+    outside = np.r_[0:a, b : len(real.frames)]
+    np.testing.assert_array_equal(fake.frames[outside], real.frames[outside])
+    per_frame = real.sample_rate / real.fps
+    s0, s1 = round(a * per_frame), round(b * per_frame)
+    np.testing.assert_array_equal(fake.audio[:s0], real.audio[:s0])
+    np.testing.assert_array_equal(fake.audio[s1:], real.audio[s1:])
+    changed_video = not np.array_equal(fake.frames[a:b], real.frames[a:b])
+    changed_audio = not np.array_equal(fake.audio[s0:s1], real.audio[s0:s1])
+    assert (changed_video, changed_audio) == ((True, False) if category == "face_blend" else (False, True))
+
+
+def test_partial_fraction_and_segment_labels(tmp_path):
+    whole = [v for v in generate_videos(6, seconds=0.8, seed=2, categories=["face_blend"]) if v.label]
+    assert all(v.fake_start == "" for v in whole)
+    with pytest.raises(ValueError, match="fraction"):
+        next(iter(generate_videos(2, partial=1.5)))
+    labels = write_dataset(
+        tmp_path, 4, seconds=1.2, seed=1, categories=["mouth_rerender"], progress=False, partial=1.0
+    )
+    from train.evaluate import read_labels
+
+    read = read_labels(labels)
+    fakes = {n: lab for n, lab in read.items() if lab.label == 1}
+    assert len(fakes) == 2 and all(n.endswith("_partial.mp4") for n in fakes)
+    for lab in fakes.values():
+        start, end = lab.segment
+        assert 0 <= start < end <= 1.2 and end - start <= 0.6 + 1e-9
+    assert all(lab.segment is None for lab in read.values() if lab.label == 0)

@@ -52,7 +52,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     categories = args.categories.split(",") if args.categories else list(FAKE_CATEGORIES)
     labels = write_dataset(
-        args.out, args.n, args.seconds, args.seed, categories, progress=not args.quiet, workers=args.workers
+        args.out,
+        args.n,
+        args.seconds,
+        args.seed,
+        categories,
+        progress=not args.quiet,
+        workers=args.workers,
+        partial=args.partial,
     )
     print(f"wrote {args.n} videos and {labels}")
     return 0
@@ -177,6 +184,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     threshold = None
     validation = None
+    localisation = None  # only when labels carry fake segments and time scores exist
     if args.submission:
         if not args.labels:
             raise ValueError("--submission needs --labels")
@@ -192,6 +200,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 else:
                     validation = ev.join(ev.read_submission(source), labels, args.val_split)
         title = Path(args.submission).name
+        if args.per_second and ev.has_segments(labels):
+            timelines = ev.read_per_second(args.per_second, labels, args.split)
+            localisation = ev.evaluate_localisation(timelines) if timelines else None
     else:
         if not args.manifest or not (args.checkpoint or args.weights):
             raise ValueError("give --submission with --labels, or --manifest with --checkpoint or --weights")
@@ -204,13 +215,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if scored.get(args.val_split):
             validation = ev.join(scored[args.val_split], labels, args.val_split)
         title = f"{Path(args.checkpoint or args.weights).name} on {split}"
+        localisation = ev.localisation_report(model, args.manifest, split, labels)
     if args.threshold is not None:
         threshold = args.threshold
     report = ev.report_for(evaluated, validation, threshold, args.threshold_method)
     print(ev.format_report(report))
     if evaluated.missing:
         print(f"warning: {len(evaluated.missing)} labelled videos have no score (listed in the report)")
-    json_path, png = ev.write_report(report, evaluated, args.out, {"title": title})
+    extra: dict = {"title": title}
+    if localisation is not None:
+        print(ev.format_localisation(localisation))
+        extra["localisation"] = localisation.to_dict()
+    json_path, png = ev.write_report(report, evaluated, args.out, extra)
     print(f"wrote {json_path} and {png}")
     return 0
 
@@ -244,6 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--categories", help="comma-separated fake categories (default: all)")
     s.add_argument("--workers", type=int, default=1, help="processes rendering in parallel")
+    s.add_argument(
+        "--partial",
+        type=float,
+        default=0.0,
+        help="fraction of the fakes faked only inside a 1-3 s segment of the real clip "
+        "(labels.csv: fake_start,fake_end)",
+    )
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_synth)
 
@@ -342,6 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--submission", type=Path, help="CSV filename,probability")
     v.add_argument("--labels", type=Path, help="labels CSV or DFDC metadata.json")
     v.add_argument("--manifest", type=Path, help="preprocessing manifest to score with a model")
+    v.add_argument(
+        "--per-second",
+        type=Path,
+        help="with --submission: per-second CSV (filename,track,second,score) for localisation "
+        "metrics against the labels' fake_start,fake_end",
+    )
     v.add_argument("--checkpoint", type=Path)
     v.add_argument("--weights", help="exported weights (name or path)")
     v.add_argument(

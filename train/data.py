@@ -31,6 +31,7 @@ from core.preprocess_config import PreprocessConfig
 from core.types import Sample
 from models.detector import DetectorModel
 from preprocess.cache_layout import read_settings
+from preprocess.datasets import parse_segment
 from preprocess.sample_file import load_sample
 from train.augment import AugmentConfig, ClipAugmenter
 from train.sample_transforms import ChainedTransforms, SampleTransform
@@ -50,6 +51,9 @@ class ManifestEntry:
     group: str = ""
     original: str = ""
     category: str = ""  # manipulation method; "real"/"fake" when the dataset gives none
+    # A partially faked video's segment (seconds), from the manifest's fake_start,fake_end
+    # (absent in manifests written before they existed); None: the whole video is one label.
+    fake_segment: tuple[float, float] | None = None
 
     @property
     def video(self) -> str:
@@ -85,6 +89,7 @@ def read_manifest(path: str | Path) -> list[ManifestEntry]:
                     group=row.get("group") or "",
                     original=row.get("original") or "",
                     category=category,
+                    fake_segment=parse_segment(row.get("fake_start"), row.get("fake_end"), f"{path}:{line}"),
                 )
             )
     return entries

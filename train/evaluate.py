@@ -20,8 +20,15 @@ import numpy as np
 import torch
 
 from core.files import atomic_path, atomic_write
-from preprocess.datasets import parse_label
-from train.metrics import DetectionReport, choose_threshold, evaluate_scores
+from preprocess.datasets import parse_label, parse_segment
+from train.metrics import (
+    DetectionReport,
+    LocalisationReport,
+    VideoTimeline,
+    choose_threshold,
+    evaluate_localisation,
+    evaluate_scores,
+)
 
 
 @dataclass
@@ -40,11 +47,15 @@ class VideoLabel:
     label: int
     split: str
     category: str
+    # A partially faked video's manipulated segment in seconds (labels' fake_start,fake_end);
+    # None for real videos and for fakes faked throughout.
+    segment: tuple[float, float] | None = None
 
 
 def read_labels(path: str | Path) -> dict[str, VideoLabel]:
-    """``filename -> VideoLabel`` from a labels CSV (``filename,label[,split][,category]``, labels
-    0/1/real/fake) or a DFDC ``metadata.json``; unlabelled rows are skipped."""
+    """``filename -> VideoLabel`` from a labels CSV (``filename,label[,split][,category]
+    [,fake_start,fake_end]``, labels 0/1/real/fake) or a DFDC ``metadata.json``; unlabelled
+    rows are skipped. Files without the segment columns read as before (no segments)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: labels file not found")
@@ -64,7 +75,12 @@ def read_labels(path: str | Path) -> dict[str, VideoLabel]:
             if label < 0:
                 continue
             category = (row.get("category") or "").strip() or ("fake" if label else "real")
-            out[Path(row["filename"]).name] = VideoLabel(label, (row.get("split") or "").strip(), category)
+            segment = parse_segment(row.get("fake_start"), row.get("fake_end"), f"{path}:{line}")
+            if segment is not None and label != 1:
+                raise ValueError(f"{path}:{line}: a fake segment on a video not labelled fake")
+            out[Path(row["filename"]).name] = VideoLabel(
+                label, (row.get("split") or "").strip(), category, segment
+            )
     return out
 
 
@@ -241,7 +257,135 @@ def manifest_labels(manifest: str | Path) -> dict[str, VideoLabel]:
     from train.data import read_manifest
 
     return {
-        e.filename: VideoLabel(e.label, e.split, e.category)
+        e.filename: VideoLabel(e.label, e.split, e.category, e.fake_segment)
         for e in read_manifest(manifest)
         if e.label in (0, 1)
     }
+
+
+# --- localisation ---------------------------------------------------------------------------
+
+
+def has_segments(labels: dict[str, VideoLabel]) -> bool:
+    """Whether any labelled video is a partial fake (localisation metrics are computable)."""
+    return any(lab.segment is not None for lab in labels.values())
+
+
+def true_segment(label: VideoLabel, duration: float) -> tuple[float, float] | None:
+    """The fake part of a labelled video within the analysed ``duration``: its labelled segment
+    (clipped), the whole analysed span for a fake without one, None for a real video (or a
+    segment that lies past what was analysed)."""
+    if label.label != 1:
+        return None
+    start, end = label.segment if label.segment is not None else (0.0, duration)
+    end = min(end, duration) if duration > 0 else end
+    return (start, end) if end > start else None
+
+
+@torch.no_grad()
+def manifest_timelines(
+    model: torch.nn.Module,
+    manifest: str | Path,
+    split: str,
+    labels: dict[str, VideoLabel],
+    batch_size: int = 16,
+) -> list[VideoTimeline] | None:
+    """Per-second probabilities of each labelled video of ``split`` (``all``: every one): each
+    face track's ``time_logits`` → ``core.aggregation.per_second``, then the maximum over the
+    video's tracks per second (a second is fake if any face in it is, as videos take the max).
+    None when the model has no time outputs."""
+    from core.aggregation import per_second
+    from preprocess.sample_file import load_sample
+    from train.data import read_manifest
+
+    detector = type(model)
+    entries = [e for e in read_manifest(manifest) if split in ("all", e.split) and e.filename in labels]
+    per_video: dict[str, dict[int, float]] = {}
+    durations: dict[str, float] = {}
+    for start in range(0, len(entries), batch_size):
+        samples = [load_sample(e.sample) for e in entries[start : start + batch_size]]
+        columns = [detector.time_columns(s, model.config) for s in samples]
+        if any(c is None for c in columns):
+            return None
+        outputs = model(*(torch.from_numpy(x) for x in detector.batch_inputs(samples, model.config)))
+        outputs = (outputs,) if isinstance(outputs, torch.Tensor) else tuple(outputs)
+        logits = detector.time_logits(outputs)
+        if logits is None:
+            return None
+        logits = logits.float().numpy()
+        for sample, times, row in zip(samples, columns, logits, strict=True):
+            name = sample.meta.video
+            durations[name] = max(durations.get(name, 0.0), float(sample.meta.duration))
+            seconds = per_video.setdefault(name, {})
+            for second, p in per_second(times, row):
+                seconds[second] = max(seconds.get(second, 0.0), p)
+    timelines = []
+    for name in sorted(per_video):
+        seconds = sorted(per_video[name])
+        timelines.append(
+            VideoTimeline(
+                name,
+                np.asarray(seconds, dtype=np.int64),
+                np.asarray([per_video[name][s] for s in seconds]),
+                true_segment(labels[name], durations[name]),
+            )
+        )
+    return timelines
+
+
+def format_localisation(report: LocalisationReport) -> str:
+    def f(x: float) -> str:
+        return "n/a" if math.isnan(x) else f"{x:.4f}"
+
+    return (
+        f"localisation: videos {report.videos} ({report.videos_with_segment} with a fake segment), "
+        f"seconds {report.seconds} (fake {report.fake_seconds})  per-second AUC {f(report.per_second_auc)}  "
+        f"segment AP@{report.iou:g} {f(report.segment_ap)} ({report.predicted_segments} predicted segments, "
+        f"seconds > {report.threshold:g})"
+    )
+
+
+def localisation_report(
+    model: torch.nn.Module, manifest: str | Path, split: str, labels: dict[str, VideoLabel]
+) -> LocalisationReport | None:
+    """Per-second AUC and segment AP@0.5 of ``model`` on ``split``, or None when they cannot be
+    computed: no labelled partial fake, or a model without time outputs."""
+    if not has_segments(labels):
+        return None
+    timelines = manifest_timelines(model, manifest, split, labels)
+    return evaluate_localisation(timelines) if timelines else None
+
+
+def read_per_second(
+    path: str | Path, labels: dict[str, VideoLabel], split: str | None = None
+) -> list[VideoTimeline]:
+    """Timelines from a per-second CSV (``filename,track,second,score``, what ``run.sh
+    --per-second`` writes): max over tracks per second. A fully fake video's segment spans the
+    seconds the CSV scores (the analysed duration is not in it)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: per-second CSV not found")
+    per_video: dict[str, dict[int, float]] = {}
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or not {"filename", "second", "score"} <= set(reader.fieldnames):
+            raise ValueError(f"{path}: a per-second CSV needs 'filename', 'second' and 'score' columns")
+        for line, row in enumerate(reader, start=2):
+            try:
+                second, score = int(float(row["second"])), float(row["score"])
+            except ValueError as err:
+                raise ValueError(f"{path}:{line}: second/score {row['second']!r}/{row['score']!r}") from err
+            seconds = per_video.setdefault(Path(row["filename"]).name, {})
+            seconds[second] = max(seconds.get(second, 0.0), score)
+    timelines = []
+    for name, lab in sorted(labels.items()):
+        if name not in per_video or (split and lab.split != split):
+            continue
+        seconds = sorted(per_video[name])
+        probs = np.asarray([per_video[name][s] for s in seconds])
+        timelines.append(
+            VideoTimeline(
+                name, np.asarray(seconds, dtype=np.int64), probs, true_segment(lab, seconds[-1] + 1.0)
+            )
+        )
+    return timelines

@@ -219,3 +219,136 @@ def evaluate_scores(
                 auc_vs_real=auc,
             )
     return report
+
+
+# --- localisation: where in a video the fake is ------------------------------------------------
+
+SEGMENT_IOU = 0.5  # a predicted segment counts when its temporal IoU with the truth reaches this
+SECOND_OVERLAP = 0.5  # a second is fake when at least this much of it lies inside the fake segment
+SEGMENT_THRESHOLD = 0.5  # seconds above this probability form predicted segments
+
+
+@dataclass(frozen=True)
+class VideoTimeline:
+    """One labelled video's per-second fake probabilities (``core.aggregation.per_second`` of its
+    time logits, max over face tracks) against its true fake segment."""
+
+    name: str
+    seconds: np.ndarray  # (S,) int, ascending: the whole seconds that hold a score
+    probabilities: np.ndarray  # (S,) P(fake) of each of those seconds
+    segment: tuple[float, float] | None  # the fake part in seconds; None: a real video
+
+
+def second_labels(
+    seconds: Sequence[int], segment: tuple[float, float] | None, overlap: float = SECOND_OVERLAP
+) -> np.ndarray:
+    """1 for each second ``[s, s + 1)`` that lies at least ``overlap`` inside ``segment``."""
+    s = np.asarray(seconds, dtype=np.float64)
+    if segment is None:
+        return np.zeros(len(s), dtype=np.int64)
+    inside = np.clip(np.minimum(s + 1, segment[1]) - np.maximum(s, segment[0]), 0.0, None)
+    return (inside >= overlap - 1e-9).astype(np.int64)
+
+
+def predicted_segments(
+    seconds: Sequence[int], probabilities: Sequence[float], threshold: float = SEGMENT_THRESHOLD
+) -> list[tuple[float, float, float]]:
+    """Runs of consecutive whole seconds with probability > ``threshold`` → ``(start, end,
+    score)``: ``[first second, last second + 1)``, scored by the run's mean probability. A
+    second without a score breaks a run (nothing says it was fake)."""
+    s = np.asarray(seconds, dtype=np.int64)
+    p = np.asarray(probabilities, dtype=np.float64)
+    if s.shape != p.shape:
+        raise ValueError(f"{len(s)} seconds but {len(p)} probabilities")
+    out: list[tuple[float, float, float]] = []
+    run: list[int] = []
+    for k in range(len(s) + 1):
+        if k < len(s) and p[k] > threshold and (not run or s[k] == s[run[-1]] + 1):
+            run.append(k)
+            continue
+        if run:
+            out.append((float(s[run[0]]), float(s[run[-1]] + 1), float(p[run].mean())))
+            run = []
+        if k < len(s) and p[k] > threshold:
+            run = [k]
+    return out
+
+
+def temporal_iou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Intersection over union of two time intervals ``(start, end)``."""
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = max(a[1], b[1]) - min(a[0], b[0])
+    return inter / union if union > 0 else 0.0
+
+
+def segment_average_precision(
+    timelines: Sequence[VideoTimeline], iou: float = SEGMENT_IOU, threshold: float = SEGMENT_THRESHOLD
+) -> float:
+    """Detection AP over every video's predicted segments (``predicted_segments``), ranked by
+    score: a prediction is a true positive when its IoU with a not yet matched true segment of
+    its video is >= ``iou`` (greedy, best-scored first), else a false positive; AP is the mean of
+    the precision at each true positive's rank over all true segments (missed ones add 0), as
+    ``sklearn``'s average precision sums it. NaN when no video has a true segment."""
+    n_true = sum(t.segment is not None for t in timelines)
+    if n_true == 0:
+        return math.nan
+    ranked = sorted(
+        ((score, i, (start, end)) for i, t in enumerate(timelines)
+         for start, end, score in predicted_segments(t.seconds, t.probabilities, threshold)),
+        key=lambda x: -x[0],
+    )  # fmt: skip
+    matched: set[int] = set()
+    tp, precisions = 0, []
+    for rank, (_, i, span) in enumerate(ranked, start=1):
+        truth = timelines[i].segment
+        if truth is not None and i not in matched and temporal_iou(span, truth) >= iou:
+            matched.add(i)
+            tp += 1
+            precisions.append(tp / rank)
+    return float(sum(precisions) / n_true)
+
+
+def per_second_auc(timelines: Sequence[VideoTimeline], overlap: float = SECOND_OVERLAP) -> float:
+    """ROC AUC over every scored second of every video: fake seconds (``second_labels``) against
+    the rest; NaN when one class is absent."""
+    if not timelines:
+        return math.nan
+    y = np.concatenate([second_labels(t.seconds, t.segment, overlap) for t in timelines])
+    p = np.concatenate([np.asarray(t.probabilities, dtype=np.float64) for t in timelines])
+    return roc_auc(y, p)
+
+
+@dataclass
+class LocalisationReport:
+    videos: int
+    videos_with_segment: int  # true segments (partial fakes and fully fake videos)
+    seconds: int
+    fake_seconds: int
+    per_second_auc: float
+    segment_ap: float
+    predicted_segments: int
+    iou: float = SEGMENT_IOU
+    threshold: float = SEGMENT_THRESHOLD
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_safe(asdict(self))
+
+
+def evaluate_localisation(
+    timelines: Sequence[VideoTimeline], iou: float = SEGMENT_IOU, threshold: float = SEGMENT_THRESHOLD
+) -> LocalisationReport:
+    """Per-second AUC and segment AP at ``iou`` for a set of labelled videos."""
+    labels = [second_labels(t.seconds, t.segment) for t in timelines]
+    return LocalisationReport(
+        videos=len(timelines),
+        videos_with_segment=sum(t.segment is not None for t in timelines),
+        seconds=int(sum(len(y) for y in labels)),
+        fake_seconds=int(sum(int(y.sum()) for y in labels)),
+        per_second_auc=per_second_auc(timelines),
+        segment_ap=segment_average_precision(timelines, iou, threshold),
+        predicted_segments=sum(
+            len(predicted_segments(t.seconds, t.probabilities, threshold)) for t in timelines
+        ),
+        iou=iou,
+        threshold=threshold,
+    )

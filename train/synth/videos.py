@@ -11,6 +11,13 @@ audio), moving and blinking. Fakes are made from a real clip the ways real deepf
   around a flat, detail-free mouth (what lip-sync generators leave);
 - ``mouth_redrive``: the same, with the mouth driven by another clip's audio.
 
+Partial fakes (``partial`` > 0, ``python -m train synth --partial F``): that fraction of the
+fakes keeps the real clip everywhere but in one segment of 1–3 s (at most half the clip), where
+the fake's frames and/or soundtrack are spliced in: a face manipulation, a re-rendered mouth or
+an audio-visual desync inside the segment only. Their category is ``partial_<category>`` and
+labels.csv's ``fake_start,fake_end`` hold the segment in seconds (empty for fully real and
+fully fake videos), what ``train eval`` localisation metrics compare against.
+
 Splits are by identity: a fake stays in the split of the real clip it was made from.
 """
 
@@ -34,7 +41,8 @@ from train.synth.scene import Scene, face_boxes, head_layer, make_scene, render_
 
 FAKE_CATEGORIES = ("audio_shift", "audio_swap", "face_blend", "mouth_rerender", "mouth_redrive")
 VISUAL_CATEGORIES = ("face_blend", "mouth_rerender", "mouth_redrive")
-LABEL_COLUMNS = ("filename", "label", "split", "original", "category")
+LABEL_COLUMNS = ("filename", "label", "split", "original", "category", "fake_start", "fake_end")
+PARTIAL_SECONDS = (1.0, 3.0)  # a partial fake's segment length, drawn uniformly
 
 
 @dataclass
@@ -50,6 +58,10 @@ class SynthVideo:
     fps: float
     sample_rate: int
     boxes: np.ndarray  # (T, 4) float32 ground-truth face boxes (x1, y1, x2, y2)
+    # A partial fake's manipulated segment in seconds; "" for real and fully fake videos (the
+    # empty labels.csv cells).
+    fake_start: float | str = ""
+    fake_end: float | str = ""
 
 
 @dataclass
@@ -209,6 +221,45 @@ def make_fake(cast: _Cast, k: int, category: str, frames: np.ndarray) -> SynthVi
     return SynthVideo(name, 1, actor.split, actor.name, category, detail, fake_frames, audio, fps, sr, boxes)
 
 
+def fake_segment(seconds: float, fps: float, rng: np.random.Generator) -> tuple[int, int]:
+    """A partial fake's segment as clip frames ``[a, b)``: 1–3 s long but at most half the clip
+    (so real footage surrounds it), placed uniformly, on frame boundaries."""
+    total = int(round(seconds * fps))
+    length = int(round(rng.uniform(*PARTIAL_SECONDS) * fps))
+    length = max(1, min(length, total // 2))
+    start = int(rng.integers(0, total - length + 1))
+    return start, start + length
+
+
+def splice_segment(real: SynthVideo, fake: SynthVideo, segment: tuple[int, int]) -> SynthVideo:
+    """The real clip with the fake's frames and soundtrack inside ``segment`` (clip frames
+    ``[a, b)``) only. Both renders share the scene's motion and per-frame noise, so the cuts
+    show no jump but the manipulation itself; the audio is cut at the same instants."""
+    a, b = segment
+    frames = real.frames.copy()
+    frames[a:b] = fake.frames[a:b]
+    per_frame = real.sample_rate / real.fps
+    s0, s1 = int(round(a * per_frame)), int(round(b * per_frame))
+    audio = real.audio.copy()
+    audio[s0:s1] = fake.audio[s0 : min(s1, len(fake.audio))][: s1 - s0]
+    start, end = round(a / real.fps, 4), round(b / real.fps, 4)
+    return SynthVideo(
+        fake.filename.replace(".mp4", "_partial.mp4"),
+        1,
+        fake.split,
+        fake.original,
+        f"partial_{fake.category}",
+        f"{fake.detail} segment={start:.2f}-{end:.2f}".strip(),
+        frames,
+        audio,
+        fake.fps,
+        fake.sample_rate,
+        fake.boxes,
+        start,
+        end,
+    )
+
+
 def generate_videos(
     n: int,
     seconds: float = 3.0,
@@ -216,10 +267,15 @@ def generate_videos(
     categories: Sequence[str] = FAKE_CATEGORIES,
     fps: float = 25.0,
     shard: tuple[int, int] = (0, 1),
+    partial: float = 0.0,
 ) -> Iterator[SynthVideo]:
     """``n`` videos, half real (rounded up) and half fake, fake categories taken in turn.
     Deterministic for a seed. Videos come one at a time (frames are large). ``shard=(i, m)``
-    yields only real clips ``k`` with ``k % m == i`` and their fakes."""
+    yields only real clips ``k`` with ``k % m == i`` and their fakes. ``partial``: the fraction
+    of the fakes that are faked only inside one segment (see the module docstring); each fake is
+    drawn partial or not from its own seed, so shards agree with a single run."""
+    if not 0.0 <= partial <= 1.0:
+        raise ValueError(f"partial must be a fraction in [0, 1], got {partial}")
     unknown = set(categories) - set(FAKE_CATEGORIES)
     if unknown or not categories:
         raise ValueError(
@@ -237,7 +293,14 @@ def generate_videos(
             actor.name, 0, actor.split, "", "real", "", frames, actor.speech.audio, fps, sr, boxes
         )
         if k in category_of:
-            yield make_fake(cast, k, category_of[k], frames)
+            fake = make_fake(cast, k, category_of[k], frames)
+            rng = np.random.default_rng([seed, 4, k])
+            if partial > 0 and rng.random() < partial:
+                real = SynthVideo(
+                    actor.name, 0, actor.split, "", "real", "", frames, actor.speech.audio, fps, sr, boxes
+                )
+                fake = splice_segment(real, fake, fake_segment(seconds, fps, rng))
+            yield fake
         cast.forget(k)  # memory stays flat: ~1.5 MB per cached clip
 
 
@@ -258,11 +321,12 @@ def _write_shard(
     fps: float,
     shard: tuple[int, int],
     progress: bool,
+    partial: float = 0.0,
 ) -> list[dict[str, object]]:
     from preprocess.media import write_video
 
     rows = []
-    for video in generate_videos(n, seconds, seed, categories, fps, shard):
+    for video in generate_videos(n, seconds, seed, categories, fps, shard, partial):
         write_video(out / video.filename, video.frames, video.fps, video.audio, sample_rate=video.sample_rate)
         rows.append({c: getattr(video, c) for c in (*LABEL_COLUMNS, "detail")})
         if progress:
@@ -279,19 +343,23 @@ def write_dataset(
     fps: float = 25.0,
     progress: bool = True,
     workers: int = 1,
+    partial: float = 0.0,
 ) -> Path:
-    """Write ``n`` videos (.mp4, H.264 + AAC), ``labels.csv`` (filename,label,split,original,category)
-    and ``details.csv`` (filename,detail: shift, donor) into ``out``; returns the labels path.
+    """Write ``n`` videos (.mp4, H.264 + AAC), ``labels.csv``
+    (filename,label,split,original,category,fake_start,fake_end) and ``details.csv``
+    (filename,detail: shift, donor, segment) into ``out``; returns the labels path.
     ``workers`` > 1 renders shards in that many processes (same files as one process)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     args = (out, n, seconds, seed, list(categories), fps)
     if workers <= 1:
-        rows = _write_shard(*args, (0, 1), progress)
+        rows = _write_shard(*args, (0, 1), progress, partial)
     else:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            shards = [pool.submit(_write_shard, *args, (i, workers), progress) for i in range(workers)]
+            shards = [
+                pool.submit(_write_shard, *args, (i, workers), progress, partial) for i in range(workers)
+            ]
             parts = [shard.result() for shard in shards]
         rows = sorted(
             (r for part in parts for r in part),
