@@ -152,3 +152,17 @@ def test_partial_fraction_and_segment_labels(tmp_path):
         start, end = lab.segment
         assert 0 <= start < end <= 1.2 and end - start <= 0.6 + 1e-9
     assert all(lab.segment is None for lab in read.values() if lab.label == 0)
+
+
+def test_synthetic_sample_caches_keep_the_segment(tmp_path):
+    from core.preprocess_config import PreprocessConfig
+    from train.data import read_manifest
+    from train.synth.samples import samples_from_videos, write_sample_cache
+
+    cfg = PreprocessConfig().replace("sample", num_frames=2)
+    videos = generate_videos(2, seconds=0.8, seed=5, categories=["face_blend"], partial=1.0)
+    pairs = samples_from_videos(videos, cfg, crop_size=32)
+    segments = {v.filename: (v.fake_start, v.fake_end) if v.label else None for v, _ in pairs}
+    manifest = write_sample_cache(pairs, tmp_path, cfg)
+    assert {e.filename: e.fake_segment for e in read_manifest(manifest)} == segments
+    assert sum(s is not None for s in segments.values()) == 1

@@ -118,6 +118,9 @@ def write_sample_cache(
             original=video.original or None,
             group=Path(video.original or video.filename).stem,
             category=video.category,
+            # a partial fake's segment, so localisation metrics work on these caches too
+            fake_start=float(video.fake_start) if video.fake_start != "" else None,
+            fake_end=float(video.fake_end) if video.fake_end != "" else None,
         )
         rows.append(ManifestRow(item, 0, path))
     write_settings(out, cfg, "synthetic")
