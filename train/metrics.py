@@ -261,16 +261,14 @@ def predicted_segments(
     if s.shape != p.shape:
         raise ValueError(f"{len(s)} seconds but {len(p)} probabilities")
     out: list[tuple[float, float, float]] = []
-    run: list[int] = []
+    first: int | None = None  # index of the current run's first second
     for k in range(len(s) + 1):
-        if k < len(s) and p[k] > threshold and (not run or s[k] == s[run[-1]] + 1):
-            run.append(k)
-            continue
-        if run:
-            out.append((float(s[run[0]]), float(s[run[-1]] + 1), float(p[run].mean())))
-            run = []
-        if k < len(s) and p[k] > threshold:
-            run = [k]
+        above = k < len(s) and p[k] > threshold
+        if above and first is not None and s[k] == s[k - 1] + 1:
+            continue  # the run goes on
+        if first is not None:  # the run ended at k - 1
+            out.append((float(s[first]), float(s[k - 1] + 1), float(p[first:k].mean())))
+        first = k if above else None
     return out
 
 
