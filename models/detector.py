@@ -11,7 +11,9 @@ score, so training, evaluation and the submission treat every detector alike:
   score (a rule of ``core.aggregation``).
 
 How a detector's frames become one sample's logit (mean of frame logits, an LSTM over them,
-a video transformer) happens inside its graph, so every runtime sees one logit per sample.
+a video transformer) happens inside its graph, so every runtime sees one logit per sample, in
+the first output; time-resolved scores, where a detector has them, are further outputs (the
+per-frame detectors' ``frame_logits``) that ``time_logits`` picks out.
 The class methods take the config rather than the module, so data loaders and ONNX/TensorRT
 runtimes use them without holding the torch network.
 """
