@@ -112,3 +112,33 @@ def test_bad_files_fail_with_the_file_named(files, tmp_path, capsys):
     assert main(["eval", "--submission", str(bad), "--labels", str(labels)]) == 2
     assert "bad.csv:2: probability 1.5 is outside [0, 1]" in capsys.readouterr().err
     assert main(["eval", "--manifest", str(tmp_path / "m.csv")]) == 2
+
+
+def test_submission_eval_reports_localisation_from_a_per_second_csv(tmp_path, capsys):
+    """Labels with a partial fake's segment + run.sh's per-second CSV (filename,track,second,
+    score): the report gains per-second AUC and segment AP; without segments it has none."""
+    labels = _write(
+        tmp_path / "labels.csv",
+        ["filename", "label", "split", "fake_start", "fake_end"],
+        [("p.mp4", 1, "test", 1.0, 3.0), ("f.mp4", 1, "test", "", ""), ("r.mp4", 0, "test", "", "")],
+    )
+    sub = _write(
+        tmp_path / "sub.csv", ["filename", "probability"], [("p.mp4", 0.9), ("f.mp4", 0.8), ("r.mp4", 0.1)]
+    )
+    rows = [("p.mp4", 0, s, p) for s, p in enumerate([0.1, 0.9, 0.8, 0.2])]
+    rows += [("p.mp4", 1, 3, 0.3)]  # a second face: the max per second counts
+    rows += [("f.mp4", 0, s, 0.7) for s in range(3)] + [("r.mp4", 0, s, 0.2) for s in range(2)]
+    per_second = _write(tmp_path / "ps.csv", ["filename", "track", "second", "score"], rows)
+    read = read_labels(labels)
+    assert read["p.mp4"].segment == (1.0, 3.0) and read["f.mp4"].segment is None
+    args = ["eval", "--submission", str(sub), "--labels", str(labels), "--per-second", str(per_second)]
+    assert main([*args, "--threshold", "0.5", "--out", str(tmp_path / "rep")]) == 0
+    loc = json.loads((tmp_path / "rep" / "report.json").read_text())["localisation"]
+    # seconds: p 4 (fake 1, 2), f 3 (all fake: its segment spans the scored seconds), r 2
+    assert (loc["videos"], loc["videos_with_segment"], loc["seconds"], loc["fake_seconds"]) == (3, 2, 9, 5)
+    assert loc["per_second_auc"] == 1.0 and loc["segment_ap"] == 1.0
+    assert "segment AP@0.5 1.0000" in capsys.readouterr().out
+    plain = _write(tmp_path / "plain.csv", ["filename", "label"], [("p.mp4", 1), ("r.mp4", 0)])
+    assert main(["eval", "--submission", str(sub), "--labels", str(plain), "--per-second", str(per_second),
+                 "--out", str(tmp_path / "rep2")]) == 0  # fmt: skip
+    assert "localisation" not in json.loads((tmp_path / "rep2" / "report.json").read_text())
