@@ -107,10 +107,13 @@ def line_chart(
             'stroke="#999" stroke-dasharray="4 3"/>'
         )
     for x, label in marks:
+        # the label on the side of the line with room for it
+        right_half = px(x) > left + pw / 2
+        anchor, dx = ("end", -4) if right_half else ("start", 4)
         parts.append(
             f'<line x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{top}" y2="{top + ph}" stroke="{COMBINED}" '
             'stroke-width="1.5" stroke-dasharray="3 2"/>'
-            f'<text x="{px(x) + 4:.1f}" y="{top + 12}" fill="{COMBINED}">{esc(label)}</text>'
+            f'<text x="{px(x) + dx:.1f}" y="{top + 12}" fill="{COMBINED}" text-anchor="{anchor}">{esc(label)}</text>'
         )
     for k, (label, color, sx, sy) in enumerate(series):
         points = [(px(x), py(y)) for x, y in zip(sx, sy, strict=True) if y is not None and math.isfinite(y)]
@@ -182,6 +185,8 @@ def _track_card(track: TrackExplanation, expl: VideoExplanation) -> str:
     parts.append("<h3>per-second score</h3>")
     if track.seconds is not None:
         parts.append(timeline_svg(track.seconds, names if track.seconds.members else ()))
+        if expl.timeline_note:  # an ensemble member without time outputs
+            parts.append(f'<p class="note">{esc(expl.timeline_note)}</p>')
     else:
         parts.append(
             f'<p class="note">{esc(expl.timeline_note or "no per-second scores for this track")}</p>'
@@ -222,8 +227,6 @@ def render_video(expl: VideoExplanation) -> str:
         facts.append("with audio" if expl.has_audio else "no audio")
     if facts:
         body.append(f"<p>{esc(', '.join(facts))}</p>")
-    if expl.timeline_note and expl.tracks:
-        body.append(f'<p class="note">{esc(expl.timeline_note)}</p>')
     if expl.tracks:
         body.append(f"<h2>face tracks ({len(expl.tracks)})</h2>")
         body += [_track_card(t, expl) for t in expl.tracks]
