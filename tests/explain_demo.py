@@ -117,7 +117,7 @@ def main() -> int:
     p.add_argument("out", type=Path)
     p.add_argument("--syncnet", default=None, help="SyncNet weights (name or path) to preprocess with")
     p.add_argument("--png", type=Path, default=None)
-    p.add_argument("--page", default="fake_0000_audio_shift.mp4", help="the video whose page is shot")
+    p.add_argument("--page", default="fake_0000_face_blend.mp4", help="the video whose page is shot")
     args = p.parse_args()
 
     from preprocess.pipeline import Preprocessor
