@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -28,8 +28,6 @@ from core.preprocess_config import PreprocessConfig
 from core.types import Sample
 from submission.batch import VideoDetail
 from submission.scoring import SecondScores, VideoScore
-
-log = logging.getLogger("submission")
 
 THUMBNAILS = 4  # per face track: enough to see the face, small enough to keep pages light
 THUMB_SIZE = 96  # pixels
@@ -88,11 +86,22 @@ class VideoExplanation:
     has_audio: bool | None
 
     def to_json(self) -> dict[str, Any]:
-        """Everything but the thumbnails' pixels (the page has them)."""
+        """Everything but the thumbnails' pixels (the page has them); a non-finite number (a
+        SyncNet distance of an empty window) becomes null, so the file is strict JSON."""
         data = asdict(self)
         for track in data["tracks"]:
             track.pop("thumbnails")
-        return data
+        return _finite(data)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def model_infos(scorer: Any) -> tuple[ModelInfo, ...]:

@@ -132,3 +132,37 @@ def test_every_string_is_escaped(tmp_path):
         text = page.read_text()
         assert "<b>" not in text and "x_&lt;b&gt;&quot;&amp;_p40.mp4" in text
     assert 'href="x_%3Cb%3E%22%26_p40.mp4.html"' in (tmp_path / "e" / "index.html").read_text()
+
+
+def test_syncnet_curve_and_timeline_in_the_page():
+    """A track with a latency: the curve over offsets with the chosen one marked (Latency.offset =
+    vshift - argmin); a non-finite distance is null in the JSON, skipped in the chart."""
+    from submission_fakes import fake_sample
+
+    from core.preprocess_config import PreprocessConfig
+    from core.types import Latency, VideoResult
+    from submission.batch import VideoDetail
+    from submission.explain import ModelInfo, explain_video
+    from submission.explain_html import render_video
+    from submission.scoring import SampleScore, SecondScores, VideoScore
+
+    d = np.linspace(9.0, 7.0, 31)
+    d[20] = 5.0  # argmin 20 -> offset 15 - 20 = -5
+    d[3] = np.nan
+    sample = fake_sample("v.mp4", 40, 0, 1)
+    sample.latency = Latency(d, -5, 5.0, 2.5, d[:3])
+    sample.meta.has_audio = True
+    seconds = (SecondScores(0, (0, 1), (0.2, 0.7)),)
+    score = VideoScore("v.mp4", 0.4, "", (0.4,), (), seconds)
+    times = SampleScore(0.4, np.array([0.1, 1.2]), np.array([-1.4, 0.8]))
+    detail = VideoDetail(score, VideoResult("v.mp4", [sample]), ((times,),))
+    model = ModelInfo("m", "m", "m.safetensors", "0" * 64, "torch/cpu")
+    expl = explain_video(detail, [model], "max", PreprocessConfig())
+    data = json.loads(json.dumps(expl.to_json(), allow_nan=False))
+    latency = data["tracks"][0]["latency"]
+    assert latency["offset"] == -5 and latency["offsets"][20] == -5 and latency["offsets"][0] == 15
+    assert latency["distances"][3] is None and latency["confidence"] == 2.5
+    page = render_video(expl)
+    assert_self_contained(page)
+    assert "offset -5, confidence 2.50" in page and page.count("<polyline") == 2  # timeline + curve
+    assert data["tracks"][0]["seconds"]["probabilities"] == [0.2, 0.7]
