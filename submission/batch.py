@@ -200,7 +200,11 @@ class _InferenceThread(threading.Thread):
             tracks = tuple(map(float, track_probs[:, 0])) if len(members) == 1 else ()
             seconds = None
             if self.detailed:
-                seconds = video_seconds(result.samples, track_detail, self.scorer.member_weights)
+                try:
+                    seconds = video_seconds(result.samples, track_detail, self.scorer.member_weights)
+                except Exception:  # a bad time output costs the video its rows, never its score
+                    log.warning("no per-second scores for %s", name, exc_info=True)
+                    seconds = ()
             score = VideoScore(name, p, "", tracks, per_member, seconds)
             self.collector.put(index, score, result, track_detail)
 

@@ -162,8 +162,15 @@ class DetectorScorer:
                     out.append((SampleScore(float(p)),))
                     continue
                 times = np.asarray(times, dtype=np.float64)
-                if times.shape != row.shape:
-                    raise ValueError(f"{len(times)} time columns for {row.size} time logits")
+                if times.shape != row.shape:  # a detector's bug: its rows are lost, not the score
+                    log.warning(
+                        "%s: %d time columns for %d time logits: no per-second scores for it",
+                        sample.meta.video,
+                        times.size,
+                        row.size,
+                    )
+                    out.append((SampleScore(float(p)),))
+                    continue
                 out.append((SampleScore(float(p), times, row),))
         return out
 

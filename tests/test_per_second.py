@@ -216,3 +216,18 @@ def test_resume_gives_complete_rows_and_pages(tmp_path, monkeypatch):
     processed.unlink()
     run(tmp_path, scorer())
     assert not processed.exists()
+
+
+class BadColumns(TimedDetector):
+    @classmethod
+    def time_columns(cls, sample, config):
+        return np.zeros(2)  # fewer columns than the time logits: a detector's bug
+
+
+def test_a_bad_time_output_costs_the_rows_not_the_score(tmp_path, caplog):
+    good = run(tmp_path, scorer(), out="good")
+    seconds = tmp_path / "s.csv"
+    bad = run(tmp_path, scorer(BadColumns), "--per-second", str(seconds), out="bad")
+    assert bad.read_bytes() == good.read_bytes()
+    assert read(seconds) == [["filename", "track", "second", "score"]]
+    assert "2 time columns for 6 time logits" in caplog.text
