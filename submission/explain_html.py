@@ -136,6 +136,7 @@ def timeline_svg(seconds: SecondScores, member_names: Sequence[str]) -> str:
     series = [
         (name, COLORS[k % len(COLORS)], xs, list(values))
         for k, (name, values) in enumerate(zip(member_names, seconds.members, strict=False))
+        if any(v is not None for v in values)  # a member without time outputs: no line, no legend
     ]
     series.append(("combined" if seconds.members else "score", COMBINED, xs, list(seconds.probabilities)))
     return line_chart(series, x_label="second", y_label="P(fake)", y_range=(0.0, 1.0), hline=0.5)

@@ -79,7 +79,10 @@ class SampleScorer(Protocol):
     rule (``core.aggregation.aggregate``) that makes a video's probability of its samples'.
 
     A single detector returns (samples,) probabilities and has no member names; an ensemble
-    (``submission.ensemble``) returns (samples, members), names its members and weighs them."""
+    (``submission.ensemble``) returns (samples, members), names its members and weighs them.
+    A scorer may also have ``score_detailed`` (see ``score_detailed`` below): each sample's
+    ``SampleScore`` per member, with time-resolved scores; the batch runner calls it only for
+    ``--per-second`` / ``--explain``."""
 
     batch_size: int
     preprocess_config: PreprocessConfig

@@ -110,7 +110,8 @@ def test_chromium_renders_an_ensembles_timeline(tmp_path):
     )
     page = (tmp_path / "e" / "a_p30_p60.mp4.html").read_text()
     assert_self_contained(page)
-    assert page.count("<polyline") == 2 * 3  # two tracks: timed, inverse, combined
+    assert page.count("<polyline") == 2 * 3  # two tracks: timed, inverse, combined (flat has no line)
+    assert ">flat</text>" not in page  # nor a legend entry
     assert "no per-second scores from flat" in page
     assert "max over face tracks per member" in page
     assert_rendered(screenshot(tmp_path / "e" / "a_p30_p60.mp4.html", tmp_path / "page.png"))
