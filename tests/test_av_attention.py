@@ -224,3 +224,76 @@ def test_starts_from_the_face_detectors_body_and_keeps_its_first_blocks_fixed():
     assert not any(p.requires_grad for p in body.blocks[5].parameters())
     with pytest.raises(ValueError, match="no upstream checkpoint"):
         tiny("compact").init_from_upstream("retinaface_mobilenetv2")
+
+
+# --- learning on generated clips -----------------------------------------------------------------
+
+# Measured with one torch thread (data seed 4, training seeds 0 / 1 / 2): held-out AUC 0.931 /
+# 0.931 / 0.924 on 24 test videos after 100 steps (fit 13-16 s; making the clips 20-26 s on a
+# busy machine). The bar sits 0.12 below.
+LEARN_BAR = 0.80
+LEARN_MODEL = {
+    "backbone": "compact",
+    "num_frames": 4,
+    "img_size": 64,
+    "dim": 32,
+    "heads": 2,
+    "audio_dropout": 0.2,
+}
+
+
+@pytest.fixture(scope="module")
+def audio_shift_cache(tmp_path_factory):
+    """120 clips of 0.6 s: 60 real talking faces and 60 fakes whose soundtrack is moved 5-12
+    frames against the lips (the frames are the real clip's), split by identity."""
+    from train.synth.samples import samples_from_videos, write_sample_cache
+    from train.synth.videos import generate_videos
+
+    cfg = PreprocessConfig().replace("sample", num_frames=4)
+    videos = generate_videos(120, seconds=0.6, seed=4, categories=["audio_shift"])
+    pairs = samples_from_videos(videos, cfg, crop_size=64)
+    return write_sample_cache(pairs, tmp_path_factory.mktemp("audio_shift_cache"), cfg)
+
+
+def test_learns_audio_shifted_against_the_lips_and_exports(audio_shift_cache, tmp_path):
+    """A fake here differs from its real clip only in its soundtrack: vision alone cannot tell
+    them apart, so a held-out AUC above the bar is the audio path's (and the fusion's) doing."""
+    from train.evaluate import load_scoring_model, manifest_labels, score_manifest
+    from train.export import export_checkpoint
+    from train.fit import FitConfig, fit
+    from train.metrics import roc_auc
+    from train.module import OptimConfig
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = fit(
+            FitConfig(
+                audio_shift_cache,
+                tmp_path / "run",
+                arch="av_attention",
+                model=LEARN_MODEL,
+                optim=OptimConfig(optimizer="adamw", lr=2e-3, scheduler="cosine", warmup_steps=20),
+                augment=None,
+                batch_size=16,
+                epoch_size=16 * 25,
+                max_epochs=4,
+                patience=0,
+                progress=False,
+            )
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert result.steps == 100
+    model = load_scoring_model(checkpoint=result.last_checkpoint)
+    scores = score_manifest(model, audio_shift_cache, ["test"])["test"]
+    labels = manifest_labels(audio_shift_cache)
+    names = sorted(scores)
+    auc = roc_auc([labels[n].label for n in names], [scores[n] for n in names])
+    print(f"av_attention: held-out AUC {auc:.3f} on audio-shifted clips")
+    assert len(names) == 24
+    assert auc >= LEARN_BAR
+
+    exported = export_checkpoint(result.last_checkpoint, tmp_path / "weights" / "av_attention")
+    assert exported.onnx_max_abs_diff <= 1e-4
+    assert json.loads(exported.config.read_text())["arch"] == "av_attention"

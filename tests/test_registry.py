@@ -20,6 +20,7 @@ from weights.store import WeightsError, save_weights
 
 def test_the_project_models_are_registered_by_their_weights_names():
     assert registered_models() == [
+        "av_attention",
         "efficientnet_b0",
         "efficientnet_lstm",
         "fusion_timesformer",
