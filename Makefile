@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup venv weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test soak train-default eval-default train-compare
+.PHONY: setup venv weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test soak train-default eval-default train-compare train-avattn
 
 setup: venv weights  ## virtualenv + pinned dependencies + default weights
 
@@ -99,6 +99,26 @@ train-compare: weights  ## train the frame detectors with the default's recipe; 
 		$(PY) -m train export $$out/fit/checkpoints/last.ckpt --out $$out/$$name && \
 		$(PY) -m train eval --manifest $(DEFAULT_RUN)/media_cache/manifest.csv --weights $$out/$$name \
 			--split all --out $$out/eval_media || exit 1; done
+
+# The attention-fusion audio-visual detector (models/av_attention.py) on the same cache and
+# pseudo-fakes as the default (run make train-default and eval-default first: they build
+# $(DEFAULT_RUN)/cache and media_cache). 8 frames at 96 px with their MFCC windows; AVATTN_STEPS
+# fits ~20 CPU-minutes on one thread (measured seconds per step at batch 16 in the model card
+# notes of README.md). The audio-shifting pseudo-fake (branch mds) belongs in AVATTN_FAKES once
+# it lands: visual pseudo-fakes alone never make the audio path the only tell.
+AVATTN_STEPS ?= 600
+AVATTN_FAKES ?= self_blend,mouth_rerender,blend_flicker
+AVATTN_OUT   ?= $(DEFAULT_RUN)/compare/av_attention
+train-avattn: weights  ## train the attention-fusion AV detector with the default's recipe; media AUC
+	@test -f $(DEFAULT_RUN)/cache/manifest.csv -a -f $(DEFAULT_RUN)/media_cache/manifest.csv || \
+		{ echo "train-avattn: run make train-default (cache, media_cache) first"; exit 1; }
+	$(PY) -m train fit --manifest $(DEFAULT_RUN)/cache/manifest.csv --out $(AVATTN_OUT)/fit \
+		--model av_attention --init retinaface_mobilenetv2 --pseudo-fakes $(AVATTN_FAKES) --balance category \
+		--optimizer adamw --lr 5e-4 --scheduler cosine --warmup-steps 50 --ema 0.995 --batch-size 16 \
+		--max-steps $(AVATTN_STEPS) --epoch-size 3200 --epochs 100 --patience 0 --seed 0 --quiet
+	$(PY) -m train export $(AVATTN_OUT)/fit/checkpoints/last.ckpt --out $(AVATTN_OUT)/av_attention
+	$(PY) -m train eval --manifest $(DEFAULT_RUN)/media_cache/manifest.csv --weights $(AVATTN_OUT)/av_attention \
+		--split all --out $(AVATTN_OUT)/eval_media
 
 # Evaluation only: ../shared/media is never trained or tuned on. Categories from its sources.
 eval-default:  ## the shipped detector on $(SHARED)/media and on the training set's held-out fakes

@@ -3,11 +3,13 @@
 # and submission_journal.jsonl, from which a killed run resumes).
 #   bash run.sh INPUT_DIR OUTPUT_DIR [options of `python -m submission --help`]
 #   bash run.sh INPUT_DIR OUTPUT_DIR --format dfdc      # Kaggle DFDC's filename,label
+#   bash run.sh INPUT_DIR OUTPUT_DIR --per-second OUTPUT_DIR/per_second.csv   # filename,track,second,score
+#   bash run.sh INPUT_DIR OUTPUT_DIR --explain OUTPUT_DIR/explain   # a page per video + index.html
 # Works from any directory; uses the repository's .venv when there is one.
 set -euo pipefail
 
 if [ "$#" -lt 2 ]; then
-  echo "usage: bash run.sh INPUT_DIR OUTPUT_DIR [--format tmc|dfdc] [--fresh] [--weights PATH] [--runtime auto|torch|onnxruntime|tensorrt] [--ray HOST:PORT] ..." >&2
+  echo "usage: bash run.sh INPUT_DIR OUTPUT_DIR [--format tmc|dfdc] [--fresh] [--weights PATH] [--runtime auto|torch|onnxruntime|tensorrt] [--ray HOST:PORT] [--per-second FILE] [--explain DIR] ..." >&2
   exit 2
 fi
 input="$1"

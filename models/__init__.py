@@ -5,6 +5,7 @@ module here with ``@register_model`` and one line in this list.
 """
 
 from models import (  # noqa: F401  (registration)
+    av_attention,
     efficientnet_frames,
     efficientnet_lstm,
     fusion,

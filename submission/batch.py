@@ -4,6 +4,11 @@ The main thread feeds the worker pool and collects its results; an inference thr
 the videos' samples, batches them across videos (greedily: whatever has arrived, up to the
 batch size) and runs the model. Torch releases the GIL while it computes, so the pool keeps
 being fed during inference. Every video ends with exactly one ``VideoScore``.
+
+``detailed=True`` (``--per-second``, ``--explain``) also asks the model for each sample's
+time-resolved scores and hands each finished video, with its samples, to ``on_detail`` (the
+explanation pages are written then, so no batch keeps every sample in memory); off, the runner
+does no more than the probabilities need.
 """
 
 from __future__ import annotations
@@ -24,13 +29,24 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from core.aggregation import aggregate, combine_log_odds
 from core.types import VideoResult
+from submission.per_second import video_seconds
 from submission.preprocess_pool import PreprocessPool
-from submission.scoring import SampleScorer, VideoScore
+from submission.scoring import SampleScore, SampleScorer, VideoScore, score_detailed
 from submission.timing import RunTimings
 
 log = logging.getLogger("submission")
 
 _STOP = object()
+
+
+@dataclass(frozen=True)
+class VideoDetail:
+    """A finished video with what explains its score: the preprocessing result (its samples,
+    or its error; None when nothing came back) and each sample's score of each member."""
+
+    score: VideoScore
+    result: VideoResult | None = None
+    sample_scores: tuple[tuple[SampleScore, ...], ...] = ()
 
 
 @dataclass
@@ -49,10 +65,12 @@ class _Collector:
         timings: RunTimings,
         progress: bool,
         on_score: Callable[[VideoScore], None] | None = None,
+        on_detail: Callable[[VideoDetail], None] | None = None,
     ):
         self.names = [Path(p).name for p in paths]
         self.scores: dict[int, VideoScore] = {}
         self.on_score = on_score
+        self.on_detail = on_detail
         self.timings = timings
         self.lock = threading.Lock()
         self.bar = tqdm(
@@ -64,26 +82,40 @@ class _Collector:
             mininterval=0.5,
         )
 
-    def put(self, index: int, score: VideoScore) -> None:
+    def put(
+        self,
+        index: int,
+        score: VideoScore,
+        result: VideoResult | None = None,
+        sample_scores: tuple[tuple[SampleScore, ...], ...] = (),
+    ) -> None:
         with self.lock:
             if index in self.scores:  # never count a video twice
                 return
             self.scores[index] = score
             if self.on_score is not None:  # under the lock: one video at a time
                 self.on_score(score)
+            if self.on_detail is not None:
+                try:
+                    self.on_detail(VideoDetail(score, result, sample_scores))
+                except Exception:  # an explanation that fails never costs the video its score
+                    log.exception("explaining %s failed", score.filename)
             if not score.ok:
                 self.timings.failed += 1
                 self.bar.set_postfix(failed=self.timings.failed, refresh=False)
             self.bar.update(1)
 
-    def fail(self, index: int, reason: str) -> None:
-        self.put(index, VideoScore(self.names[index], None, reason))
+    def fail(self, index: int, reason: str, result: VideoResult | None = None) -> None:
+        self.put(index, VideoScore(self.names[index], None, reason), result)
 
 
 class _InferenceThread(threading.Thread):
-    def __init__(self, scorer: SampleScorer, how: str, collector: _Collector, max_queued: int):
+    def __init__(
+        self, scorer: SampleScorer, how: str, collector: _Collector, max_queued: int, detailed: bool = False
+    ):
         super().__init__(name="inference", daemon=True)
         self.scorer = scorer
+        self.detailed = detailed
         self.how = how
         self.collector = collector
         # bounded: when inference is the bottleneck the pool waits instead of filling memory
@@ -127,8 +159,13 @@ class _InferenceThread(threading.Thread):
     def _score(self, batch: list[tuple[int, VideoResult]]) -> None:
         samples = [s for _, result in batch for s in result.samples]
         start = time.perf_counter()
+        detail: list[tuple[SampleScore, ...]] = []
         try:
-            probs = np.asarray(self.scorer.score(samples), dtype=np.float64)
+            if self.detailed:
+                detail = score_detailed(self.scorer, samples)
+                probs = np.array([[m.probability for m in row] for row in detail], np.float64)
+            else:
+                probs = np.asarray(self.scorer.score(samples), dtype=np.float64)
             if len(probs) != len(samples):
                 raise ValueError(f"scorer returned {len(probs)} probabilities for {len(samples)} samples")
             probs = probs.reshape(len(samples), -1)  # (samples, members); one detector is one member
@@ -139,20 +176,21 @@ class _InferenceThread(threading.Thread):
                 return
             index = batch[0][0]
             log.debug("inference failed on %s", self.collector.names[index], exc_info=True)
-            self.collector.fail(index, f"inference_error: {type(exc).__name__}: {exc}")
+            self.collector.fail(index, f"inference_error: {type(exc).__name__}: {exc}", batch[0][1])
             return
         with self.collector.lock:
             self.collector.timings.add_batch(time.perf_counter() - start, len(samples))
         offset = 0
         for index, result in batch:
             track_probs = probs[offset : offset + len(result.samples)]
+            track_detail = tuple(detail[offset : offset + len(result.samples)])
             offset += len(result.samples)
             members = []
             for column in track_probs.T:  # each member's video score, by the same rule
                 finite = column[np.isfinite(column)]
                 members.append(float(np.clip(aggregate(finite, self.how), 0.0, 1.0)) if finite.size else None)
             if None in members:
-                self.collector.fail(index, "inference_error: non-finite model output")
+                self.collector.fail(index, "inference_error: non-finite model output", result)
                 continue
             if len(members) == 1:
                 p, per_member = members[0], ()
@@ -160,7 +198,15 @@ class _InferenceThread(threading.Thread):
                 p, per_member = combine_log_odds(members, self.scorer.member_weights), tuple(members)
             name = self.collector.names[index]
             tracks = tuple(map(float, track_probs[:, 0])) if len(members) == 1 else ()
-            self.collector.put(index, VideoScore(name, p, "", tracks, per_member))
+            seconds = None
+            if self.detailed:
+                try:
+                    seconds = video_seconds(result.samples, track_detail, self.scorer.member_weights)
+                except Exception:  # a bad time output costs the video its rows, never its score
+                    log.warning("no per-second scores for %s", name, exc_info=True)
+                    seconds = ()
+            score = VideoScore(name, p, "", tracks, per_member, seconds)
+            self.collector.put(index, score, result, track_detail)
 
 
 def _feed(pool: PreprocessPool, paths: list[str], inference: _InferenceThread, collector: _Collector) -> None:
@@ -169,9 +215,9 @@ def _feed(pool: PreprocessPool, paths: list[str], inference: _InferenceThread, c
         with collector.lock:
             collector.timings.add_stages(result.timings)
         if result.error is not None:
-            collector.fail(index, result.error.reason)
+            collector.fail(index, result.error.reason, result)
         elif not result.samples:
-            collector.fail(index, "no_face")
+            collector.fail(index, "no_face", result)
         elif not inference.offer((index, result)):
             collector.fail(index, "inference_error: inference thread stopped")
 
@@ -184,14 +230,20 @@ def score_videos(
     how: str = "max",
     progress: bool = True,
     on_score: Callable[[VideoScore], None] | None = None,
+    detailed: bool = False,
+    on_detail: Callable[[VideoDetail], None] | None = None,
 ) -> BatchResult:
     """Preprocess and score every video; failures become scores with a reason, never exceptions.
-    ``on_score`` is called with each video's score as soon as it is known (the journal)."""
+    ``on_score`` is called with each video's score as soon as it is known (the journal);
+    ``detailed``: each score carries its per-second scores, and ``on_detail`` gets each video
+    with its samples (see the module docstring)."""
     aggregate([0.5], how)  # reject an unknown aggregation before any work
     paths = [str(p) for p in paths]
     timings = RunTimings(videos=len(paths))
-    collector = _Collector(paths, timings, progress, on_score)
-    inference = _InferenceThread(scorer, how, collector, max_queued=max(4, 2 * scorer.batch_size))
+    collector = _Collector(paths, timings, progress, on_score, on_detail)
+    inference = _InferenceThread(
+        scorer, how, collector, max_queued=max(4, 2 * scorer.batch_size), detailed=detailed
+    )
     start = time.perf_counter()
     inference.start()
     # log lines go above the progress bar instead of through it

@@ -22,7 +22,8 @@ from core.ray_pool import RayOptions, add_ray_arguments, ray_options
 from core.threads import limit_threads
 from submission.folder import list_videos, parse_extensions
 from submission.journal import Journal, run_identity
-from submission.scoring import RUNTIMES, SampleScorer
+from submission.per_second import write_per_second
+from submission.scoring import RUNTIMES, SampleScorer, VideoScore
 from submission.writer import (
     FORMATS,
     OutputError,
@@ -109,6 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--fresh", action="store_true", help="score every video again, ignoring the journal of an earlier run"
+    )
+    p.add_argument(
+        "--per-second",
+        metavar="FILE",
+        default=None,
+        help="also write each video's per-second scores (filename,track,second,score) to FILE, "
+        "for detectors with time-resolved outputs",
+    )
+    p.add_argument(
+        "--explain",
+        metavar="DIR",
+        default=None,
+        help="also write DIR/<video>.json and a self-contained DIR/<video>.html per video (face tracks, "
+        "per-second timeline, SyncNet curve, models) and DIR/index.html sorted by score",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
@@ -220,6 +235,10 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
             raise _UsageError(f"input folder {input_dir} does not exist or is not a folder")
         csv_path = _resolve_output(args.output)
         check_writable(csv_path)  # before minutes of work, not after
+        if args.per_second:
+            check_writable(Path(args.per_second))
+        if args.explain:
+            check_writable(Path(args.explain) / "index.html")
         videos = list_videos(input_dir, args.extensions)
 
     device = resolve_device(args.device)
@@ -249,7 +268,9 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
         video_timeout=args.video_timeout,
         preprocess_device=pre_device,
     )
-    journal = Journal(csv_path, videos, identity, fresh=args.fresh)
+    how = args.aggregate or scorer.video_aggregation
+    explainer = _explainer(args, scorer, how)
+    journal = Journal(csv_path, videos, identity, fresh=args.fresh, reuse=_reuse(args, explainer))
     cpus = available_cpus()
     workers = max(1, cpus - 1) if args.workers is None else args.workers
     threads = max(1, cpus // max(workers, 1))
@@ -284,9 +305,12 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
             journal.todo,
             pool,
             scorer,
-            how=args.aggregate or scorer.video_aggregation,
+            how=how,
             progress=not args.no_progress,
             on_score=journal.record,
+            # time-resolved scores and the samples' details cost time: only when asked for
+            detailed=bool(args.per_second or args.explain),
+            on_detail=explainer,
         )
     finally:
         journal.close()
@@ -299,6 +323,10 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
             log.info(
                 "members' probabilities in %s", write_member_scores(csv_path, scores, scorer.member_names)
             )
+        if args.per_second:
+            log.info("per-second scores in %s", write_per_second(args.per_second, scores))
+        if explainer is not None:
+            log.info("explanations in %s", explainer.write_index(scores))
     except OSError as exc:
         raise OutputError(f"cannot write {csv_path}: {exc.strerror or exc}") from None
     failed = [s for s in scores if not s.ok]
@@ -313,6 +341,29 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
     if not videos:
         log.warning("no %s files in %s: the CSV has only its header", "/".join(args.extensions), input_dir)
     return EXIT_OK
+
+
+def _explainer(args: argparse.Namespace, scorer: SampleScorer, how: str) -> Any:
+    """The ``--explain`` page writer, or None."""
+    if not args.explain:
+        return None
+    from submission.explain import ExplainWriter, model_infos
+
+    return ExplainWriter(args.explain, model_infos(scorer), how, scorer.preprocess_config)
+
+
+def _reuse(args: argparse.Namespace, explainer: Any) -> Any:
+    """Which journal entries may stand for this run: with --per-second or --explain, those that
+    carry their per-second scores and (--explain) whose pages are there; None: all of them."""
+    if not (args.per_second or args.explain):
+        return None
+
+    def reuse(score: VideoScore) -> bool:
+        if score.ok and score.per_second is None:  # scored by a run without the flags
+            return False
+        return explainer is None or explainer.has_page(score)
+
+    return reuse
 
 
 def _ray_options(args: argparse.Namespace) -> RayOptions | None:

@@ -29,7 +29,7 @@ import numpy as np
 
 from core.preprocess_config import PreprocessConfig
 from core.types import Sample
-from submission.scoring import DetectorScorer
+from submission.scoring import DetectorScorer, SampleScore
 from weights.store import WeightsError, tensors_path
 
 
@@ -134,6 +134,12 @@ class EnsembleScorer:
     def score(self, samples: Sequence[Sample]) -> np.ndarray:
         """(samples, members) probabilities."""
         return np.stack([member.score(samples) for member in self.members], axis=1)
+
+    def score_detailed(self, samples: Sequence[Sample]) -> list[tuple[SampleScore, ...]]:
+        """Each sample's ``SampleScore`` of every member, in member order (each member keeps its
+        own time-resolved scores; the batch runner combines them per second)."""
+        per_member = [member.score_detailed(samples) for member in self.members]
+        return [tuple(scores[0] for scores in row) for row in zip(*per_member, strict=True)]
 
     @classmethod
     def from_members(

@@ -7,6 +7,12 @@ probability or the failure reason), flushed and fsynced before the next, so a SI
 most the videos in flight. A rerun with the same identity takes the videos recorded there as
 done; another identity or ``--fresh`` starts a new journal. The CSV is still written once, at
 the end, atomically; the journal stays (a rerun then only rewrites the CSV).
+
+A video scored with ``--per-second`` or ``--explain`` also records its per-second scores
+(``seconds``; absent otherwise, so a run without those flags writes the journal it always did).
+A rerun that asks for them reuses only the entries that can give them: ``reuse`` (from the
+CLI) sends a video recorded without its per-second scores, or whose explanation page is
+missing, to be scored again, so the sidecar and the pages are complete after any resume.
 """
 
 from __future__ import annotations
@@ -15,10 +21,11 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from submission import per_second
 from submission.scoring import VideoScore
 
 log = logging.getLogger("submission")
@@ -69,6 +76,7 @@ def _is_entry(item: Any) -> bool:
         and isinstance(item.get("reason", ""), str)
         and all(isinstance(t, number) for t in item.get("tracks", ()))
         and all(isinstance(t, number) for t in item.get("members", ()))
+        and isinstance(item.get("seconds", []), list)
     )
 
 
@@ -80,18 +88,38 @@ def _score(entry: dict) -> VideoScore:
         entry.get("reason", ""),
         tuple(entry.get("tracks", ())),
         tuple(entry.get("members", ())),
+        per_second.from_json(entry["seconds"]) if "seconds" in entry else None,
     )
+
+
+def _readable(entry: dict) -> bool:
+    try:
+        _score(entry)
+        return True
+    except (ValueError, TypeError, KeyError):
+        return False
 
 
 class Journal:
     """Opened for one run over ``videos``: ``done`` holds the scores an earlier run with the
     same identity recorded for files unchanged since; ``todo`` lists the other videos."""
 
-    def __init__(self, csv_path: str | Path, videos: Sequence[Path], identity: dict, fresh: bool = False):
+    def __init__(
+        self,
+        csv_path: str | Path,
+        videos: Sequence[Path],
+        identity: dict,
+        fresh: bool = False,
+        reuse: Callable[[VideoScore], bool] | None = None,
+    ):
+        """``reuse``: whether a recorded score may stand for this run (default: every one)."""
         self.path = journal_path(csv_path)
         identity = json.loads(json.dumps(identity, sort_keys=True))  # as it reads back
         self._stamps = {v.name: file_stamp(v) for v in videos}
         kept = {} if fresh else self._reusable(identity)
+        kept = {n: e for n, e in kept.items() if _readable(e)}
+        if reuse is not None:
+            kept = {n: e for n, e in kept.items() if reuse(_score(e))}
         self.done = {name: _score(entry) for name, entry in kept.items()}
         self.todo = [v for v in videos if v.name not in self.done]
         self._file = self._start(identity, kept)
@@ -147,6 +175,8 @@ class Journal:
             "tracks": list(score.track_probabilities),
             "members": list(score.member_probabilities),  # an ensemble's, for its members CSV
         }
+        if score.per_second is not None:  # only runs that compute them (see the module docstring)
+            entry["seconds"] = per_second.to_json(score.per_second)
         try:
             self._file.write(json.dumps(entry, sort_keys=True) + "\n")
             self._file.flush()

@@ -30,6 +30,33 @@ RUNTIMES = ("auto", "torch", "onnxruntime", "tensorrt")
 
 
 @dataclass(frozen=True)
+class SampleScore:
+    """One detector's score of one sample (face track): P(fake) and, for a detector with
+    time-resolved outputs, the fake log-odds of moments of the sample (``time_log_odds[k]`` at
+    ``times[k]`` seconds from the video's start; NaN where a column holds no data)."""
+
+    probability: float
+    times: np.ndarray | None = None  # (K,) seconds; None: the detector scores whole samples only
+    time_log_odds: np.ndarray | None = None  # (K,)
+
+    @property
+    def time_resolved(self) -> bool:
+        return self.times is not None and self.time_log_odds is not None
+
+
+@dataclass(frozen=True)
+class SecondScores:
+    """One face track's per-second probabilities (``core.aggregation.per_second``): the
+    detector's, or an ensemble's combined over the members that have that second, and, for an
+    ensemble, each member's (None where the member has no value for that second)."""
+
+    track: int  # the sample's track id
+    seconds: tuple[int, ...]
+    probabilities: tuple[float, ...]
+    members: tuple[tuple[float | None, ...], ...] = ()  # members[m][i]: member m at seconds[i]
+
+
+@dataclass(frozen=True)
 class VideoScore:
     """The outcome for one video: a probability, or the reason there is none."""
 
@@ -38,6 +65,9 @@ class VideoScore:
     reason: str = ""
     track_probabilities: tuple[float, ...] = ()
     member_probabilities: tuple[float, ...] = ()  # an ensemble's: each member's video probability
+    # None: not asked for (no --per-second / --explain) or not scored; (): asked for, but the
+    # detector gives no time-resolved scores; else one entry per face track that has seconds.
+    per_second: tuple[SecondScores, ...] | None = None
 
     @property
     def ok(self) -> bool:
@@ -49,7 +79,10 @@ class SampleScorer(Protocol):
     rule (``core.aggregation.aggregate``) that makes a video's probability of its samples'.
 
     A single detector returns (samples,) probabilities and has no member names; an ensemble
-    (``submission.ensemble``) returns (samples, members), names its members and weighs them."""
+    (``submission.ensemble``) returns (samples, members), names its members and weighs them.
+    A scorer may also have ``score_detailed`` (see ``score_detailed`` below): each sample's
+    ``SampleScore`` per member, with time-resolved scores; the batch runner calls it only for
+    ``--per-second`` / ``--explain``."""
 
     batch_size: int
     preprocess_config: PreprocessConfig
@@ -58,6 +91,17 @@ class SampleScorer(Protocol):
     member_weights: tuple[float, ...]
 
     def score(self, samples: Sequence[Sample]) -> np.ndarray: ...
+
+
+def score_detailed(scorer: Any, samples: Sequence[Sample]) -> list[tuple[SampleScore, ...]]:
+    """Each sample's ``SampleScore`` of each member (one for a single detector), with the
+    time-resolved scores where the scorer gives them. A scorer without ``score_detailed``
+    (a test's stand-in) gets its probabilities wrapped, without times."""
+    detailed = getattr(scorer, "score_detailed", None)
+    if detailed is not None:
+        return detailed(samples)
+    probs = np.asarray(scorer.score(samples), dtype=np.float64).reshape(len(samples), -1)
+    return [tuple(SampleScore(float(p)) for p in row) for row in probs]
 
 
 class DetectorScorer:
@@ -75,6 +119,8 @@ class DetectorScorer:
         batch_size: int = 16,
         description: str = "",
         identity: dict[str, Any] | None = None,
+        arch: str = "",
+        weights_path: str | Path | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
@@ -86,6 +132,9 @@ class DetectorScorer:
         self.video_aggregation = detector.video_aggregation
         self.description = description
         self.identity = identity or {}  # what its scores depend on (the resume journal's key)
+        self.arch = arch
+        self.weights_path = Path(weights_path) if weights_path else None
+        self._warned_untimed = False
 
     def score(self, samples: Sequence[Sample]) -> np.ndarray:
         out = []
@@ -93,6 +142,48 @@ class DetectorScorer:
             inputs = self.detector.batch_inputs(samples[start : start + self.batch_size], self.model_config)
             out.append(self.detector.fake_probability(self.runtime(*inputs)))
         return np.concatenate(out) if out else np.zeros((0,), np.float64)
+
+    def score_detailed(self, samples: Sequence[Sample]) -> list[tuple[SampleScore, ...]]:
+        """``score`` plus each sample's time-resolved log-odds (``DetectorModel.time_columns``
+        and ``time_logits``, read from whatever outputs the runtime returns): what
+        ``--per-second`` and ``--explain`` use; ``score`` skips this work."""
+        out: list[tuple[SampleScore, ...]] = []
+        for start in range(0, len(samples), self.batch_size):
+            chunk = samples[start : start + self.batch_size]
+            outputs = self.runtime(*self.detector.batch_inputs(chunk, self.model_config))
+            probs = self.detector.fake_probability(outputs)
+            logits = self.detector.time_logits([np.asarray(o, dtype=np.float64) for o in outputs])
+            if logits is None:
+                self._warn_untimed()
+                out += [(SampleScore(float(p)),) for p in probs]
+                continue
+            logits = np.asarray(logits, dtype=np.float64).reshape(len(chunk), -1)
+            for sample, p, row in zip(chunk, probs, logits, strict=True):
+                times = self.detector.time_columns(sample, self.model_config)
+                if times is None:
+                    self._warn_untimed()
+                    out.append((SampleScore(float(p)),))
+                    continue
+                times = np.asarray(times, dtype=np.float64)
+                if times.shape != row.shape:  # a detector's bug: its rows are lost, not the score
+                    log.warning(
+                        "%s: %d time columns for %d time logits: no per-second scores for it",
+                        sample.meta.video,
+                        times.size,
+                        row.size,
+                    )
+                    out.append((SampleScore(float(p)),))
+                    continue
+                out.append((SampleScore(float(p), times, row),))
+        return out
+
+    def _warn_untimed(self) -> None:
+        if not self._warned_untimed:
+            self._warned_untimed = True
+            log.warning(
+                "%s gives no time-resolved scores: no per-second rows or timeline for it",
+                self.arch or self.description or self.detector.__name__,
+            )
 
     @classmethod
     def from_weights(
@@ -128,7 +219,17 @@ class DetectorScorer:
         if rt_name != "torch":
             onnx = Path(loaded.path).with_suffix(".onnx").stat()
             identity["onnx"] = [onnx.st_size, onnx.st_mtime_ns]
-        return cls(rt, type(module), module.config, preprocess_config, batch_size, description, identity)
+        return cls(
+            rt,
+            type(module),
+            module.config,
+            preprocess_config,
+            batch_size,
+            description,
+            identity,
+            arch=loaded.arch,
+            weights_path=loaded.path,
+        )
 
 
 def make_model_runtime(

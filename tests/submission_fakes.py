@@ -115,3 +115,23 @@ class FakeScorer:
         if BAD_MODEL_VALUE in values:
             raise ValueError("fake model cannot score this sample")
         return np.array(values, np.float64) / 100.0
+
+
+class TimedFakePreprocessor(FakePreprocessor):
+    """As ``FakePreprocessor``, but each track's crops spread over 3 s (frames 0, 12, 25, 37,
+    50, 62 at 25 fps) with a pixel value that rises by 5 per crop: a detector that scores each
+    crop gets a different score every moment (tests of the per-second scores)."""
+
+    FRAMES = (0, 12, 25, 37, 50, 62)
+
+    def process(self, path: str | Path, label: int = -1) -> VideoResult:
+        result = super().process(path, label)
+        for s in result.samples:
+            v = int(s.faces.flat[0])
+            s.faces = np.stack(
+                [np.full((4, 4, 3), min(v + 5 * i, 250), np.uint8) for i in range(len(self.FRAMES))]
+            )
+            s.face_frame_indices = np.array(self.FRAMES)
+            s.meta.duration = 3.0
+            s.meta.warnings = ["no_audio"]
+        return result

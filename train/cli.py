@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--model", default="tiny",
         help="a registered detector (meso4, mesoinception4, efficientnet_b0, efficientnet_lstm, "
-        "fusion_timesformer) | tiny | base (fusion presets) | config JSON; :key=value overrides",
+        "mobilenetv2_frames, av_attention, fusion_timesformer) | tiny | base (fusion presets) | config JSON; :key=value overrides",
     )  # fmt: skip
     f.add_argument(
         "--init", type=Path,
