@@ -8,6 +8,7 @@ model's ``onnx_spec`` describes), then checks that ONNX Runtime reproduces the t
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,14 +118,24 @@ def export_checkpoint(
 
 
 def onnx_difference(model: torch.nn.Module, path: Path, batch: int = 3) -> float:
-    """Max |logit| difference between torch and ONNX Runtime on random inputs (another batch
-    size than the export's, so the dynamic batch axis is exercised too)."""
+    """Max |difference| between torch and ONNX Runtime over every output, on random inputs
+    (another batch size than the export's, so the dynamic batch axis is exercised too); inf when
+    the outputs' number, shapes or NaN positions differ."""
     import onnxruntime as ort
 
     inputs = model.example_inputs(batch, seed=1)
     with torch.no_grad():
-        expected = model(*inputs).numpy()
+        outputs = model(*inputs)
+    expected = [o.numpy() for o in ((outputs,) if isinstance(outputs, torch.Tensor) else outputs)]
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
-    got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})[0]
-    return float(np.abs(got - expected).max())
+    got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})
+    if len(got) != len(expected):
+        return math.inf
+    worst = 0.0
+    for a, b in zip(got, expected, strict=True):  # every output; NaN (padding) must match NaN
+        if a.shape != b.shape or not np.array_equal(np.isnan(a), np.isnan(b)):
+            return math.inf
+        both = ~np.isnan(a)
+        worst = max(worst, float(np.abs(a[both] - b[both]).max(initial=0.0)))
+    return worst

@@ -21,6 +21,7 @@ from preprocess.cache_layout import sample_path, write_settings
 from preprocess.datasets import ManifestRow, VideoItem, write_manifest
 from preprocess.latency import SyncNetScorer
 from preprocess.sample_file import save_sample
+from preprocess.tracks import per_second_indices
 from train.synth.videos import SynthVideo
 
 
@@ -45,7 +46,10 @@ def video_to_sample(
     for the kept face frames (small models need small crops; SyncNet always gets 224)."""
     cfg = cfg or PreprocessConfig()
     n = len(video.frames)
-    keep = np.round(np.linspace(0, n - 1, cfg.sample.num_frames)).astype(np.int64)
+    if cfg.sample.sampling == "per_second":  # the pipeline's one-second chunks
+        keep = per_second_indices(np.arange(n), video.fps, cfg.sample.chunk_frames)
+    else:
+        keep = np.round(np.linspace(0, n - 1, cfg.sample.num_frames)).astype(np.int64)
     size = crop_size or cfg.track.crop_size
     faces = np.stack([crop_square(video.frames[i], video.boxes[i], cfg.track.crop_scale, size) for i in keep])
     features = audio_features(video.audio, video.sample_rate, cfg.audio)
