@@ -78,8 +78,11 @@ class MdsConfig(FlatConfig):
     distance_threshold: float = 0.6  # mean chunk distance where the sample turns fake
     logit_scale: float = 10.0  # log-odds per unit of distance above the threshold
     head_weight: float = 1.0  # weight of each head's cross-entropy against the contrastive term
+    norm: str = "batch"  # "batch" (the paper's) or "group" (see make_norm)
 
     def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise ValueError(f"mds: norm must be one of {NORMS}, got {self.norm!r}")
         if self.region not in REGIONS:
             raise ValueError(f"mds: region must be one of {sorted(REGIONS)}, got {self.region!r}")
         if min(self.max_chunks, self.chunk_frames, self.img_size, self.width, self.mfcc_frames) < 1:
@@ -88,25 +91,37 @@ class MdsConfig(FlatConfig):
             raise ValueError(f"mds: logit_scale must be > 0, got {self.logit_scale}")
 
 
-def _bn_relu(channels: int, dims: int) -> list[nn.Module]:
-    return [(nn.BatchNorm3d if dims == 3 else nn.BatchNorm2d)(channels), nn.ReLU(inplace=True)]
+NORMS = ("batch", "group")
+
+
+def make_norm(kind: str, channels: int, dims: int) -> nn.Module:
+    """ "batch": the paper's BatchNorm (optimises fastest from scratch); "group": GroupNorm, with
+    no running statistics that could drift from the batch statistics and scores that cannot
+    depend on the batch."""
+    if kind == "group":
+        return nn.GroupNorm(min(4, channels), channels)
+    return nn.BatchNorm3d(channels) if dims == 3 else nn.BatchNorm2d(channels)
+
+
+def _norm_relu(kind: str, channels: int, dims: int) -> list[nn.Module]:
+    return [make_norm(kind, channels, dims), nn.ReLU(inplace=True)]
 
 
 class BasicBlock3d(nn.Module):
     """ResNet's basic block in 3D: two 3×3×3 convolutions and a shortcut; time is never strided
     (a chunk holds only a few frames)."""
 
-    def __init__(self, cin: int, cout: int, stride: int):
+    def __init__(self, cin: int, cout: int, stride: int, norm: str = "batch"):
         super().__init__()
         s = (1, stride, stride)
         self.body = nn.Sequential(
             nn.Conv3d(cin, cout, 3, stride=s, padding=1, bias=False),
-            *_bn_relu(cout, 3),
+            *_norm_relu(norm, cout, 3),
             nn.Conv3d(cout, cout, 3, padding=1, bias=False),
-            nn.BatchNorm3d(cout),
+            make_norm(norm, cout, 3),
         )
         self.shortcut = (
-            nn.Sequential(nn.Conv3d(cin, cout, 1, stride=s, bias=False), nn.BatchNorm3d(cout))
+            nn.Sequential(nn.Conv3d(cin, cout, 1, stride=s, bias=False), make_norm(norm, cout, 3))
             if stride != 1 or cin != cout
             else nn.Identity()
         )
@@ -118,17 +133,17 @@ class BasicBlock3d(nn.Module):
 class VideoStream(nn.Module):
     """(N, 3, k, s, s) chunks → (N, embed_dim): the 3D ResNet-18 layout at ``width``."""
 
-    def __init__(self, width: int, embed_dim: int):
+    def __init__(self, width: int, embed_dim: int, norm: str = "batch"):
         super().__init__()
         w = width
         self.stem = nn.Sequential(
             nn.Conv3d(3, w, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False),
-            *_bn_relu(w, 3),
+            *_norm_relu(norm, w, 3),
             nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
         )
         blocks, cin = [], w
         for cout, stride in ((w, 1), (2 * w, 2), (4 * w, 2), (8 * w, 2)):
-            blocks += [BasicBlock3d(cin, cout, stride), BasicBlock3d(cout, cout, 1)]
+            blocks += [BasicBlock3d(cin, cout, stride, norm), BasicBlock3d(cout, cout, 1, norm)]
             cin = cout
         self.stages = nn.Sequential(*blocks)
         self.embed = nn.Linear(cin, embed_dim)
@@ -141,12 +156,12 @@ class AudioStream(nn.Module):
     """(N, 1, n_mfcc, m) MFCC windows → (N, embed_dim): SyncNet's audio trunk, narrower — 3×3
     convolutions, pooling along time first, then both axes."""
 
-    def __init__(self, width: int, embed_dim: int):
+    def __init__(self, width: int, embed_dim: int, norm: str = "batch"):
         super().__init__()
         a = width
 
         def conv(cin: int, cout: int) -> list[nn.Module]:
-            return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), *_bn_relu(cout, 2)]
+            return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), *_norm_relu(norm, cout, 2)]
 
         self.trunk = nn.Sequential(
             *conv(1, a),
@@ -210,7 +225,7 @@ def sample_chunks(sample: Sample, config: MdsConfig) -> list[Chunk]:
 
 @register_model("mds", MdsConfig)
 class MdsModel(DetectorModel):
-    """Inputs: ``video`` (B, C, k, 3, s, s) normalised face crops, ``mfcc`` (B, C, n_mfcc, m)
+    """Inputs: ``chunks`` (B, C, k, 3, s, s) normalised face crops, ``mfcc`` (B, C, n_mfcc, m)
     normalised MFCC windows, ``chunk_mask`` (B, C) 1 for real chunks, ``has_audio`` (B,) 1 when
     the sample has a soundtrack. Outputs: ``logits`` (B, 1) the sample's fake log-odds,
     ``chunk_logits`` (B, C) per chunk (NaN on padding), ``distances`` (B, C) between the chunk
@@ -218,7 +233,7 @@ class MdsModel(DetectorModel):
     three 0 on padding),
     ``dissonance`` (B,) the mean chunk distance (NaN without audio)."""
 
-    input_names = ("video", "mfcc", "chunk_mask", "has_audio")
+    input_names = ("chunks", "mfcc", "chunk_mask", "has_audio")
     output_names = ("logits", "chunk_logits", "distances", "visual_logits", "audio_logits", "dissonance")
     video_aggregation = "max"  # a video is fake if any of its faces is out of step with the sound
 
@@ -226,8 +241,8 @@ class MdsModel(DetectorModel):
         super().__init__()
         self.config = config or MdsConfig()
         cfg = self.config
-        self.video_stream = VideoStream(cfg.width, cfg.embed_dim)
-        self.audio_stream = AudioStream(cfg.audio_width, cfg.embed_dim)
+        self.video_stream = VideoStream(cfg.width, cfg.embed_dim, cfg.norm)
+        self.audio_stream = AudioStream(cfg.audio_width, cfg.embed_dim, cfg.norm)
         self.video_head = nn.Linear(cfg.embed_dim, 2)
         self.audio_head = nn.Linear(cfg.embed_dim, 2)
 
@@ -258,7 +273,7 @@ class MdsModel(DetectorModel):
                 mfcc[i] = window(features, int(round(chunk.centre * cfg.mfcc_rate - m / 2)), m)
             mask[i] = 1.0
         return {
-            "video": video,
+            "chunks": video,
             "mfcc": mfcc,
             "chunk_mask": mask,
             "has_audio": np.float32(1.0 if has_audio else 0.0),
