@@ -57,6 +57,7 @@ REGIONS: dict[str, Region | None] = {
     # The crops are SyncNet-style squares (face box grown by 0.4 per side): the mouth and chin lie
     # in this square below the nose, as SyncNet reads the lower half of its crop.
     "lower": (0.45, 0.25, 0.5),
+    "mouth": (0.5, 0.35, 0.3),  # the mouth alone, at the resolution the others spend on the face
 }
 PIXEL_MEAN, PIXEL_STD = 127.5, 64.0
 
@@ -67,7 +68,7 @@ class MdsConfig(FlatConfig):
     max_chunks: int = 16  # one-second chunks per sample: the 16-s analysis window
     chunk_frames: int = 5  # face frames per chunk (the paper: 30)
     img_size: int = 64
-    region: str = "lower"  # "lower": the mouth and chin square; "whole": the whole face crop
+    region: str = "lower"  # "lower": mouth and chin; "mouth": the mouth alone; "whole": the face crop
     width: int = 8  # channels of the 3D ResNet-18's first stage (doubling per stage)
     audio_width: int = 16  # channels of the audio CNN's first layer (doubling per layer)
     embed_dim: int = 128  # the paper: 1024
