@@ -108,7 +108,8 @@ train-compare: weights  ## train the frame detectors with the default's recipe; 
 # $(DEFAULT_RUN)/labels.csv (train-default) and media_labels.csv (eval-default).
 MDS_RUN       ?= $(DEFAULT_RUN)/compare/mds
 MDS_STEPS     ?= 2000
-MDS_FIT       ?= --model mds --pseudo-fakes audio_desync --pseudo-fake-p 0.5 --optimizer adamw --lr 1e-3 \
+# head_weight=0: the heads cannot tell a moved soundtrack from either stream alone (models/mds.py)
+MDS_FIT       ?= --model mds:head_weight=0 --pseudo-fakes audio_desync --pseudo-fake-p 0.5 --optimizer adamw --lr 1e-3 \
 	--scheduler cosine --warmup-steps 50 --batch-size 8 --max-steps $(MDS_STEPS) --epoch-size 1600 \
 	--epochs 100 --patience 0 --seed 0
 train-mds: weights  ## MDS on $(SHARED)/train's real speech with audio pseudo-fakes; its media AUC
