@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup venv weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test soak train-default eval-default train-compare train-avattn
+.PHONY: setup venv weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test soak train-default eval-default train-compare train-avattn train-mds
 
 setup: venv weights  ## virtualenv + pinned dependencies + default weights
 
@@ -119,6 +119,33 @@ train-avattn: weights  ## train the attention-fusion AV detector with the defaul
 	$(PY) -m train export $(AVATTN_OUT)/fit/checkpoints/last.ckpt --out $(AVATTN_OUT)/av_attention
 	$(PY) -m train eval --manifest $(DEFAULT_RUN)/media_cache/manifest.csv --weights $(AVATTN_OUT)/av_attention \
 		--split all --out $(AVATTN_OUT)/eval_media
+
+# MDS (models/mds.py, modality dissonance) on the real speech clips of $(DEFAULT_RUN)/labels.csv
+# (photos left out: a still has no sound) and the labelled fakes for validation, in a per-second
+# cache (5 frames of every second, crops at 128 px, no SyncNet: MDS reads the sound itself).
+# The fakes it trains on are the real clips with their soundtrack moved 0.3-1.5 s or swapped
+# (audio_desync); export picks the distance threshold on the validation split. Needs
+# $(DEFAULT_RUN)/labels.csv (train-default) and media_labels.csv (eval-default).
+MDS_RUN       ?= $(DEFAULT_RUN)/compare/mds
+MDS_STEPS     ?= 2000
+# head_weight=0: the heads cannot tell a moved soundtrack from either stream alone (models/mds.py)
+MDS_FIT       ?= --model mds:head_weight=0 --pseudo-fakes audio_desync --pseudo-fake-p 0.5 --optimizer adamw --lr 1e-3 \
+	--scheduler cosine --warmup-steps 50 --batch-size 8 --max-steps $(MDS_STEPS) --epoch-size 1600 \
+	--epochs 100 --patience 0 --seed 0
+train-mds: weights  ## MDS on $(SHARED)/train's real speech with audio pseudo-fakes; its media AUC
+	awk -F, 'NR == 1 || $$5 != "photo"' $(DEFAULT_RUN)/labels.csv > $(DEFAULT_RUN)/mds_labels.csv
+	printf '%s\n' '{"sample": {"sampling": "per_second", "chunk_frames": 5}, "track": {"crop_size": 128}, "sync": {"weights": ""}}' \
+		> $(DEFAULT_RUN)/mds_preprocess.json
+	$(PY) -m preprocess $(SHARED)/train --labels $(DEFAULT_RUN)/mds_labels.csv --out $(DEFAULT_RUN)/mds_cache \
+		--config $(DEFAULT_RUN)/mds_preprocess.json --workers 2 --threads 1 --no-progress
+	$(PY) -m train fit --manifest $(DEFAULT_RUN)/mds_cache/manifest.csv --out $(MDS_RUN)/fit $(MDS_FIT) --quiet
+	$(PY) -m train export $(MDS_RUN)/fit/checkpoints/last.ckpt --out $(MDS_RUN)/mds
+	$(PY) -m preprocess $(SHARED)/media --labels $(DEFAULT_RUN)/media_labels.csv --out $(DEFAULT_RUN)/media_mds_cache \
+		--config $(DEFAULT_RUN)/mds_preprocess.json --workers 2 --threads 1 --no-progress
+	$(PY) -m train eval --manifest $(DEFAULT_RUN)/media_mds_cache/manifest.csv --weights $(MDS_RUN)/mds \
+		--split all --out $(MDS_RUN)/eval_media
+	$(PY) -m train eval --manifest $(DEFAULT_RUN)/mds_cache/manifest.csv --weights $(MDS_RUN)/mds \
+		--split val --out $(MDS_RUN)/eval_val
 
 # Evaluation only: ../shared/media is never trained or tuned on. Categories from its sources.
 eval-default:  ## the shipped detector on $(SHARED)/media and on the training set's held-out fakes

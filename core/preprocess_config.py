@@ -85,10 +85,23 @@ class SyncConfig:
     batch_size: int = 32
 
 
+SAMPLING_MODES = ("uniform", "per_second")
+
+
 @dataclass(frozen=True)
 class SampleConfig:
-    num_frames: int = 8  # face frames kept per sample (what TimeSformer consumes)
-    sampling: str = "uniform"  # "uniform": evenly spaced over the track
+    num_frames: int = 8  # face frames kept per sample (what TimeSformer consumes); "uniform" only
+    # "uniform": num_frames evenly spaced over the track. "per_second": for every whole second of
+    # the track, chunk_frames consecutive frames centred in that second (n_seconds * chunk_frames
+    # crops): the one-second chunks audio-visual detectors (MDS) compare with their audio.
+    sampling: str = "uniform"
+    chunk_frames: int = 5  # "per_second" only: consecutive frames kept per second
+
+    def __post_init__(self) -> None:
+        if self.sampling not in SAMPLING_MODES:
+            raise ValueError(f"sample.sampling must be one of {SAMPLING_MODES}, got {self.sampling!r}")
+        if self.chunk_frames < 1:
+            raise ValueError(f"sample.chunk_frames must be >= 1, got {self.chunk_frames}")
 
 
 @dataclass(frozen=True)
@@ -101,7 +114,12 @@ class PreprocessConfig:
     sample: SampleConfig = field(default_factory=SampleConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if self.sample.sampling == "uniform":
+            # no effect on uniform samples: left out so caches, weights and journals made before
+            # per-second sampling existed keep their configuration hash
+            del data["sample"]["chunk_frames"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> PreprocessConfig:

@@ -9,6 +9,7 @@ from models import (  # noqa: F401  (registration)
     efficientnet_frames,
     efficientnet_lstm,
     fusion,
+    mds,
     mesonet,
     mobilenet_frames,
     retinaface,

@@ -20,7 +20,7 @@ runtimes use them without holding the torch network.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -100,6 +100,23 @@ class DetectorModel(nn.Module):
         in columns that hold no data (padding); None for a detector without time-resolved
         outputs. What ``--per-second`` and ``--explain`` read (see ``core.aggregation.per_second``)."""
         return None
+
+    def training_loss(self, outputs: Sequence[Any], batch: Mapping[str, Any]) -> Any | None:
+        """The loss of a training batch when the detector has its own (e.g. MDS's contrastive
+        loss on its embeddings), from the forward ``outputs`` and the batch (inputs by name,
+        ``label`` (B,) 0/1); None: training's binary cross-entropy on ``fake_logit``."""
+        return None
+
+    @staticmethod
+    def threshold_statistic(outputs: Sequence[Any]) -> Any | None:
+        """(B,) the raw per-sample statistic a decision threshold in the detector's config
+        applies to (MDS: the mean chunk distance; NaN where it does not apply), which
+        ``train export`` sets on the validation split through ``set_threshold``; None: the
+        detector has no such threshold (its log-odds are calibrated by training)."""
+        return None
+
+    def set_threshold(self, threshold: float) -> None:
+        raise ValueError(f"{type(self).__name__} has no decision threshold to set")
 
     @classmethod
     def preprocess_problem(cls, config: Any, preprocess: PreprocessConfig) -> str | None:

@@ -32,7 +32,13 @@ from preprocess.audio import audio_features
 from preprocess.faces.detector import FaceDetector
 from preprocess.latency import SyncNetScorer
 from preprocess.media import FrameBuffer, decode
-from preprocess.tracks import build_tracks, crop_faces, crop_landmarks, uniform_indices
+from preprocess.tracks import (
+    build_tracks,
+    crop_faces,
+    crop_landmarks,
+    per_second_indices,
+    uniform_indices,
+)
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +258,10 @@ class Preprocessor:
         start, stop = int(track.frame_indices[0]), int(track.frame_indices[-1]) + 1
         latency = None
         # a still image (one frame) keeps one crop, not num_frames copies of it
-        face_idx = uniform_indices(track, self.cfg.sample.num_frames if len(clip.frames) > 1 else 1)
+        if self.cfg.sample.sampling == "per_second" and len(clip.frames) > 1:
+            face_idx = per_second_indices(track.frame_indices, clip.fps, self.cfg.sample.chunk_frames)
+        else:
+            face_idx = uniform_indices(track, self.cfg.sample.num_frames if len(clip.frames) > 1 else 1)
         plan = None  # the SyncNet windows: only their frames are cropped beyond the sample's
         if features is None:
             warnings.append("no_audio")

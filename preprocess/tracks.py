@@ -221,3 +221,22 @@ def uniform_indices(track: Track, n: int) -> np.ndarray:
     length = len(track.frame_indices)
     offsets = np.floor((np.arange(n) + 0.5) * length / n).astype(np.int64)
     return track.frame_indices[np.minimum(offsets, length - 1)].astype(np.int64)
+
+
+def per_second_indices(frame_indices: np.ndarray, fps: float, chunk_frames: int) -> np.ndarray:
+    """Clip frame indices of one-second chunks within a track's consecutive ``frame_indices``:
+    for every second ``s`` of the clip whose ``chunk_frames`` frames centred on ``(s + 0.5) * fps``
+    all lie in the track, those frames, in time order ((n_seconds * chunk_frames,)). A track too
+    short for one whole chunk gives one chunk of ``chunk_frames`` evenly spaced frames (repeats
+    when the track is shorter), so every track still makes a sample."""
+    frame_indices = np.asarray(frame_indices, np.int64)
+    start, stop = int(frame_indices[0]), int(frame_indices[-1]) + 1
+    chunks = []
+    for second in range(int(start // fps), int(np.ceil(stop / fps)) + 1):
+        first = int(round((second + 0.5) * fps - chunk_frames / 2))
+        if start <= first and first + chunk_frames <= stop:
+            chunks.append(np.arange(first, first + chunk_frames, dtype=np.int64))
+    if not chunks:
+        offsets = np.floor((np.arange(chunk_frames) + 0.5) * len(frame_indices) / chunk_frames)
+        return frame_indices[np.minimum(offsets.astype(np.int64), len(frame_indices) - 1)]
+    return np.concatenate(chunks)

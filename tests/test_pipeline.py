@@ -153,3 +153,20 @@ def test_stage_left_early_joins_worker(detector):
     with DetectionStage(detector, CFG.detector) as stage:
         stage.on_frames(frames, 8)  # batches queued, never finished
     assert not detection_threads()
+
+
+def test_per_second_sampling_keeps_a_chunk_of_every_second_and_leaves_uniform_alone(detector):
+    path = shared_media("real", "retalking_face_5.mp4")
+    uniform = Preprocessor(CFG, detector=detector, syncnet=None).process(path).samples[0]
+    cfg = CFG.replace("sample", sampling="per_second", chunk_frames=4)
+    chunked = Preprocessor(cfg, detector=detector, syncnet=None).process(path).samples[0]
+    fps = chunked.meta.fps
+    chunks = chunked.face_frame_indices.reshape(-1, 4)
+    assert len(chunks) >= int(chunked.meta.duration) - 1 and chunked.faces.shape[0] == chunks.size
+    assert np.all(np.diff(chunks, axis=1) == 1)  # consecutive frames ...
+    np.testing.assert_array_equal(np.floor(chunks / fps), np.floor(chunks[:, :1] / fps).repeat(4, 1))
+    assert np.all(np.diff(np.floor(chunks[:, 0] / fps)) == 1)  # ... one chunk per second
+    assert chunked.landmarks is not None and len(chunked.landmarks) == chunks.size
+    # the uniform samples are what they were: 8 evenly spaced crops, the same audio features
+    assert len(uniform.faces) == CFG.sample.num_frames
+    np.testing.assert_array_equal(uniform.mfcc, chunked.mfcc)

@@ -24,6 +24,7 @@ def test_the_project_models_are_registered_by_their_weights_names():
         "efficientnet_b0",
         "efficientnet_lstm",
         "fusion_timesformer",
+        "mds",
         "meso4",
         "mesoinception4",
         "mobilenetv2_frames",

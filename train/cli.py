@@ -166,14 +166,33 @@ def cmd_export(args: argparse.Namespace) -> int:
     if (args.checkpoint is None) == (args.from_weights is None):
         raise ValueError("export needs a checkpoint or --from-weights STEM (one of them)")
     if args.from_weights is not None:
-        if args.preprocess_config:
-            raise ValueError("--preprocess-config applies to a checkpoint; weights keep their JSON's")
+        if args.preprocess_config or args.manifest:
+            raise ValueError(
+                "--preprocess-config and --manifest apply to a checkpoint; weights keep their JSON's"
+            )
         result = export_weights(args.from_weights, args.out, onnx=not args.no_onnx)
         print(f"kept {result.weights} and {result.config} as they were")
     else:
         pcfg = load_preprocess_config(args.preprocess_config) if args.preprocess_config else None
-        result = export_checkpoint(args.checkpoint, args.out or "weights/fusion", pcfg, onnx=not args.no_onnx)
+        result = export_checkpoint(
+            args.checkpoint,
+            args.out or "weights/fusion",
+            pcfg,
+            onnx=not args.no_onnx,
+            calibrate=args.manifest,
+            calibrate_split=args.split,
+        )
         print(f"wrote {result.weights} and {result.config}")
+        calibration = (
+            json.loads(result.config.read_text(encoding="utf-8"))
+            .get("extra", {})
+            .get("threshold_calibration")
+        )
+        if calibration:
+            print(
+                f"decision threshold {calibration['threshold']:.4f} (balanced accuracy "
+                f"{calibration['balanced_accuracy']:.3f} on {calibration['videos']} {calibration['split']} videos)"
+            )
     if result.onnx:
         print(f"wrote {result.onnx} (ONNX Runtime vs torch: max |diff| {result.onnx_max_abs_diff:.2e})")
     return 0
@@ -309,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--pseudo-fakes", metavar="CATEGORIES",
         help="forge fakes from real training samples on the fly: 'default' or a comma list of "
-        "self_blend, mouth_rerender, blend_flicker, audio_shift (train.pseudo_fakes)",
+        "self_blend, mouth_rerender, blend_flicker, audio_shift, audio_desync (train.pseudo_fakes)",
     )  # fmt: skip
     f.add_argument("--pseudo-fake-p", type=float, default=0.5, help="share of real samples forged")
     f.add_argument("--grad-clip", type=float, default=1.0)
@@ -359,6 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--preprocess-config", type=Path, help="override the PreprocessConfig stored in the checkpoint"
     )
     e.add_argument("--no-onnx", action="store_true")
+    e.add_argument(
+        "--manifest", type=Path,
+        help="detectors with a decision threshold (mds): choose it on this cache (default: the run's)",
+    )  # fmt: skip
+    e.add_argument("--split", default="val", help="the manifest split the threshold is chosen on")
     e.set_defaults(func=cmd_export)
 
     v = sub.add_parser("eval", help="metrics report (JSON + ROC PNG)")

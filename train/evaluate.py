@@ -12,9 +12,10 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ from train.metrics import (
     DetectionReport,
     LocalisationReport,
     VideoTimeline,
+    balanced_accuracy_threshold,
     choose_threshold,
     evaluate_localisation,
     evaluate_scores,
@@ -201,6 +203,11 @@ def format_report(report: DetectionReport) -> str:
         f"threshold {report.threshold:.4f} ({report.threshold_source}): accuracy {f(report.accuracy)}  "
         f"TP {c.tp} FP {c.fp} TN {c.tn} FN {c.fn}",
     ]
+    if report.model_confusion is not None:
+        m = report.model_confusion
+        lines.append(
+            f"model's threshold (probability 0.5): accuracy {f(m.accuracy)}  TP {m.tp} FP {m.fp} TN {m.tn} FN {m.fn}"
+        )
     for name, cat in report.per_category.items():
         what = "caught" if cat.label == 1 else "passed"
         auc = f"  AUC vs real {f(cat.auc_vs_real)}" if cat.auc_vs_real is not None else ""
@@ -228,29 +235,81 @@ def load_scoring_model(
 
 
 @torch.no_grad()
+def manifest_outputs(
+    model: torch.nn.Module, manifest: str | Path, split: str, batch_size: int = 16
+) -> Iterator[tuple[list[Any], list[np.ndarray]]]:
+    """The model's outputs (numpy, float32) on the samples of ``split`` (``all``: every sample),
+    a batch at a time, with the batch's manifest entries."""
+    from train.data import SampleDataset, collate_batch, read_manifest
+
+    chosen = [e for e in read_manifest(manifest) if split in ("all", e.split)]
+    data = SampleDataset(chosen, type(model), model.config, keep_in_memory=False)
+    for start in range(0, len(data), batch_size):
+        stop = min(start + batch_size, len(data))
+        batch = collate_batch([data[i] for i in range(start, stop)])
+        outputs = model(*(batch[name] for name in model.input_names))
+        outputs = (outputs,) if isinstance(outputs, torch.Tensor) else outputs
+        yield chosen[start:stop], [o.float().numpy() for o in outputs]
+
+
 def score_manifest(
     model: torch.nn.Module, manifest: str | Path, splits: Sequence[str], batch_size: int = 16
 ) -> dict[str, dict[str, float]]:
     """``{split: {video filename: P(fake)}}``, each video's score the detector's
     ``video_aggregation`` over its face tracks; the split ``all`` is every sample."""
     from core.aggregation import aggregate
-    from train.data import SampleDataset, collate_batch, read_manifest
 
-    entries = read_manifest(manifest)
     out: dict[str, dict[str, float]] = {}
     for split in splits:
-        chosen = [e for e in entries if split in ("all", e.split)]
-        data = SampleDataset(chosen, type(model), model.config, keep_in_memory=False)
         tracks: dict[str, list[float]] = {}
-        for start in range(0, len(data), batch_size):
-            batch = collate_batch([data[i] for i in range(start, min(start + batch_size, len(data)))])
-            outputs = model(*(batch[name] for name in model.input_names))
-            outputs = (outputs,) if isinstance(outputs, torch.Tensor) else outputs
-            probs = model.fake_probability([o.float().numpy() for o in outputs])
-            for i, p in enumerate(probs):
-                tracks.setdefault(chosen[start + i].filename, []).append(float(p))
+        for entries, outputs in manifest_outputs(model, manifest, split, batch_size):
+            for entry, p in zip(entries, model.fake_probability(outputs), strict=True):
+                tracks.setdefault(entry.filename, []).append(float(p))
         out[split] = {name: aggregate(p, model.video_aggregation) for name, p in tracks.items()}
     return out
+
+
+@dataclass
+class ThresholdChoice:
+    """A detector's decision threshold on its raw statistic (MDS: mean chunk distance), chosen
+    on a labelled split's videos."""
+
+    threshold: float
+    balanced_accuracy: float
+    split: str
+    videos: int
+    fakes: int
+    skipped: int  # videos without the statistic (MDS: no audio)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "method": "max balanced accuracy over video statistics"}
+
+
+def choose_model_threshold(
+    model: torch.nn.Module, manifest: str | Path, split: str = "val", batch_size: int = 16
+) -> ThresholdChoice:
+    """The threshold on ``model.threshold_statistic`` that best separates ``split``'s labelled
+    videos (max balanced accuracy); a video's statistic is the max over its face tracks (the
+    probability is increasing in it, so this is the track a ``max`` video score takes)."""
+    labels = manifest_labels(manifest)
+    tracks: dict[str, list[float]] = {}
+    for entries, outputs in manifest_outputs(model, manifest, split, batch_size):
+        statistic = model.threshold_statistic(outputs)
+        if statistic is None:
+            raise ValueError(f"{type(model).__name__} has no decision threshold to choose")
+        for entry, value in zip(entries, np.asarray(statistic, np.float64), strict=True):
+            if entry.filename in labels:
+                tracks.setdefault(entry.filename, []).append(float(value))
+    videos = {n: max(v) for n, v in tracks.items() if not all(math.isnan(x) for x in v)}
+    y = np.array([labels[n].label for n in videos])
+    s = np.array([np.nanmax(tracks[n]) for n in videos])
+    threshold, balanced = balanced_accuracy_threshold(y, s)
+    if math.isnan(threshold):
+        raise ValueError(
+            f"{manifest}: split {split!r} needs labelled real and fake videos to choose a threshold "
+            f"({int((y == 0).sum())} real, {int((y == 1).sum())} fake with the statistic)"
+        )
+    return ThresholdChoice(threshold, balanced, split, len(y), int(y.sum()), len(tracks) - len(videos))
 
 
 def manifest_labels(manifest: str | Path) -> dict[str, VideoLabel]:

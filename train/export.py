@@ -12,7 +12,9 @@ frame detectors' ``frame_logits``) and the shipped ONNX must carry it.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 
 from core.preprocess_config import PreprocessConfig
+from models.detector import DetectorModel
 from models.onnx_export import export_onnx
 from train.module import DetectorLitModule
 from weights.store import save_weights
@@ -80,16 +83,57 @@ def scoring_preprocess(preprocess: PreprocessConfig, input_names: tuple[str, ...
     return preprocess
 
 
+def run_manifest(checkpoint: Path) -> Path | None:
+    """The manifest the run that wrote ``checkpoint`` trained on (RUN/fit_config.json beside
+    RUN/checkpoints/), or None when the run recorded none."""
+    config = checkpoint.parent.parent / "fit_config.json"
+    if not config.is_file():
+        return None
+    manifest = json.loads(config.read_text(encoding="utf-8")).get("manifest")
+    return Path(manifest) if manifest else None
+
+
+def has_threshold(model: torch.nn.Module) -> bool:
+    """Whether the detector keeps a decision threshold in its config (``threshold_statistic``)."""
+    return type(model).threshold_statistic is not DetectorModel.threshold_statistic
+
+
 def export_checkpoint(
     checkpoint: str | Path,
     out: str | Path,
     preprocess: PreprocessConfig | None = None,
     onnx: bool = True,
+    calibrate: str | Path | None = None,
+    calibrate_split: str = "val",
 ) -> ExportResult:
-    """Export ``checkpoint`` to ``out`` (a stem: ``weights/fusion`` → ``weights/fusion.*``)."""
+    """Export ``checkpoint`` to ``out`` (a stem: ``weights/fusion`` → ``weights/fusion.*``).
+
+    A detector with a decision threshold in its config (MDS's ``distance_threshold``) gets it
+    chosen on ``calibrate_split`` of the ``calibrate`` manifest (default: the manifest the run
+    trained on) before anything is written, so the weights JSON, the graph and the ONNX file
+    all carry it; the choice is recorded under ``threshold_calibration`` in the JSON."""
     checkpoint = Path(checkpoint)
     module = load_checkpoint(checkpoint)
     model = module.scoring_model().eval()
+    extra = checkpoint_extra(checkpoint)
+    if has_threshold(model):
+        manifest = Path(calibrate) if calibrate else run_manifest(checkpoint)
+        if manifest is None:
+            log.warning("%s: no manifest to choose the decision threshold on: kept the config's", checkpoint)
+        else:
+            from train.evaluate import choose_model_threshold
+
+            choice = choose_model_threshold(model, manifest, calibrate_split)
+            model.set_threshold(choice.threshold)
+            extra["threshold_calibration"] = {**choice.to_dict(), "manifest": str(manifest)}
+            log.info(
+                "decision threshold %.4f: balanced accuracy %.3f on %d %s videos (%d fake)",
+                choice.threshold,
+                choice.balanced_accuracy,
+                choice.videos,
+                calibrate_split,
+                choice.fakes,
+            )
     if preprocess is None:
         stored = module.hparams.get("preprocess")
         if stored is None:
@@ -107,7 +151,7 @@ def export_checkpoint(
         model.arch,
         model.config.to_dict(),
         preprocess.to_dict(),
-        extra=checkpoint_extra(checkpoint),
+        extra=extra,
     )
     result = ExportResult(
         weights=weights, config=weights.with_suffix(".json"), onnx=None, onnx_max_abs_diff=None
@@ -123,20 +167,27 @@ def export_checkpoint(
 
 
 def onnx_difference(model: torch.nn.Module, path: Path, batch: int = 3) -> float:
-    """Max |difference| between torch and ONNX Runtime over every output on random inputs
-    (another batch size than the export's, so the dynamic batch axis is exercised too)."""
+    """Max |difference| between torch and ONNX Runtime over every output, on random inputs
+    (another batch size than the export's, so the dynamic batch axis is exercised too); inf when
+    the outputs' number, shapes or NaN positions differ."""
     import onnxruntime as ort
 
     inputs = model.example_inputs(batch, seed=1)
     with torch.no_grad():
-        expected = model(*inputs)
-    expected = (expected,) if isinstance(expected, torch.Tensor) else tuple(expected)
+        outputs = model(*inputs)
+    expected = [o.numpy() for o in ((outputs,) if isinstance(outputs, torch.Tensor) else outputs)]
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})
     if len(got) != len(expected):
-        raise ExportError(f"{path}: {len(got)} ONNX outputs, torch gives {len(expected)}")
-    return max(float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected, strict=True))
+        return math.inf
+    worst = 0.0
+    for a, b in zip(got, expected, strict=True):  # every output; NaN (padding) must match NaN
+        if a.shape != b.shape or not np.array_equal(np.isnan(a), np.isnan(b)):
+            return math.inf
+        both = ~np.isnan(a)
+        worst = max(worst, float(np.abs(a[both] - b[both]).max(initial=0.0)))
+    return worst
 
 
 def export_weights(source: str | Path, out: str | Path | None = None, onnx: bool = True) -> ExportResult:

@@ -171,8 +171,10 @@ def fit(cfg: FitConfig) -> FitResult:
         problem = detector.preprocess_problem(model_config, pcfg)
         if problem:
             raise ValueError(f"{cfg.manifest}: {problem}")
-        wanted = model_config.num_frames  # every detector config says how many face frames it reads
-        if pcfg.sample.num_frames < wanted:
+        # frame detectors' configs say how many face frames they read; per-second samples
+        # (MDS) are checked by the detector's preprocess_problem instead
+        wanted = getattr(model_config, "num_frames", 0)
+        if pcfg.sample.sampling == "uniform" and pcfg.sample.num_frames < wanted:
             log.warning(
                 "samples hold %d face frames, the model takes %d: frames will repeat",
                 pcfg.sample.num_frames,

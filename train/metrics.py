@@ -15,6 +15,7 @@ import numpy as np
 from sklearn import metrics as skm
 
 THRESHOLD_METHODS = ("youden", "eer")
+MODEL_THRESHOLD = 0.5  # a model's own decision: fake when its probability is at least this
 
 
 def _arrays(labels, scores) -> tuple[np.ndarray, np.ndarray]:
@@ -85,6 +86,26 @@ def youden_threshold(labels, scores) -> float:
     return float(min(thr[k], 1.0)) if np.isfinite(thr[k]) else 1.0
 
 
+def balanced_accuracy_threshold(labels, scores) -> tuple[float, float]:
+    """(threshold, balanced accuracy) of the threshold on raw ``scores`` (any scale, e.g. a
+    distance) that maximises (TPR + TNR) / 2, predicting fake when score >= threshold. The
+    candidates are the midpoints between consecutive distinct scores (and just outside
+    them), so the threshold sits between the classes, not on a sample; ties go to the lowest.
+    (NaN, NaN) with only one class."""
+    y, p = _arrays(labels, scores)
+    if not _both_classes(y):
+        return math.nan, math.nan
+    values = np.unique(p)
+    spread = max(float(values[-1] - values[0]), 1e-6)
+    candidates = np.concatenate([[values[0] - spread], (values[:-1] + values[1:]) / 2, [values[-1] + spread]])
+    fake = p[None, :] >= candidates[:, None]
+    tpr = fake[:, y == 1].mean(axis=1)
+    tnr = (~fake[:, y == 0]).mean(axis=1)
+    balanced = (tpr + tnr) / 2
+    best = int(np.argmax(balanced))
+    return float(candidates[best]), float(balanced[best])
+
+
 def choose_threshold(labels, scores, method: str = "youden") -> float:
     if method == "youden":
         return youden_threshold(labels, scores)
@@ -151,10 +172,16 @@ class DetectionReport:
     accuracy: float
     confusion: Confusion
     per_category: dict[str, CategoryReport] = field(default_factory=dict)
+    # at probability 0.5: the model's own decision (a detector with a threshold in its config,
+    # MDS, folds it in there), whatever threshold the report chose above
+    model_confusion: Confusion | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["confusion"]["accuracy"] = self.confusion.accuracy
+        if self.model_confusion is not None:
+            d["model_confusion"]["accuracy"] = self.model_confusion.accuracy
+            d["model_confusion"]["threshold"] = MODEL_THRESHOLD
         return _json_safe(d)
 
 
@@ -197,6 +224,7 @@ def evaluate_scores(
         threshold_source=threshold_source or "given",
         accuracy=conf.accuracy,
         confusion=conf,
+        model_confusion=Confusion.at(y, p, MODEL_THRESHOLD),
     )
     if categories is not None:
         cats = np.asarray(list(categories), dtype=object)

@@ -1,8 +1,9 @@
 """Any registered detector as a LightningModule: loss, optimiser, and video-level validation AUC.
 
 The model is built by name (``arch`` + its config dict) and called with its inputs in
-``input_names`` order; the loss is binary cross-entropy on the detector's ``fake_logit`` (for
-a two-logit head that is exactly softmax cross-entropy). Validation scores every sample,
+``input_names`` order; the loss is the detector's own ``training_loss`` when it has one (MDS),
+else binary cross-entropy on its ``fake_logit`` (for a two-logit head that is exactly softmax
+cross-entropy). Validation scores every sample,
 makes each video's score with the detector's ``video_aggregation`` over its face tracks (what
 ``run.sh`` does) and logs ``val_auc`` and ``val_log_loss`` per video; checkpointing, early
 stopping and ReduceLROnPlateau all watch ``val_auc``. With ``ema_decay`` an exponential moving
@@ -103,16 +104,22 @@ class DetectorLitModule(L.LightningModule):
         for avg, b in zip(self.ema.buffers(), self.model.buffers(), strict=True):
             avg.copy_(b)
 
+    def _outputs(self, batch: dict[str, Any], model: torch.nn.Module) -> tuple[torch.Tensor, ...]:
+        outputs = model(*(batch[name] for name in model.input_names))
+        return (outputs,) if isinstance(outputs, torch.Tensor) else tuple(outputs)
+
     def _fake_logit(self, batch: dict[str, Any], model: torch.nn.Module | None = None) -> torch.Tensor:
         """(B,) float32 fake log-odds of the batch's samples."""
         model = self.model if model is None else model
-        outputs = model(*(batch[name] for name in model.input_names))
-        outputs = (outputs,) if isinstance(outputs, torch.Tensor) else tuple(outputs)
-        return model.fake_logit(outputs).float()
+        return model.fake_logit(self._outputs(batch, model)).float()
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        logit = self._fake_logit(batch)
-        loss = binary_loss(logit, batch["label"], self.class_weights, self.optim.label_smoothing)
+        outputs = self._outputs(batch, self.model)
+        logit = self.model.fake_logit(outputs).float()
+        # a detector with its own loss (MDS: contrastive on its embeddings) returns it; else BCE
+        loss = self.model.training_loss(outputs, batch)
+        if loss is None:
+            loss = binary_loss(logit, batch["label"], self.class_weights, self.optim.label_smoothing)
         acc = ((logit > 0).long() == batch["label"]).float().mean()
         self.log("train_loss", loss, prog_bar=True, batch_size=len(logit))
         self.log("train_acc", acc, batch_size=len(logit))

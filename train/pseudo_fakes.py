@@ -18,6 +18,9 @@ three kinds of deepfake leave:
   temporal instability of frame-by-frame generation.
 - ``audio_shift``: the soundtrack moved by several frames, seen through the SyncNet latency
   vector (the distance curve slides by the shift; see ``shift_latency``).
+- ``audio_desync``: the soundtrack itself (waveform, MFCC, mel) moved 0.3-1.5 s against the
+  face, or swapped for a far part of the same clip: for detectors that read the sound (MDS).
+  Not among the default weights: only audio-visual detectors can see it.
 
 Every random choice is drawn once per clip (a generator is consistent over a video) except the
 drift of ``blend_flicker``. The mask follows each frame's landmarks (``Sample.landmarks``).
@@ -343,7 +346,67 @@ class AudioShift:
         return dataclasses.replace(sample, latency=shift_latency(sample.latency, shift))
 
 
-CATEGORIES: dict[str, type] = {c.name: c for c in (SelfBlend, MouthRerender, BlendFlicker, AudioShift)}
+def roll_soundtrack(sample: Sample, columns: int, samples_per_column: int) -> Sample:
+    """The sample with its soundtrack rotated ``columns`` feature columns later (negative:
+    earlier): MFCC and mel by ``columns``, the waveform by ``columns * samples_per_column``,
+    so all three stay in step with each other and move against the frames. A rotation keeps
+    speech everywhere (a fill would leave silence to spot), and what wraps round comes from the
+    far end of the same clip."""
+    audio = sample.audio
+    if len(audio):
+        audio = np.roll(audio, columns * samples_per_column)
+    return dataclasses.replace(
+        sample,
+        audio=audio,
+        mfcc=np.roll(sample.mfcc, columns, axis=1),
+        mel=np.roll(sample.mel, columns, axis=1),
+    )
+
+
+@dataclass(frozen=True)
+class AudioDesync:
+    """The soundtrack moved against the face: by 0.3-1.5 s either way (``shift``) or, with
+    ``swap_p``, by about half the clip (``swap``: the sound of a far part of the same clip).
+    MDS's natural negatives: real speech, real face, not the same moment. The MFCC, mel and
+    waveform move together (``roll_soundtrack``); the latency vector is left as it is."""
+
+    name: ClassVar[str] = "audio_desync"
+    shift_s: tuple[float, float] = (0.3, 1.5)
+    swap_p: float = 0.3
+    feature_rate: float = 100.0  # MFCC/mel columns per second (AudioConfig.mfcc_hop_s = 0.01)
+    sample_rate: int = 16000  # waveform samples per second (MediaConfig.sample_rate)
+
+    def applies(self, sample: Sample) -> bool:
+        """Needs a soundtrack at least twice the smallest shift (else a rotation comes back round)."""
+        return sample.mfcc.ndim == 2 and sample.mfcc.shape[1] >= 2 * self.shift_s[0] * self.feature_rate
+
+    def draw_columns(self, length: int, rng: np.random.Generator) -> int:
+        """A rotation of ``length`` columns whose distance from no rotation (either way round)
+        is at least the smallest shift."""
+        least = int(np.ceil(self.shift_s[0] * self.feature_rate))
+        if rng.random() < self.swap_p:
+            columns = length // 2 + int(rng.integers(-length // 8, length // 8 + 1))
+        else:
+            columns = int(round(rng.uniform(*self.shift_s) * self.feature_rate)) * (
+                1 if rng.random() < 0.5 else -1
+            )
+        columns %= length
+        if min(columns, length - columns) < least:  # a shift near a whole clip length wraps back
+            columns = least if columns < length / 2 else length - least
+        return columns if columns <= length // 2 else columns - length
+
+    def forge(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        if not self.applies(sample):
+            raise ValueError(
+                f"{sample.meta.video}: audio_desync needs a soundtrack of at least {2 * self.shift_s[0]} s"
+            )
+        columns = self.draw_columns(sample.mfcc.shape[1], rng)
+        return roll_soundtrack(sample, columns, int(round(self.sample_rate / self.feature_rate)))
+
+
+CATEGORIES: dict[str, type] = {
+    c.name: c for c in (SelfBlend, MouthRerender, BlendFlicker, AudioShift, AudioDesync)
+}
 
 
 @dataclass(frozen=True)
@@ -380,7 +443,8 @@ class PseudoFakeConfig:
 class PseudoFakes:
     """The training-sample transform ``(sample, label, rng) -> (sample, label)``: a real sample
     becomes, with probability ``fake_p``, a pseudo-fake of a category drawn by weight (label 1).
-    Categories a sample cannot take (``audio_shift`` without a latency) are skipped for it."""
+    Categories a sample cannot take (``audio_shift`` without a latency, ``audio_desync`` without
+    a soundtrack) are skipped for it; a sample that can take none stays real."""
 
     def __init__(self, cfg: PseudoFakeConfig | None = None):
         self.cfg = cfg or PseudoFakeConfig()
@@ -389,10 +453,19 @@ class PseudoFakes:
     def __repr__(self) -> str:
         return f"PseudoFakes(fake_p={self.cfg.fake_p}, weights={self.cfg.weights}, params={self.cfg.params})"
 
+    @staticmethod
+    def _applies(name: str, category: Any, sample: Sample) -> bool:
+        if name == "audio_shift":
+            return sample.latency is not None
+        applies = getattr(category, "applies", None)
+        return applies is None or applies(sample)
+
     def __call__(self, sample: Sample, label: int, rng: np.random.Generator) -> tuple[Sample, int]:
         if label != 0 or rng.random() >= self.cfg.fake_p:
             return sample, label
-        names = [n for n in self.categories if n != "audio_shift" or sample.latency is not None]
+        names = [n for n, c in self.categories.items() if self._applies(n, c, sample)]
+        if not names:  # nothing this sample can become (e.g. audio categories, no soundtrack)
+            return sample, label
         weights = np.array([self.cfg.weights[n] for n in names], np.float64)
         name = names[int(rng.choice(len(names), p=weights / weights.sum()))]
         return self.categories[name].forge(sample, rng), 1

@@ -8,6 +8,7 @@ pipeline's; with a ``SyncNetScorer`` the latency is computed exactly as preproce
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,12 +17,15 @@ import numpy as np
 
 from core.preprocess_config import PreprocessConfig
 from core.types import Sample, SampleMeta
-from preprocess.audio import audio_features
+from preprocess.audio import audio_features, log_mel, mfcc
 from preprocess.cache_layout import sample_path, write_settings
 from preprocess.datasets import ManifestRow, VideoItem, write_manifest
 from preprocess.latency import SyncNetScorer
 from preprocess.sample_file import save_sample
-from train.synth.videos import SynthVideo
+from preprocess.tracks import per_second_indices
+from train.synth.audio import synthesize_speech
+from train.synth.face import Identity, draw_mouth, face_outline, mouth_box, render_head_base
+from train.synth.videos import SynthVideo, shift_audio
 
 
 def crop_square(frame: np.ndarray, box: np.ndarray, scale: float, size: int) -> np.ndarray:
@@ -45,7 +49,10 @@ def video_to_sample(
     for the kept face frames (small models need small crops; SyncNet always gets 224)."""
     cfg = cfg or PreprocessConfig()
     n = len(video.frames)
-    keep = np.round(np.linspace(0, n - 1, cfg.sample.num_frames)).astype(np.int64)
+    if cfg.sample.sampling == "per_second":  # the pipeline's one-second chunks
+        keep = per_second_indices(np.arange(n), video.fps, cfg.sample.chunk_frames)
+    else:
+        keep = np.round(np.linspace(0, n - 1, cfg.sample.num_frames)).astype(np.int64)
     size = crop_size or cfg.track.crop_size
     faces = np.stack([crop_square(video.frames[i], video.boxes[i], cfg.track.crop_scale, size) for i in keep])
     features = audio_features(video.audio, video.sample_rate, cfg.audio)
@@ -127,3 +134,75 @@ def write_sample_cache(
     manifest = out / "manifest.csv"
     write_manifest(rows, manifest)
     return manifest
+
+
+@functools.lru_cache(maxsize=64)
+def _talker_head(seed: int, identity: int) -> tuple[Identity, np.ndarray, np.ndarray]:
+    """Identity ``identity`` of ``seed``, its static head layer and its face box in the layer."""
+    ident = Identity.random(np.random.default_rng([seed, 1, identity]))
+    base_rgb, _ = render_head_base(ident, np.random.default_rng([seed, 4, identity]))
+    outline = face_outline(ident)
+    return ident, base_rgb, np.array([*outline.min(0), *outline.max(0)], np.float32)
+
+
+def talking_sample(
+    seed: int,
+    index: int,
+    seconds: float = 3.0,
+    cfg: PreprocessConfig | None = None,
+    crop_size: int = 64,
+    identities: int | None = None,
+    audio_shift_frames: int = 0,
+    audio_from: int | None = None,
+    fps: float = 25.0,
+) -> Sample:
+    """Utterance ``index`` of a synthetic talker straight to a ``"per_second"`` sample, drawing
+    only the frames the sample keeps: the talker's still head with its mouth opening with the
+    loudness of its speech-like soundtrack, cropped around the face (no eyes moving, background,
+    camera motion or noise: the mouth and the sound are what changes). Talker ``index %
+    identities`` speaks (default: a talker per utterance). ``audio_shift_frames`` moves the
+    soundtrack against the face (the synthetic ``audio_shift`` fake), ``audio_from`` takes
+    utterance ``audio_from``'s speech instead (``audio_swap``). Ten times cheaper than rendering
+    whole videos: what audio-visual learning tests need in bulk."""
+    cfg = (cfg or PreprocessConfig()).replace("sample", sampling="per_second")
+    ident, base_rgb, box = _talker_head(seed, index % identities if identities else index)
+    speech = synthesize_speech(np.random.default_rng([seed, 2, index]), seconds, fps=fps)
+    num_frames = int(round(seconds * fps))
+    keep = per_second_indices(np.arange(num_frames), fps, cfg.sample.chunk_frames)
+    x0, y0, x1, y1 = mouth_box(ident)
+    faces = []
+    for i in keep:
+        layer = base_rgb.copy()
+        draw_mouth(layer[y0:y1, x0:x1], ident, float(speech.opening[i]), origin=(x0, y0))
+        faces.append(
+            crop_square(np.clip(layer, 0, 255).astype(np.uint8), box, cfg.track.crop_scale, crop_size)
+        )
+    audio = speech.audio
+    if audio_from is not None:  # utterance audio_from's speech, drawn as its own sample draws it
+        audio = synthesize_speech(np.random.default_rng([seed, 2, audio_from]), seconds, fps=fps).audio
+    if audio_shift_frames:
+        rng = np.random.default_rng([seed, 3, index])
+        audio = shift_audio(audio, audio_shift_frames, fps, speech.sample_rate, rng)
+    label = int(bool(audio_shift_frames) or audio_from is not None)
+    meta = SampleMeta(
+        video=f"talker_{index:04d}{'_fake' if label else ''}.mp4",
+        source="synthetic",
+        fps=fps,
+        duration=num_frames / fps,
+        has_audio=True,
+        num_tracks=1,
+        track_id=0,
+        label=label,
+        warnings=["no_syncnet_weights"],
+    )
+    return Sample(
+        meta=meta,
+        faces=np.stack(faces),
+        face_frame_indices=keep,
+        boxes=np.repeat(box[None], num_frames, axis=0),
+        frame_start=0,
+        audio=audio,
+        mfcc=mfcc(audio, speech.sample_rate, cfg.audio),
+        mel=log_mel(audio, speech.sample_rate, cfg.audio),
+        latency=None,
+    )
