@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from urllib.parse import quote
 
 from submission.explain import LatencyView, ModelInfo, TrackExplanation, VideoExplanation
@@ -154,10 +155,24 @@ def latency_svg(view: LatencyView) -> str:
 # --- pages --------------------------------------------------------------------------------------
 
 
+def shown_path(path: str) -> str:
+    """A weights path as the page shows it: relative when it lies under the working directory
+    (``weights/detector.safetensors``, not the checkout's absolute path); anything else (a path
+    elsewhere, a description) as it is. The JSON keeps the full path."""
+    p = Path(path)
+    if not p.is_absolute():
+        return path
+    cwd = Path.cwd()
+    for inner, outer in ((p, cwd), (p.resolve(), cwd.resolve())):
+        if inner.is_relative_to(outer) and inner != outer:
+            return inner.relative_to(outer).as_posix()
+    return path
+
+
 def _models_table(models: Sequence[ModelInfo]) -> str:
     rows = "".join(
         f"<tr><td>{esc(m.name)}</td><td>{esc(m.arch)}</td><td>{esc(m.runtime)}</td>"
-        f"<td>{m.weight:g}</td><td><code>{esc(m.weights)}</code><br><code>sha256 {esc(m.sha256 or '?')}</code></td></tr>"
+        f"<td>{m.weight:g}</td><td><code>{esc(shown_path(m.weights))}</code><br><code>sha256 {esc(m.sha256 or '?')}</code></td></tr>"
         for m in models
     )
     return (

@@ -3,12 +3,13 @@ how ``docs/explain_page.png`` was made.
 
     .venv/bin/python tests/explain_demo.py OUT_DIR [--syncnet PATH] [--png docs/explain_page.png]
 
-The shipped detector returns no time-resolved scores yet (its per-frame outputs come with the
-``localise`` branch) and its preprocessing switches SyncNet off, so this demo scores with the
-shipped weights wrapped in ``TimedMobileNetFrames``, a test-side subclass that returns the
-per-frame logits the network already computes, and preprocesses with a SyncNet (``--syncnet``,
-e.g. ``runs/default/syncnet`` from ``make train-default``) switched on. Synthetic videos only
-(``train.synth``): never faces from ``../shared``.
+Scores as ``run.sh`` does: the shipped detector (``weights/detector``, ``mobilenetv2_frames``)
+through ``DetectorScorer.from_weights`` on the default runtime; its ``frame_logits`` give the
+per-second timeline. The one change: its preprocessing switches SyncNet off (``sync.weights``
+is empty), so ``--syncnet`` (e.g. ``runs/default/syncnet`` from ``make train-default``) switches
+it on, for the page's SyncNet curve; the detector does not read the latency, so the scores are
+those ``run.sh`` gives. Run it from the repository root, so the page shows the weights path
+relative. Synthetic videos only (``train.synth``): never faces from ``../shared``.
 """
 
 from __future__ import annotations
@@ -20,14 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-from models.face_frames import pick_frames  # noqa: E402
-from models.mobilenet_frames import MobileNetFrames  # noqa: E402
 
 CHROMIUM_FLAGS = (
     "--headless",
@@ -40,28 +35,6 @@ CHROMIUM_FLAGS = (
     "--disable-component-update",
     "--disable-sync",
 )
-
-
-class TimedMobileNetFrames(MobileNetFrames):
-    """The shipped network with its per-frame logits as a second output (what the frame
-    detectors gain on the ``localise`` branch); the sample's logit is unchanged."""
-
-    output_names = ("logits", "frame_logits")
-
-    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feats = self.body(frames.reshape(-1, *frames.shape[2:]))
-        pooled = torch.cat([f.mean(dim=(2, 3)) for f in feats], dim=1)
-        per_frame = self.head(self.head_drop(pooled)).reshape(frames.shape[0], -1)
-        return per_frame.mean(dim=1, keepdim=True), per_frame
-
-    @classmethod
-    def time_columns(cls, sample, config):
-        chosen = pick_frames(len(sample.faces), config.num_frames)  # the crops sample_inputs takes
-        return np.asarray(sample.face_frame_indices)[chosen] / sample.meta.fps
-
-    @staticmethod
-    def time_logits(outputs):
-        return outputs[1]
 
 
 def chromium() -> str | None:
@@ -88,28 +61,14 @@ def screenshot(page: Path, png: Path, size: tuple[int, int] = (1200, 1600), time
     return png
 
 
-def timed_scorer(syncnet: str | None):
-    from models.registry import load_model
-    from submission.onnx_runtimes import make_runtime
+def shipped_scorer(syncnet: str | None):
+    """The scorer ``run.sh`` builds (default weights, runtime and device), with SyncNet on."""
     from submission.scoring import DetectorScorer
 
-    loaded = load_model(ROOT / "weights" / "detector")
-    module = TimedMobileNetFrames(loaded.module.config)
-    module.load_state_dict(loaded.module.state_dict())
-    pre = loaded.preprocess
+    scorer = DetectorScorer.from_weights("detector")
     if syncnet:
-        pre = pre.replace("sync", weights=syncnet)
-    rt = make_runtime("torch", module=module.eval(), onnx_path=None, device="cpu")
-    return DetectorScorer(
-        rt,
-        TimedMobileNetFrames,
-        module.config,
-        pre,
-        batch_size=8,
-        description="shipped mobilenetv2_frames + per-frame outputs",
-        arch="mobilenetv2_frames (+ frame logits, test-side)",
-        weights_path=loaded.path,
-    )
+        scorer.preprocess_config = scorer.preprocess_config.replace("sync", weights=syncnet)
+    return scorer
 
 
 def main() -> int:
@@ -141,7 +100,7 @@ def main() -> int:
             str(args.out / "per_second.csv"),
         ],
         preprocessor_factory=Preprocessor,
-        scorer=timed_scorer(args.syncnet),
+        scorer=shipped_scorer(args.syncnet),
     )
     if code != 0:
         return code

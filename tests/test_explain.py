@@ -175,3 +175,29 @@ def test_syncnet_curve_and_timeline_in_the_page():
     assert_self_contained(page)
     assert "offset -5, confidence 2.50" in page and page.count("<polyline") == 2  # timeline + curve
     assert data["tracks"][0]["seconds"]["probabilities"] == [0.2, 0.7]
+
+
+def test_page_shows_weights_under_the_working_directory_relative(tmp_path, monkeypatch):
+    """The models table: a weights path under the working directory relative (not the checkout's
+    absolute path), one elsewhere as it is; the JSON keeps both in full."""
+    from submission_fakes import fake_sample
+
+    from core.preprocess_config import PreprocessConfig
+    from core.types import VideoResult
+    from submission.batch import VideoDetail
+    from submission.explain import ModelInfo, explain_video
+    from submission.explain_html import render_video
+    from submission.scoring import VideoScore
+
+    (tmp_path / "repo").mkdir()
+    monkeypatch.chdir(tmp_path / "repo")
+    inside = str(tmp_path / "repo" / "weights" / "detector.safetensors")
+    outside = str(tmp_path / "elsewhere" / "fusion.safetensors")
+    models = [ModelInfo(n, "m", w, "0" * 64, "torch/cpu") for n, w in (("a", inside), ("b", outside))]
+    sample = fake_sample("v.mp4", 40, 0, 1)
+    detail = VideoDetail(VideoScore("v.mp4", 0.4, "", (0.4, 0.4), ()), VideoResult("v.mp4", [sample]), ())
+    expl = explain_video(detail, models, "max", PreprocessConfig())
+    assert [m["weights"] for m in expl.to_json()["models"]] == [inside, outside]
+    page = render_video(expl)
+    assert "<code>weights/detector.safetensors</code>" in page and inside not in page
+    assert f"<code>{outside}</code>" in page
