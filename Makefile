@@ -107,7 +107,7 @@ train-compare: weights  ## train the frame detectors with the default's recipe; 
 # notes of README.md). The audio-shifting pseudo-fake (branch mds) belongs in AVATTN_FAKES once
 # it lands: visual pseudo-fakes alone never make the audio path the only tell.
 AVATTN_STEPS ?= 600
-AVATTN_FAKES ?= self_blend,mouth_rerender,blend_flicker
+AVATTN_FAKES ?= self_blend,mouth_rerender,blend_flicker,audio_desync
 AVATTN_OUT   ?= $(DEFAULT_RUN)/compare/av_attention
 train-avattn: weights  ## train the attention-fusion AV detector with the default's recipe; media AUC
 	@test -f $(DEFAULT_RUN)/cache/manifest.csv -a -f $(DEFAULT_RUN)/media_cache/manifest.csv || \

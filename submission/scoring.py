@@ -248,7 +248,8 @@ def make_model_runtime(
     if (
         onnx_path is not None
         and weights_path.is_file()
-        and onnx.stat().st_mtime < weights_path.stat().st_mtime
+        # a checkout writes both files within moments of each other, in either order
+        and onnx.stat().st_mtime < weights_path.stat().st_mtime - 60
     ):
         log.warning("%s is older than %s: re-export it if the weights changed", onnx, weights_path.name)
     if kind in ("onnxruntime", "tensorrt") and onnx_path is None:
