@@ -347,7 +347,8 @@ def _explainer(args: argparse.Namespace, scorer: SampleScorer, how: str) -> Any:
     """The ``--explain`` page writer, or None."""
     if not args.explain:
         return None
-    from submission.explain import ExplainWriter, model_infos
+    from submission.explain import model_infos
+    from submission.explain_pages import ExplainWriter
 
     return ExplainWriter(args.explain, model_infos(scorer), how, scorer.preprocess_config)
 

@@ -12,7 +12,6 @@ them, the per-second timeline from the scores (``submission.per_second``). The H
 from __future__ import annotations
 
 import base64
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -23,15 +22,14 @@ import cv2
 import numpy as np
 
 from core.aggregation import combine_log_odds
-from core.files import atomic_write, sha256_file
+from core.files import sha256_file
 from core.preprocess_config import PreprocessConfig
 from core.types import Sample
 from submission.batch import VideoDetail
-from submission.scoring import SecondScores, VideoScore
+from submission.scoring import SecondScores
 
 THUMBNAILS = 4  # per face track: enough to see the face, small enough to keep pages light
 THUMB_SIZE = 96  # pixels
-INDEX = "index.html"
 
 
 @dataclass(frozen=True)
@@ -268,54 +266,3 @@ def _driver(
         name = names[k] if k < len(names) else f"member {k}"
         parts.append(f"{name}: track {tracks[best].track}")
     return "max over face tracks per member: " + "; ".join(parts), None
-
-
-def page_names(filename: str) -> tuple[str, str]:
-    """(JSON, HTML) file names of a video's explanation."""
-    return f"{filename}.json", f"{filename}.html"
-
-
-class ExplainWriter:
-    """Writes each video's JSON and page as its score arrives, then the index."""
-
-    def __init__(
-        self,
-        folder: str | Path,
-        models: Sequence[ModelInfo],
-        aggregation: str,
-        preprocess: PreprocessConfig,
-    ):
-        self.folder = Path(folder)
-        self.models = tuple(models)
-        self.aggregation = aggregation
-        self.preprocess = preprocess
-
-    def __call__(self, detail: VideoDetail) -> None:
-        from submission.explain_html import render_video
-
-        explanation = explain_video(detail, self.models, self.aggregation, self.preprocess)
-        json_name, html_name = page_names(explanation.filename)
-        atomic_write(
-            self.folder / json_name, json.dumps(explanation.to_json(), indent=1, allow_nan=False) + "\n"
-        )
-        atomic_write(self.folder / html_name, render_video(explanation))
-
-    def has_page(self, score: VideoScore) -> bool:
-        """Whether an earlier run left this video's explanation, for this very score (resume)."""
-        json_name, html_name = page_names(score.filename)
-        try:
-            data = json.loads((self.folder / json_name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return False
-        return (
-            (self.folder / html_name).is_file()
-            and data.get("probability") == score.probability
-            and (score.ok or data.get("error") == score.reason)
-        )
-
-    def write_index(self, scores: Sequence[VideoScore]) -> Path:
-        from submission.explain_html import render_index
-
-        path = self.folder / INDEX
-        atomic_write(path, render_index([(s, page_names(s.filename)[1]) for s in scores], self.models))
-        return path

@@ -241,8 +241,9 @@ def test_export_chooses_the_threshold_on_validation_and_writes_it(tmp_path):
     """A tiny fit on synthetic talkers, then export: the JSON's threshold is the one that best
     separates the validation videos' mean distances, and the ONNX graph carries it."""
     from train.evaluate import choose_model_threshold
-    from train.export import export_checkpoint, load_checkpoint
+    from train.export import export_checkpoint
     from train.fit import FitConfig, fit
+    from train.module import load_checkpoint
     from train.synth.samples import talking_sample, write_sample_cache
     from train.synth.videos import SynthVideo
 

@@ -226,7 +226,7 @@ def load_scoring_model(
     if (checkpoint is None) == (weights is None):
         raise ValueError("give exactly one of a checkpoint or weights")
     if checkpoint is not None:
-        from train.export import load_checkpoint
+        from train.module import load_checkpoint
 
         return load_checkpoint(checkpoint).scoring_model().eval()
     from models.registry import load_model

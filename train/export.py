@@ -26,7 +26,7 @@ import torch
 from core.preprocess_config import PreprocessConfig
 from models.detector import DetectorModel
 from models.onnx_export import export_onnx
-from train.module import DetectorLitModule
+from train.module import load_checkpoint
 from weights.store import save_weights
 
 log = logging.getLogger("train")
@@ -44,19 +44,6 @@ class ExportResult:
     config: Path
     onnx: Path | None
     onnx_max_abs_diff: float | None
-
-
-def load_checkpoint(path: str | Path) -> DetectorLitModule:
-    path = Path(path)
-    if not path.is_file():
-        raise ExportError(f"{path}: checkpoint not found")
-    try:
-        # our own checkpoints hold tensors and plain hyper-parameters only
-        return DetectorLitModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ExportError(
-            f"{path}: not a detector training checkpoint ({type(err).__name__}: {err})"
-        ) from err
 
 
 def checkpoint_extra(path: Path) -> dict[str, Any]:

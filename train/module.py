@@ -22,6 +22,7 @@ import copy
 import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -219,3 +220,20 @@ def video_scores(videos, labels, probs, how: str = "max") -> tuple[list, np.ndar
     names = sorted(tracks)
     scores = [aggregate(tracks[v], how) for v in names]
     return names, np.array([label_of[v] for v in names]), np.array(scores)
+
+
+class CheckpointError(ValueError):
+    """A training checkpoint that is absent or not one of ours (the message names the file)."""
+
+
+def load_checkpoint(path: str | Path) -> DetectorLitModule:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        # our own checkpoints hold tensors and plain hyper-parameters only
+        return DetectorLitModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(
+            f"{path}: not a detector training checkpoint ({type(err).__name__}: {err})"
+        ) from err
