@@ -194,7 +194,9 @@ def cmd_export(args: argparse.Namespace) -> int:
                 f"{calibration['balanced_accuracy']:.3f} on {calibration['videos']} {calibration['split']} videos)"
             )
     if result.onnx:
-        print(f"wrote {result.onnx} (ONNX Runtime vs torch: max |diff| {result.onnx_max_abs_diff:.2e}, relative above 1)")
+        print(
+            f"wrote {result.onnx} (ONNX Runtime vs torch: max |diff| {result.onnx_max_abs_diff:.2e}, relative above 1)"
+        )
     return 0
 
 
