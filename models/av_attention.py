@@ -58,7 +58,16 @@ from torch import nn
 from core.preprocess_config import AudioConfig, PreprocessConfig
 from core.types import Sample
 from models.detector import DetectorModel
-from models.face_frames import IMAGENET_MEAN, IMAGENET_STD, Region, face_frames, normalise, pick_frames
+from models.face_frames import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Region,
+    check_region_and_size,
+    face_frames,
+    normalise,
+    pick_frames,
+    region_from_json,
+)
 from models.registry import FlatConfig, register_model
 from models.retinaface import MobileNetV2
 from weights.store import load_weights
@@ -91,11 +100,7 @@ class AvAttentionConfig(FlatConfig):
     audio_dropout: float = 0.3  # training only: P(a sample's audio is switched off)
 
     def __post_init__(self):
-        top, left, side = self.region
-        if min(top, left) < 0 or side <= 0 or max(top, left) + side > 1:
-            raise ValueError(f"region {self.region} must be a square inside the crop (fractions)")
-        if self.img_size % 32 or self.img_size < 32:
-            raise ValueError(f"img_size {self.img_size} must be a positive multiple of 32")
+        check_region_and_size(self.region, self.img_size)
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.num_frames < 1 or not 0 <= self.frozen_blocks <= 16:
@@ -111,10 +116,7 @@ class AvAttentionConfig(FlatConfig):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> AvAttentionConfig:
-        data = dict(data or {})
-        if "region" in data:
-            data["region"] = tuple(data["region"])  # JSON has lists
-        return super().from_dict(data)
+        return super().from_dict(region_from_json(data))
 
 
 # --- inputs from a Sample ----------------------------------------------------------------------

@@ -15,7 +15,7 @@ each frame's log-odds: where in time a sample looks fake (``time_columns``/``tim
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import cv2
@@ -46,6 +46,24 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
 
 
 Region = tuple[float, float, float]  # top, left, side: a square, as fractions of the crop
+
+
+def check_region_and_size(region: Region, img_size: int) -> None:
+    """ValueError unless ``region`` is a square inside the crop and ``img_size`` a positive
+    multiple of 32 (what the configs of region-reading detectors accept)."""
+    top, left, side = region
+    if min(top, left) < 0 or side <= 0 or max(top, left) + side > 1:
+        raise ValueError(f"region {region} must be a square inside the crop (fractions)")
+    if img_size % 32 or img_size < 32:
+        raise ValueError(f"img_size {img_size} must be a positive multiple of 32")
+
+
+def region_from_json(data: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A config dict read from JSON, its ``region`` list turned back into a tuple."""
+    data = dict(data or {})
+    if "region" in data:
+        data["region"] = tuple(data["region"])
+    return data
 
 
 def crop_region(crop: np.ndarray, region: Region) -> np.ndarray:

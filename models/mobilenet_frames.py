@@ -25,7 +25,13 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from models.face_frames import PerFrameDetector, Region, frame_outputs
+from models.face_frames import (
+    PerFrameDetector,
+    Region,
+    check_region_and_size,
+    frame_outputs,
+    region_from_json,
+)
 from models.registry import FlatConfig, register_model
 from models.retinaface import MobileNetV2
 from weights.store import load_weights
@@ -41,11 +47,7 @@ class MobileNetFramesConfig(FlatConfig):
     frozen_blocks: int = 6  # stem + this many inverted-residual blocks keep their weights
 
     def __post_init__(self):
-        top, left, side = self.region
-        if min(top, left) < 0 or side <= 0 or max(top, left) + side > 1:
-            raise ValueError(f"region {self.region} must be a square inside the crop (fractions)")
-        if self.img_size % 32 or self.img_size < 32:
-            raise ValueError(f"img_size {self.img_size} must be a positive multiple of 32")
+        check_region_and_size(self.region, self.img_size)
         if self.num_frames < 1 or not 0 <= self.frozen_blocks <= 16:
             raise ValueError(
                 f"num_frames {self.num_frames} >= 1 and 0 <= frozen_blocks {self.frozen_blocks} <= 16"
@@ -53,10 +55,7 @@ class MobileNetFramesConfig(FlatConfig):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> MobileNetFramesConfig:
-        data = dict(data or {})
-        if "region" in data:
-            data["region"] = tuple(data["region"])  # JSON has lists
-        return super().from_dict(data)
+        return super().from_dict(region_from_json(data))
 
 
 @register_model("mobilenetv2_frames", MobileNetFramesConfig)

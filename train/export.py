@@ -144,13 +144,18 @@ def export_checkpoint(
         weights=weights, config=weights.with_suffix(".json"), onnx=None, onnx_max_abs_diff=None
     )
     if onnx:
-        result.onnx = export_onnx(model, weights.with_suffix(".onnx"))
-        result.onnx_max_abs_diff = onnx_difference(model, result.onnx)
-        if result.onnx_max_abs_diff > ONNX_TOLERANCE:
-            raise ExportError(
-                f"{result.onnx}: ONNX Runtime differs from torch by {result.onnx_max_abs_diff:.2e}"
-            )
+        result.onnx, result.onnx_max_abs_diff = write_checked_onnx(model, weights.with_suffix(".onnx"))
     return result
+
+
+def write_checked_onnx(model: torch.nn.Module, path: Path) -> tuple[Path, float]:
+    """``model`` → ONNX at ``path``, refused (``ExportError``) unless ONNX Runtime agrees with
+    torch within ``ONNX_TOLERANCE``; returns the file and the measured difference."""
+    written = export_onnx(model, path)
+    difference = onnx_difference(model, written)
+    if difference > ONNX_TOLERANCE:
+        raise ExportError(f"{written}: ONNX Runtime differs from torch by {difference:.2e}")
+    return written, difference
 
 
 def onnx_difference(model: torch.nn.Module, path: Path, batch: int = 3) -> float:
@@ -198,10 +203,5 @@ def export_weights(source: str | Path, out: str | Path | None = None, onnx: bool
         shutil.copyfile(weights.with_suffix(".json"), target.with_suffix(".json"))
     result = ExportResult(target, target.with_suffix(".json"), None, None)
     if onnx:
-        result.onnx = export_onnx(model, target.with_suffix(".onnx"))
-        result.onnx_max_abs_diff = onnx_difference(model, result.onnx)
-        if result.onnx_max_abs_diff > ONNX_TOLERANCE:
-            raise ExportError(
-                f"{result.onnx}: ONNX Runtime differs from torch by {result.onnx_max_abs_diff:.2e}"
-            )
+        result.onnx, result.onnx_max_abs_diff = write_checked_onnx(model, target.with_suffix(".onnx"))
     return result
