@@ -82,7 +82,7 @@ train-default: weights  ## train the shipped default detector from $(SHARED)/tra
 	$(PY) -m preprocess $(SHARED)/train --labels $(DEFAULT_RUN)/labels.csv --out $(DEFAULT_RUN)/cache \
 		--still-images --workers 2 --threads 1 --no-progress
 	$(PY) -m train fit --manifest $(DEFAULT_RUN)/cache/manifest.csv --out $(DEFAULT_RUN)/fit $(DEFAULT_FIT) --quiet
-	$(PY) -m train export $(DEFAULT_RUN)/fit/checkpoints/last.ckpt --out weights/detector
+	$(PY) -m train export $(DEFAULT_RUN)/fit/checkpoints/last.ckpt --out weights/detector --labels $(DEFAULT_RUN)/labels.csv
 	$(MAKE) eval-default
 
 # The other detectors on the same data and recipe (pseudo-fakes from real faces), each exported

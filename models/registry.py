@@ -25,6 +25,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import nn
 
+from core.calibration import IDENTITY, Calibration
 from core.preprocess_config import PreprocessConfig
 from weights.store import WeightsError, load_weights
 
@@ -137,6 +138,7 @@ class LoadedModel:
     preprocess: PreprocessConfig | None  # what the model was trained on; None when unrecorded
     extra: dict[str, Any] = field(default_factory=dict)
     path: Path = Path()  # the .safetensors file
+    calibration: Calibration = IDENTITY  # raw log-odds → calibrated (a detector's; identity when none)
 
 
 def load_model(name_or_path: str | os.PathLike, arch: str | None = None) -> LoadedModel:
@@ -157,4 +159,9 @@ def load_model(name_or_path: str | os.PathLike, arch: str | None = None) -> Load
     except (TypeError, ValueError) as e:
         json_path = stored.path.with_suffix(".json")
         raise WeightsError(f"{json_path}: weights config corrupt: preprocess section: {e}") from e
-    return LoadedModel(module.eval(), stored.arch, preprocess, stored.extra, stored.path)
+    try:
+        calibration = Calibration.from_dict(stored.calibration) if stored.calibration else IDENTITY
+    except ValueError as e:
+        json_path = stored.path.with_suffix(".json")
+        raise WeightsError(f"{json_path}: weights config corrupt: {e}") from e
+    return LoadedModel(module.eval(), stored.arch, preprocess, stored.extra, stored.path, calibration)

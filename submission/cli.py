@@ -13,10 +13,12 @@ import logging
 import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from core.aggregation import AGGREGATIONS
+from core.calibration import UNCERTAIN_BAND, is_uncertain
 from core.device import resolve_device
 from core.ray_pool import RayOptions, add_ray_arguments, ray_options
 from core.threads import limit_threads
@@ -330,6 +332,7 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
     except OSError as exc:
         raise OutputError(f"cannot write {csv_path}: {exc.strerror or exc}") from None
     failed = [s for s in scores if not s.ok]
+    log_uncertain(scores)
     print(result.timings.summary(), file=sys.stderr)
     if result.pool_restarts:
         log.info("worker pool restarted %d times", result.pool_restarts)
@@ -341,6 +344,21 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
     if not videos:
         log.warning("no %s files in %s: the CSV has only its header", "/".join(args.extensions), input_dir)
     return EXIT_OK
+
+
+def log_uncertain(scores: Sequence[VideoScore]) -> None:
+    """How many scores sit in the uncertain band (``core.calibration.UNCERTAIN_BAND``)."""
+    scored = [s.probability for s in scores if s.probability is not None]
+    uncertain = sum(is_uncertain(p) for p in scored)
+    if uncertain:
+        low, high = UNCERTAIN_BAND
+        log.info(
+            "%d of %d scored videos are uncertain (probability %.2f-%.2f): the detector says little about them",
+            uncertain,
+            len(scored),
+            low,
+            high,
+        )
 
 
 def _explainer(args: argparse.Namespace, scorer: SampleScorer, how: str) -> Any:

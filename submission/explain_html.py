@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
+from core.calibration import UNCERTAIN_BAND, is_uncertain
 from submission.explain import LatencyView, ModelInfo, TrackExplanation, VideoExplanation
 from submission.scoring import SecondScores, VideoScore
 
@@ -23,7 +24,7 @@ COMBINED = "#d62728"
 CSS = """
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#222;background:#fafafa}
 h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:20px 0 6px}h3{font-size:14px;margin:12px 0 4px}
-.score{font-size:28px;font-weight:600}.fake{color:#c0392b}.real{color:#1e7d32}.failed{color:#7f8c8d}
+.score{font-size:28px;font-weight:600}.fake{color:#c0392b}.real{color:#1e7d32}.failed{color:#7f8c8d}.uncertain{color:#b9770e}
 .card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:12px 16px;margin:10px 0}
 .thumbs img{width:96px;height:96px;margin:2px;border:1px solid #ccc;border-radius:3px}
 .note{color:#666;font-style:italic}.warn{color:#a0522d}
@@ -40,6 +41,9 @@ def esc(value: object) -> str:
 def _verdict(p: float | None) -> tuple[str, str]:
     if p is None:
         return "failed", "not scored"
+    if is_uncertain(p):
+        low, high = UNCERTAIN_BAND
+        return "uncertain", f"uncertain: inside {low:.2f}-{high:.2f}, the detector says little either way"
     return ("fake", "likely fake") if p >= 0.5 else ("real", "likely real")
 
 

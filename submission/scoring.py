@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from core.calibration import IDENTITY, Calibration
 from core.preprocess_config import PreprocessConfig
 from core.types import Sample
 
@@ -105,7 +106,9 @@ def score_detailed(scorer: Any, samples: Sequence[Sample]) -> list[tuple[SampleS
 
 
 class DetectorScorer:
-    """A detector on samples, ``batch_size`` samples per runtime call."""
+    """A detector on samples, ``batch_size`` samples per runtime call; its weights' probability
+    mapping (``core.calibration``) is applied to whatever the runtime returns, so every runtime
+    gives the same calibrated probabilities."""
 
     member_names: tuple[str, ...] = ()
     member_weights: tuple[float, ...] = ()
@@ -121,6 +124,7 @@ class DetectorScorer:
         identity: dict[str, Any] | None = None,
         arch: str = "",
         weights_path: str | Path | None = None,
+        calibration: Calibration = IDENTITY,
     ):
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
@@ -134,13 +138,14 @@ class DetectorScorer:
         self.identity = identity or {}  # what its scores depend on (the resume journal's key)
         self.arch = arch
         self.weights_path = Path(weights_path) if weights_path else None
+        self.calibration = calibration
         self._warned_untimed = False
 
     def score(self, samples: Sequence[Sample]) -> np.ndarray:
         out = []
         for start in range(0, len(samples), self.batch_size):
             inputs = self.detector.batch_inputs(samples[start : start + self.batch_size], self.model_config)
-            out.append(self.detector.fake_probability(self.runtime(*inputs)))
+            out.append(self.calibration.apply(self.detector.fake_probability(self.runtime(*inputs))))
         return np.concatenate(out) if out else np.zeros((0,), np.float64)
 
     def score_detailed(self, samples: Sequence[Sample]) -> list[tuple[SampleScore, ...]]:
@@ -151,13 +156,15 @@ class DetectorScorer:
         for start in range(0, len(samples), self.batch_size):
             chunk = samples[start : start + self.batch_size]
             outputs = self.runtime(*self.detector.batch_inputs(chunk, self.model_config))
-            probs = self.detector.fake_probability(outputs)
+            probs = self.calibration.apply(self.detector.fake_probability(outputs))
             logits = self.detector.time_logits([np.asarray(o, dtype=np.float64) for o in outputs])
             if logits is None:
                 self._warn_untimed()
                 out += [(SampleScore(float(p)),) for p in probs]
                 continue
-            logits = np.asarray(logits, dtype=np.float64).reshape(len(chunk), -1)
+            logits = self.calibration.apply_log_odds(
+                np.asarray(logits, dtype=np.float64).reshape(len(chunk), -1)
+            )
             for sample, p, row in zip(chunk, probs, logits, strict=True):
                 times = self.detector.time_columns(sample, self.model_config)
                 if times is None:
@@ -229,6 +236,7 @@ class DetectorScorer:
             identity,
             arch=loaded.arch,
             weights_path=loaded.path,
+            calibration=loaded.calibration,
         )
 
 

@@ -53,7 +53,11 @@ def test_reals_train_fakes_validate_and_mouth_crops_are_left_out(tmp_path):
         "split",
         "original",
         "category",
+        "source",
     }
+    # calibration's sources: a fake's generator (its kind), a real's folder
+    assert by_name["fake/a.mp4"].source == "lip-sync (Wav2Lip)"
+    assert {f.source for f in files if f.category == "real"} == {"real/grid", "real"}
 
 
 def test_bad_manifests_are_named(tmp_path):

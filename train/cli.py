@@ -1,4 +1,4 @@
-"""``python -m train synth|fit|eval|export|footage-labels|pseudo-fake-sheet|sync-pretrain``: the training tools' command line."""
+"""``python -m train synth|fit|eval|export|calibrate|footage-labels|pseudo-fake-sheet|sync-pretrain``: the training tools' command line."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from core.calibration import IDENTITY
 from core.device import resolve_device
 
 log = logging.getLogger("train")
@@ -161,6 +162,7 @@ def cmd_pseudo_fake_sheet(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from core.preprocess_config import load_preprocess_config
+    from train.calibration import read_sources
     from train.export import export_checkpoint, export_weights
 
     if (args.checkpoint is None) == (args.from_weights is None):
@@ -181,6 +183,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             onnx=not args.no_onnx,
             calibrate=args.manifest,
             calibrate_split=args.split,
+            probability_mapping=not args.no_calibration,
+            sources=read_sources(args.labels) if args.labels else None,
         )
         print(f"wrote {result.weights} and {result.config}")
         calibration = (
@@ -197,6 +201,25 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(
             f"wrote {result.onnx} (ONNX Runtime vs torch: max |diff| {result.onnx_max_abs_diff:.2e}, relative above 1)"
         )
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from models.registry import load_model
+    from train.calibration import fit_minimax, format_fit, manifest_videos, read_sources
+    from weights.store import write_calibration
+
+    if args.remove:
+        print(f"wrote {write_calibration(load_model(args.weights).path, None)}: no probability mapping")
+        return 0
+    loaded = load_model(args.weights)
+    sources = read_sources(args.labels) if args.labels else None
+    videos = manifest_videos(loaded.module, args.manifest, args.split, sources=sources)
+    fit = fit_minimax(
+        videos.probabilities, videos.labels, videos.sources, f"{args.manifest} split {args.split}"
+    )
+    print(format_fit(fit))
+    print(f"wrote {write_calibration(loaded.path, fit.calibration.to_dict(), fit.to_dict())}")
     return 0
 
 
@@ -230,12 +253,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         model = ev.load_scoring_model(args.checkpoint, args.weights)
         split = args.split or "test"
         splits = [split] if split == "all" else [split, args.val_split]  # all: no held-out threshold
-        scored = ev.score_manifest(model, args.manifest, splits)
+        calibration = IDENTITY if args.raw else ev.scoring_calibration(args.weights)
+        scored = ev.score_manifest(model, args.manifest, splits, calibration=calibration)
         labels = ev.manifest_labels(args.manifest)
         evaluated = ev.join(scored[split], labels, None if split == "all" else split)
         if scored.get(args.val_split):
             validation = ev.join(scored[args.val_split], labels, args.val_split)
         title = f"{Path(args.checkpoint or args.weights).name} on {split}"
+        if not calibration.is_identity:
+            print(
+                f"calibrated: log-odds x {calibration.slope:.4g} {calibration.bias:+.4g} ({calibration.method})"
+            )
         localisation = ev.localisation_report(model, args.manifest, split, labels)
     if args.threshold is not None:
         threshold = args.threshold
@@ -384,8 +412,39 @@ def build_parser() -> argparse.ArgumentParser:
         "--manifest", type=Path,
         help="detectors with a decision threshold (mds): choose it on this cache (default: the run's)",
     )  # fmt: skip
-    e.add_argument("--split", default="val", help="the manifest split the threshold is chosen on")
+    e.add_argument(
+        "--split",
+        default="val",
+        help="the manifest split the threshold and probability mapping are fitted on",
+    )
+    e.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="store no probability mapping (default: fitted on --split, safe across its sources)",
+    )
+    e.add_argument(
+        "--labels",
+        type=Path,
+        help="labels CSV with a 'source' column: the sources the mapping is safe across",
+    )
     e.set_defaults(func=cmd_export)
+
+    c = sub.add_parser(
+        "calibrate",
+        help="fit exported weights' probability mapping on a cache's labelled split; rewrites their JSON",
+    )
+    c.add_argument("--weights", required=True, help="exported weights (name or path stem)")
+    c.add_argument(
+        "--manifest", type=Path, required=True, help="preprocessing manifest with real and fake videos"
+    )
+    c.add_argument("--split", default="val", help="the manifest split to fit on (never the evaluation set)")
+    c.add_argument(
+        "--labels",
+        type=Path,
+        help="labels CSV with a 'source' column (train footage-labels): the sources to be safe across",
+    )
+    c.add_argument("--remove", action="store_true", help="remove the mapping instead (raw probabilities)")
+    c.set_defaults(func=cmd_calibrate)
 
     v = sub.add_parser("eval", help="metrics report (JSON + ROC PNG)")
     v.add_argument("--submission", type=Path, help="CSV filename,probability")
@@ -411,7 +470,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.add_argument("--threshold", type=float, help="fixed decision threshold")
     v.add_argument("--threshold-method", choices=("youden", "eer"), default="youden")
-    v.add_argument("--out", type=Path, default=Path("eval_report"), help="folder for report.json and roc.png")
+    v.add_argument(
+        "--out",
+        type=Path,
+        default=Path("eval_report"),
+        help="folder for report.json, roc.png and reliability.png",
+    )
+    v.add_argument(
+        "--raw",
+        action="store_true",
+        help="with --weights: the detector's own probabilities, without its calibration",
+    )
     v.set_defaults(func=cmd_eval)
 
     y = sub.add_parser("sync-pretrain", help="self-supervised SyncNet training on unlabelled real videos")

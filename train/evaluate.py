@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.calibration import IDENTITY, Calibration
 from core.files import atomic_path, atomic_write
 from preprocess.datasets import parse_label, parse_segment
 from train.metrics import (
@@ -30,6 +31,7 @@ from train.metrics import (
     choose_threshold,
     evaluate_localisation,
     evaluate_scores,
+    reliability_bins,
 )
 
 
@@ -176,10 +178,48 @@ def plot_roc(
     return path
 
 
+def plot_reliability(
+    labels: np.ndarray, scores: np.ndarray, report: DetectionReport, path: str | Path
+) -> Path:
+    """Reliability diagram: each probability bin's share of fakes against its mean probability
+    (on the diagonal when calibrated), the bins' video counts below; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    bins = reliability_bins(labels, scores)
+    fig, (ax, ax_n) = plt.subplots(
+        2, 1, figsize=(4.5, 5.4), dpi=110, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    full = [b for b in bins if b.n]
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="calibrated")
+    ax.plot(
+        [b.mean_probability for b in full],
+        [b.fake_fraction for b in full],
+        "o-",
+        color="C0",
+        label=f"ECE {report.ece:.3f}  log loss {report.log_loss:.3f}",
+    )
+    ax.set(ylabel="share of fakes in the bin", xlim=(0, 1), ylim=(-0.02, 1.02))
+    ax.set_title(f"Reliability (n={report.n}, fakes {report.n_fake})", fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
+    ax_n.bar([(b.low + b.high) / 2 for b in bins], [b.n for b in bins], width=0.09, color="C1")
+    ax_n.set(xlabel="predicted probability of fake", ylabel="videos")
+    fig.tight_layout()
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp)
+    finally:
+        plt.close(fig)
+    return path
+
+
 def write_report(
     report: DetectionReport, scores: LabelledScores, out_dir: str | Path, extra: dict | None = None
 ) -> tuple[Path, Path]:
-    """``report.json`` and ``roc.png`` in ``out_dir``."""
+    """``report.json``, ``roc.png`` and ``reliability.png`` in ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = {**report.to_dict(), "missing": scores.missing, **(extra or {})}
@@ -189,6 +229,7 @@ def write_report(
     ]
     json_path = out_dir / "report.json"
     atomic_write(json_path, json.dumps(data, indent=1) + "\n")
+    plot_reliability(scores.labels, scores.scores, report, out_dir / "reliability.png")
     return json_path, plot_roc(scores.labels, scores.scores, report, out_dir / "roc.png")
 
 
@@ -200,6 +241,8 @@ def format_report(report: DetectionReport) -> str:
     lines = [
         f"videos {report.n} (fake {report.n_fake})  AUC {f(report.auc)}  log-loss {f(report.log_loss)}  "
         f"AP {f(report.average_precision)}  EER {f(report.eer)}",
+        f"calibration: Brier {f(report.brier)}  ECE {f(report.ece)}  balanced log-loss "
+        f"{f(report.balanced_log_loss)}  (a constant 0.5 scores log-loss 0.6931, Brier 0.25)",
         f"threshold {report.threshold:.4f} ({report.threshold_source}): accuracy {f(report.accuracy)}  "
         f"TP {c.tp} FP {c.fp} TN {c.tn} FN {c.fn}",
     ]
@@ -234,6 +277,16 @@ def load_scoring_model(
     return load_model(str(weights)).module
 
 
+def scoring_calibration(weights: str | Path | None) -> Calibration:
+    """The probability mapping exported weights carry (identity for a training checkpoint:
+    the mapping is fitted at export)."""
+    if weights is None:
+        return IDENTITY
+    from models.registry import load_model
+
+    return load_model(str(weights)).calibration
+
+
 @torch.no_grad()
 def manifest_outputs(
     model: torch.nn.Module, manifest: str | Path, split: str, batch_size: int = 16
@@ -253,17 +306,22 @@ def manifest_outputs(
 
 
 def score_manifest(
-    model: torch.nn.Module, manifest: str | Path, splits: Sequence[str], batch_size: int = 16
+    model: torch.nn.Module,
+    manifest: str | Path,
+    splits: Sequence[str],
+    batch_size: int = 16,
+    calibration: Calibration = IDENTITY,
 ) -> dict[str, dict[str, float]]:
     """``{split: {video filename: P(fake)}}``, each video's score the detector's
-    ``video_aggregation`` over its face tracks; the split ``all`` is every sample."""
+    ``video_aggregation`` over its face tracks, after ``calibration`` (as ``run.sh`` applies
+    the weights' mapping); the split ``all`` is every sample."""
     from core.aggregation import aggregate
 
     out: dict[str, dict[str, float]] = {}
     for split in splits:
         tracks: dict[str, list[float]] = {}
         for entries, outputs in manifest_outputs(model, manifest, split, batch_size):
-            for entry, p in zip(entries, model.fake_probability(outputs), strict=True):
+            for entry, p in zip(entries, calibration.apply(model.fake_probability(outputs)), strict=True):
                 tracks.setdefault(entry.filename, []).append(float(p))
         out[split] = {name: aggregate(p, model.video_aggregation) for name, p in tracks.items()}
     return out

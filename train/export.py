@@ -92,13 +92,19 @@ def export_checkpoint(
     onnx: bool = True,
     calibrate: str | Path | None = None,
     calibrate_split: str = "val",
+    probability_mapping: bool = True,
+    sources: dict[str, str] | None = None,
 ) -> ExportResult:
     """Export ``checkpoint`` to ``out`` (a stem: ``weights/fusion`` → ``weights/fusion.*``).
 
     A detector with a decision threshold in its config (MDS's ``distance_threshold``) gets it
     chosen on ``calibrate_split`` of the ``calibrate`` manifest (default: the manifest the run
     trained on) before anything is written, so the weights JSON, the graph and the ONNX file
-    all carry it; the choice is recorded under ``threshold_calibration`` in the JSON."""
+    all carry it; the choice is recorded under ``threshold_calibration`` in the JSON.
+
+    With ``probability_mapping``, the probability mapping (``train.calibration``: safe across
+    the split's sources) is fitted on the same split when it holds real and fake videos, and
+    stored in the JSON's ``calibration`` section, which every runtime applies."""
     checkpoint = Path(checkpoint)
     module = load_checkpoint(checkpoint)
     model = module.scoring_model().eval()
@@ -121,6 +127,13 @@ def export_checkpoint(
                 calibrate_split,
                 choice.fakes,
             )
+    calibration = None
+    manifest = Path(calibrate) if calibrate else run_manifest(checkpoint)
+    if probability_mapping and manifest is not None and manifest.is_file():
+        fit = fit_probability_mapping(model, manifest, calibrate_split, sources)
+        if fit is not None:
+            calibration = fit.calibration.to_dict()
+            extra["calibration_fit"] = fit.to_dict()
     if preprocess is None:
         stored = module.hparams.get("preprocess")
         if stored is None:
@@ -139,6 +152,7 @@ def export_checkpoint(
         model.config.to_dict(),
         preprocess.to_dict(),
         extra=extra,
+        calibration=calibration,
     )
     result = ExportResult(
         weights=weights, config=weights.with_suffix(".json"), onnx=None, onnx_max_abs_diff=None
@@ -146,6 +160,24 @@ def export_checkpoint(
     if onnx:
         result.onnx, result.onnx_max_abs_diff = write_checked_onnx(model, weights.with_suffix(".onnx"))
     return result
+
+
+def fit_probability_mapping(
+    model: torch.nn.Module, manifest: Path, split: str = "val", sources: dict[str, str] | None = None
+):
+    """``train.calibration.fit_minimax`` on ``split`` of ``manifest`` (videos grouped by
+    ``sources`` where given), logged; None (with a warning) when that split lacks real or fake
+    videos."""
+    from train.calibration import fit_minimax, format_fit, manifest_videos
+
+    try:
+        videos = manifest_videos(model, manifest, split, sources=sources)
+        fit = fit_minimax(videos.probabilities, videos.labels, videos.sources, f"{manifest} split {split}")
+    except ValueError as err:
+        log.warning("no probability mapping fitted: %s", err)
+        return None
+    log.info("%s", format_fit(fit))
+    return fit
 
 
 def write_checked_onnx(model: torch.nn.Module, path: Path) -> tuple[Path, float]:

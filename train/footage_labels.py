@@ -32,6 +32,9 @@ class LabelledFile:
     split: str
     category: str  # real | photo | face_swap | lip_sync | talking_head
     group: str
+    # where the video comes from, for calibration safe across sources (train.calibration):
+    # a fake's generator (the manifest's ``kind``), a real's corpus folder
+    source: str = ""
 
 
 def category_of(label: int, kind: str) -> str | None:
@@ -71,7 +74,8 @@ def footage_labels(manifest: Path, val_every: int = 3, photo_test_every: int = 8
             raise ValueError(f"{manifest}: {row['file']}: label {row['label']!r} is not REAL or FAKE")
         category = category_of(label, row["kind"])
         if category is not None:
-            files.append(LabelledFile(row["file"], label, "train", category, row["group"]))
+            source = row["kind"].strip() if label == 1 else str(Path(row["file"]).parent.as_posix())
+            files.append(LabelledFile(row["file"], label, "train", category, row["group"], source))
     clips: dict[str, list[str]] = {}
     for f in files:
         if f.category == "real":
@@ -87,14 +91,14 @@ def footage_labels(manifest: Path, val_every: int = 3, photo_test_every: int = 8
         split = (
             "val" if f.label == 1 or f.filename in held else "test" if f.filename in test_photos else "train"
         )
-        out.append(LabelledFile(f.filename, f.label, split, f.category, f.group))
+        out.append(LabelledFile(f.filename, f.label, split, f.category, f.group, f.source))
     return sorted(out, key=lambda f: f.filename)
 
 
 def write_labels_csv(files: list[LabelledFile], out: Path) -> None:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["filename", "label", "split", "original", "category"])
+    writer.writerow(["filename", "label", "split", "original", "category", "source"])
     for f in files:
-        writer.writerow([f.filename, f.label, f.split, "", f.category])
+        writer.writerow([f.filename, f.label, f.split, "", f.category, f.source])
     atomic_write(out, buf.getvalue())

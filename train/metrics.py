@@ -54,6 +54,69 @@ def log_loss(labels, scores, eps: float = 1e-7) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
+def balanced_log_loss(labels, scores, eps: float = 1e-7) -> float:
+    """The mean of the reals' and the fakes' log losses: what a set with as many of each would
+    score, so a test set's class balance (unknown in advance) does not decide the figure."""
+    y, p = _arrays(labels, scores)
+    if not _both_classes(y):
+        return math.nan
+    return 0.5 * (log_loss(y[y == 0], p[y == 0], eps) + log_loss(y[y == 1], p[y == 1], eps))
+
+
+def brier_score(labels, scores) -> float:
+    """Mean squared difference between probability and label (0.25 for a constant 0.5)."""
+    y, p = _arrays(labels, scores)
+    return float(np.mean((p - y) ** 2)) if len(y) else math.nan
+
+
+CALIBRATION_BINS = 10
+
+
+@dataclass(frozen=True)
+class ReliabilityBin:
+    low: float
+    high: float
+    n: int
+    mean_probability: float  # NaN for an empty bin
+    fake_fraction: float
+
+
+def reliability_bins(labels, scores, bins: int = CALIBRATION_BINS) -> list[ReliabilityBin]:
+    """Equal-width probability bins: how many videos, their mean probability, the share fake."""
+    y, p = _arrays(labels, scores)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    out = []
+    for b in range(bins):
+        sel = index == b
+        n = int(sel.sum())
+        out.append(
+            ReliabilityBin(
+                float(edges[b]),
+                float(edges[b + 1]),
+                n,
+                float(p[sel].mean()) if n else math.nan,
+                float(y[sel].mean()) if n else math.nan,
+            )
+        )
+    return out
+
+
+def expected_calibration_error(labels, scores, bins: int = CALIBRATION_BINS) -> float:
+    """ECE: the bins' |mean probability - share fake|, weighted by how many videos each holds."""
+    y, _ = _arrays(labels, scores)
+    if not len(y):
+        return math.nan
+    return float(
+        sum(
+            b.n * abs(b.mean_probability - b.fake_fraction)
+            for b in reliability_bins(labels, scores, bins)
+            if b.n
+        )
+        / len(y)
+    )
+
+
 def equal_error_rate(labels, scores) -> tuple[float, float]:
     """(EER, threshold): the rate where false-positive and false-negative rates meet.
 
@@ -172,6 +235,9 @@ class DetectionReport:
     accuracy: float
     confusion: Confusion
     per_category: dict[str, CategoryReport] = field(default_factory=dict)
+    brier: float = math.nan
+    ece: float = math.nan  # expected calibration error, CALIBRATION_BINS equal-width bins
+    balanced_log_loss: float = math.nan  # mean of the reals' and the fakes' log loss
     # at probability 0.5: the model's own decision (a detector with a threshold in its config,
     # MDS, folds it in there), whatever threshold the report chose above
     model_confusion: Confusion | None = None
@@ -225,6 +291,9 @@ def evaluate_scores(
         accuracy=conf.accuracy,
         confusion=conf,
         model_confusion=Confusion.at(y, p, MODEL_THRESHOLD),
+        brier=brier_score(y, p),
+        ece=expected_calibration_error(y, p),
+        balanced_log_loss=balanced_log_loss(y, p),
     )
     if categories is not None:
         cats = np.asarray(list(categories), dtype=object)

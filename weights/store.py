@@ -46,6 +46,7 @@ class StoredWeights:
     preprocess: dict[str, Any] | None  # a PreprocessConfig as a dict
     extra: dict[str, Any] = field(default_factory=dict)
     path: Path = Path()  # the .safetensors file
+    calibration: dict[str, Any] | None = None  # the probability mapping (core.calibration), uninterpreted
 
 
 def weights_dir() -> Path:
@@ -100,9 +101,11 @@ def save_weights(
     model_config: dict[str, Any],
     preprocess: Mapping[str, Any] | None,
     extra: dict[str, Any] | None = None,
+    calibration: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``<stem>.safetensors`` and ``<stem>.json`` atomically; returns the ``.safetensors`` path.
-    ``preprocess`` is the training preprocessing as a dict (``PreprocessConfig.to_dict()``)."""
+    ``preprocess`` is the training preprocessing as a dict (``PreprocessConfig.to_dict()``);
+    ``calibration`` the probability mapping fitted at export (``core.calibration``), if any."""
     base = _stem(stem)
     tensors = base.parent / (base.name + ".safetensors")
     with atomic_path(tensors) as tmp:
@@ -117,6 +120,8 @@ def save_weights(
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "extra": extra or {},
     }
+    if calibration is not None:
+        meta["calibration"] = dict(calibration)
     atomic_write(base.parent / (base.name + ".json"), json.dumps(meta, indent=2, sort_keys=False) + "\n")
     return tensors
 
@@ -141,6 +146,27 @@ def read_config(path_or_stem: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
+def write_calibration(
+    path_or_stem: str | os.PathLike,
+    calibration: Mapping[str, Any] | None,
+    note: Mapping[str, Any] | None = None,
+) -> Path:
+    """Set (or, with None, remove) the JSON's ``calibration`` section, recording ``note`` (how it
+    was fitted) under ``extra.calibration_fit``; the tensors and their sha256 are untouched.
+    Returns the JSON's path."""
+    base = _stem(path_or_stem)
+    json_path = base.parent / (base.name + ".json")
+    meta = read_config(base)
+    if calibration is None:
+        meta.pop("calibration", None)
+        (meta.get("extra") or {}).pop("calibration_fit", None)
+    else:
+        meta["calibration"] = dict(calibration)
+        meta.setdefault("extra", {})["calibration_fit"] = dict(note or {})
+    atomic_write(json_path, json.dumps(meta, indent=2, sort_keys=False) + "\n")
+    return json_path
+
+
 def load_weights(path_or_stem: str | os.PathLike) -> StoredWeights:
     """Read and verify a weights pair given its name, stem, ``.safetensors`` or ``.json`` path."""
     tensors = tensors_path(path_or_stem)
@@ -162,6 +188,9 @@ def load_weights(path_or_stem: str | os.PathLike) -> StoredWeights:
     preprocess = meta.get("preprocess")
     if preprocess is not None and not isinstance(preprocess, dict):
         raise WeightsError(f"{json_path}: weights config corrupt: preprocess section is not an object")
+    calibration = meta.get("calibration")
+    if calibration is not None and not isinstance(calibration, dict):
+        raise WeightsError(f"{json_path}: weights config corrupt: calibration section is not an object")
     return StoredWeights(
         state_dict=state_dict,
         arch=str(meta["arch"]),
@@ -169,4 +198,5 @@ def load_weights(path_or_stem: str | os.PathLike) -> StoredWeights:
         preprocess=preprocess or None,
         extra=dict(meta.get("extra") or {}),
         path=tensors,
+        calibration=calibration,
     )

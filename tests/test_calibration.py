@@ -1,0 +1,131 @@
+"""Probability calibration: the mapping, its fit (safe across sources), its place in the weights
+JSON, and every runtime applying it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from test_frame_detectors import faces_sample, tiny
+
+from core.calibration import IDENTITY, Calibration, is_uncertain, log_odds, sigmoid
+from core.preprocess_config import PreprocessConfig
+from models.onnx_export import export_onnx
+from models.registry import load_model
+from submission.scoring import DetectorScorer
+from train.calibration import fit_minimax, merge_small_sources, source_of
+from train.metrics import balanced_log_loss, brier_score, expected_calibration_error, log_loss
+from weights.store import WeightsError, load_weights, save_weights, write_calibration
+
+
+def test_mapping_is_affine_in_log_odds_and_keeps_the_ranking():
+    c = Calibration(0.5, -0.2)
+    p = np.array([0.01, 0.3, 0.5, 0.9, 0.999])
+    np.testing.assert_allclose(c.apply(p), sigmoid(0.5 * log_odds(p) - 0.2))
+    assert np.all(np.diff(c.apply(p)) > 0)
+    assert np.isnan(c.apply_log_odds(np.array([np.nan, 1.0]))[0])
+    np.testing.assert_array_equal(IDENTITY.apply(p), p)
+    assert Calibration.from_dict(c.to_dict()) == c
+    for bad in ({"slope": 0}, {"slope": -1}, {"bias": "x"}, {"slope": float("nan")}, {"scale": 2}, [1, 2]):
+        with pytest.raises(ValueError):
+            Calibration.from_dict(bad)
+    assert is_uncertain(0.5) and not is_uncertain(0.9) and not is_uncertain(0.1)
+
+
+def _overconfident(rng, n, separation, scale):
+    """A detector whose log-odds are ``scale`` times too large, on one source of ``separation``."""
+    y = rng.integers(0, 2, n)
+    true_log_odds = (2 * y - 1) * separation + rng.normal(0, 1.0, n)
+    return sigmoid(scale * true_log_odds), y
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_mapping_fitted_on_one_split_lowers_log_loss_on_another(seed):
+    rng = np.random.default_rng(seed)
+    p_fit, y_fit = _overconfident(rng, 400, 1.0, 6.0)
+    p_new, y_new = _overconfident(rng, 400, 1.0, 6.0)
+    fit = fit_minimax(p_fit, y_fit, ["a"] * len(y_fit))
+    assert 0.05 < fit.calibration.slope < 0.5  # the 6x over-confidence is undone
+    calibrated = fit.calibration.apply(p_new)
+    assert log_loss(y_new, calibrated) < 0.8 * log_loss(y_new, p_new)
+    assert expected_calibration_error(y_new, calibrated) < expected_calibration_error(y_new, p_new)
+    assert brier_score(y_new, calibrated) < brier_score(y_new, p_new)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_minimax_mapping_is_safe_on_a_source_the_detector_cannot_see(seed):
+    """Fakes of source "seen" are separated, fakes of "blind" score like reals: a pooled fit trusts
+    the detector and loses more than a constant 0.5 on "blind"; the minimax fit stays near it."""
+    rng = np.random.default_rng(seed)
+    reals = sigmoid(rng.normal(-3, 1, 200))
+    seen = sigmoid(rng.normal(3, 1, 150))
+    blind = sigmoid(rng.normal(-3, 1, 50))
+    p = np.concatenate([reals, seen, blind])
+    y = np.array([0] * 200 + [1] * 200)
+    sources = ["real:r"] * 200 + ["fake:seen"] * 150 + ["fake:blind"] * 50
+    fit = fit_minimax(p, y, sources)
+    blind_rows = np.r_[0:200, 350:400]
+    assert balanced_log_loss(y[blind_rows], p[blind_rows]) > 1.0  # raw: confidently wrong
+    assert balanced_log_loss(y[blind_rows], fit.calibration.apply(p[blind_rows])) < 0.70
+    assert fit.worst_calibrated < 0.70 < fit.worst_raw
+    assert {s.source: s.videos for s in fit.sources} == {"fake:blind": 50, "fake:seen": 150, "real:r": 200}
+
+
+def test_sources_are_folders_and_small_ones_pool_per_category():
+    assert source_of("fake/generated/X+Y/a.mp4", "talking_head") == "talking_head:fake/generated/X+Y"
+    merged = merge_small_sources(["a:x", "a:x", "a:x", "a:y", "b:z"], ["a", "a", "a", "a", "b"])
+    assert merged == ["a:x", "a:x", "a:x", "a:other", "b:other"]
+
+
+def _calibrated_weights(tmp_path, calibration: Calibration):
+    model = tiny("meso4", seed=1)
+    pre = PreprocessConfig().replace("sample", num_frames=4)
+    save_weights(
+        tmp_path / "m",
+        model.state_dict(),
+        "meso4",
+        model.config.to_dict(),
+        pre.to_dict(),
+        calibration=calibration.to_dict(),
+    )
+    export_onnx(model, tmp_path / "m.onnx")
+    return model
+
+
+def test_the_weights_json_carries_the_mapping_and_a_rewrite_keeps_the_tensors(tmp_path):
+    c = Calibration(0.3, 0.4, "test", "here")
+    _calibrated_weights(tmp_path, c)
+    assert load_model(tmp_path / "m").calibration == c
+    tensors = (tmp_path / "m.safetensors").read_bytes()
+    write_calibration(tmp_path / "m", Calibration(2.0, -1.0).to_dict(), {"why": "refit"})
+    assert load_model(tmp_path / "m").calibration == Calibration(2.0, -1.0)
+    assert (tmp_path / "m.safetensors").read_bytes() == tensors
+    assert load_weights(tmp_path / "m").extra["calibration_fit"] == {"why": "refit"}
+    write_calibration(tmp_path / "m", None)
+    assert load_model(tmp_path / "m").calibration == IDENTITY
+    meta = json.loads((tmp_path / "m.json").read_text())
+    meta["calibration"] = {"slope": -2}
+    (tmp_path / "m.json").write_text(json.dumps(meta))
+    with pytest.raises(WeightsError, match="m.json.*slope"):
+        load_model(tmp_path / "m")
+
+
+def test_every_runtime_applies_the_mapping(tmp_path):
+    c = Calibration(0.25, -0.5)
+    _calibrated_weights(tmp_path, c)
+    rng = np.random.default_rng(3)
+    samples = [faces_sample(rng, f"v{i}.mp4") for i in range(5)]
+    for sample in samples:  # one clip frame per crop, so every frame has a time
+        sample.face_frame_indices = np.arange(len(sample.faces))
+    raw = DetectorScorer.from_weights(tmp_path / "m", runtime="torch")
+    raw.calibration = IDENTITY
+    expected = c.apply(raw.score(samples))
+    for runtime in ("torch", "onnxruntime"):
+        scorer = DetectorScorer.from_weights(tmp_path / "m", runtime=runtime, batch_size=2)
+        np.testing.assert_allclose(scorer.score(samples), expected, atol=1e-5)
+        detailed = scorer.score_detailed(samples)
+        np.testing.assert_allclose([d[0].probability for d in detailed], expected, atol=1e-5)
+        # frame log-odds are mapped too: their mean is the sample's calibrated log-odds
+        means = [np.nanmean(d[0].time_log_odds) for d in detailed]
+        np.testing.assert_allclose(sigmoid(means), expected, atol=1e-5)
