@@ -19,8 +19,9 @@ from typing import Any
 from core.aggregation import AGGREGATIONS
 from core.device import resolve_device
 from core.ray_pool import RayOptions, add_ray_arguments, ray_options
+from core.text import plural
 from core.threads import limit_threads
-from submission.folder import list_videos, parse_extensions
+from submission.folder import DEFAULT_EXTENSIONS, parse_extensions, scan_folder
 from submission.journal import Journal, run_identity
 from submission.per_second import write_per_second
 from submission.scoring import RUNTIMES, SampleScorer, VideoScore
@@ -51,9 +52,25 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+USAGE = """bash run.sh INPUT_DIR OUTPUT_DIR [options]          (writes OUTPUT_DIR/submission.csv)
+       bash run.sh -input INPUT_DIR -output OUTPUT_CSV [options]
+       python -m submission -input INPUT_DIR -output OUTPUT_CSV [options]"""
+
+
+class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each option's default, except the ones that mean "not given"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m submission",
+        usage=USAGE,
+        formatter_class=_HelpWithDefaults,
         description="Score every video in a folder: probability that it is fake, one CSV row per video.",
         epilog="Exit status: 0 CSV written; 2 bad arguments/input; 3 weights missing or invalid; 4 output not writable.",
     )
@@ -83,7 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="preprocessing processes (default: CPUs - 1; 0: in this process, without crash isolation or timeout)",
     )
     p.add_argument("--batch-size", type=int, default=16, help="samples per model call")
-    p.add_argument("--extensions", default="mp4", help="comma-separated video extensions, e.g. mp4,mpg,mov")
+    p.add_argument(
+        "--extensions",
+        default=",".join(e.lstrip(".") for e in DEFAULT_EXTENSIONS),
+        help="comma-separated extensions of the files to score (other files are skipped, and named)",
+    )
     p.add_argument(
         "--aggregate",
         choices=AGGREGATIONS,
@@ -239,7 +260,10 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
             check_writable(Path(args.per_second))
         if args.explain:
             check_writable(Path(args.explain) / "index.html")
-        videos = list_videos(input_dir, args.extensions)
+        listing = scan_folder(input_dir, args.extensions)
+        videos = listing.videos
+        if listing.skipped_note():
+            log.warning("%s", listing.skipped_note())
 
     device = resolve_device(args.device)
     pre_device = resolve_device(args.preprocess_device or args.device)
@@ -278,10 +302,10 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
         threads = max(1, math.ceil(ray.cpus))
         log.info("preprocessing as Ray tasks at %s (%g CPU, %g GPU each)", ray.address, ray.cpus, ray.gpus)
     log.info(
-        "%d videos in %s; %d worker processes (torch threads each: %d); model on %s, preprocessing on %s",
-        len(videos),
+        "%s in %s; %s (torch threads each: %d); model on %s, preprocessing on %s",
+        plural(len(videos), "video"),
         input_dir,
-        workers,
+        plural(workers, "worker process", "worker processes"),
         threads,
         device,
         pre_device,
@@ -332,14 +356,21 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
     failed = [s for s in scores if not s.ok]
     print(result.timings.summary(), file=sys.stderr)
     if result.pool_restarts:
-        log.info("worker pool restarted %d times", result.pool_restarts)
-    log.info("wrote %s (%d rows)", csv_path, len(scores))
+        log.info("worker pool restarted %s", plural(result.pool_restarts, "time"))
+    log.info("wrote %s (%s)", csv_path, plural(len(scores), "row"))
     if failed:
-        log.warning("%d videos got the fallback %.3g; reasons in %s", len(failed), args.fallback, sidecar)
+        log.warning(
+            "%s got the fallback %.3g; reasons in %s", plural(len(failed), "video"), args.fallback, sidecar
+        )
         if len(failed) == len(scores):
             log.warning("EVERY video failed: check %s", failures_path(csv_path))
     if not videos:
-        log.warning("no %s files in %s: the CSV has only its header", "/".join(args.extensions), input_dir)
+        log.warning(
+            "no %s files in %s: the CSV has only its header%s",
+            "/".join(e.lstrip(".") for e in args.extensions),
+            input_dir,
+            f"; {listing.skipped_note()}" if listing.skipped else "",
+        )
     return EXIT_OK
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
+from core.text import plural
 from submission.explain import LatencyView, ModelInfo, TrackExplanation, VideoExplanation
 from submission.scoring import SecondScores, VideoScore
 
@@ -271,7 +272,7 @@ def render_index(videos: Sequence[tuple[VideoScore, str]], models: Sequence[Mode
             f'<td class="{cls}">{value}</td><td>{note}</td></tr>'
         )
     body = (
-        f"<h1>Explanations: {len(videos)} videos</h1>"
+        f"<h1>Explanations: {plural(len(videos), 'video')}</h1>"
         "<table><tr><th>video</th><th>P(fake)</th><th></th></tr>" + "".join(rows) + "</table>"
         "<h2>models</h2>" + _models_table(models)
     )
