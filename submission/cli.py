@@ -43,6 +43,7 @@ EXIT_OK, EXIT_USAGE, EXIT_WEIGHTS, EXIT_OUTPUT = 0, 2, 3, 4
 # at 6.9 nats and costs a correct confident prediction only 0.001; it is monotone, so a ranking
 # metric (AUC) changes only through ties beyond the clip.
 DEFAULT_CLIP_EPS = 1e-3
+DEFAULT_WEIGHTS = "detector"  # weights/detector.{safetensors,json}: the shipped default detector
 
 
 def available_cpus() -> int:
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--weights",
-        default="detector",
+        default=DEFAULT_WEIGHTS,
         help="detector weights: a name under the weights folder or a path; several comma-separated, "
         "or an ensemble JSON, average their logits (see submission/ensemble.py)",
     )
@@ -227,23 +228,48 @@ def main(
     except OutputError as exc:
         return _fail(EXIT_OUTPUT, str(exc))
     except _weights_errors() as exc:
-        return _fail(EXIT_WEIGHTS, f"model weights: {exc} ({_weights_hint(str(exc))})")
+        return _fail(EXIT_WEIGHTS, f"model weights: {exc}{_weights_hint(args.weights, str(exc))}")
     except KeyboardInterrupt:
         return _fail(130, "interrupted; no CSV written (run again to resume)")
     finally:
         logging.getLogger().removeHandler(handler)
 
 
-def _weights_hint(message: str) -> str:
-    """Which command builds the weights a message names."""
-    if "detector." in message:
+def _weights_hint(given: str, message: str) -> str:
+    """What to do about a weights error: the fix for what was passed to --weights."""
+    if Path(given).is_dir():
+        return ""  # the message says what the folder holds
+    if given == DEFAULT_WEIGHTS and message.startswith(f"no weights named {DEFAULT_WEIGHTS!r}"):
         return (
-            "the shipped default detector is tracked in git: `git checkout weights/detector.*` restores it, "
+            "; the shipped default detector is tracked in git: `git checkout weights/detector.*` restores it, "
             "`make train-default` rebuilds it; or pass --weights"
         )
-    if "retinaface" in message:
-        return "`make setup` builds the face detector's weights"
-    return "build them with `make setup` / training, or pass --weights"
+    if message.startswith("no weights named"):
+        names = ", ".join(_detector_names()) or "none"
+        return f"; of those, detectors: {names} (--weights NAME); or pass a path to a .safetensors file"
+    if "retinaface" in message.split(":", 1)[0]:
+        return "; `make setup` builds the face detector's weights"
+    if "weights not found" in message:
+        return "; check the path given to --weights"
+    return "; re-export them (`python -m train export`) or pass other --weights"
+
+
+def _detector_names() -> list[str]:
+    """The weights pairs in the weights folder that hold a detector (not, say, RetinaFace)."""
+    import models  # noqa: F401  registers every model
+    from models.detector import DetectorModel
+    from models.registry import model_entry
+    from weights.store import WeightsError, available, read_config
+
+    names = []
+    for name in available():
+        try:
+            model_class = model_entry(str(read_config(name)["arch"])).model_class
+        except (WeightsError, ValueError):
+            continue
+        if issubclass(model_class, DetectorModel):
+            names.append(name)
+    return names
 
 
 def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScorer | None) -> int:

@@ -329,6 +329,27 @@ def test_main_unwritable_output_fails_before_any_work(tmp_path, capsys):
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ("{tmp}", ["{tmp}: a folder, not a weights file", "it holds no weights pair"]),
+        ("{tmp}/mine/x.safetensors", ["{tmp}/mine/x.safetensors: weights not found", "check the path"]),
+        ("detectr", ["no weights named 'detectr'", "of those, detectors: detector (--weights NAME)"]),
+    ],
+)
+def test_weights_errors_say_what_was_given_and_the_fix(tmp_path, capsys, given, expected):
+    folder = make_folder(tmp_path / "in", ["a_p10.mp4"])
+    out = tmp_path / "out" / "submission.csv"
+    weights = given.format(tmp=tmp_path / "w")
+    (tmp_path / "w").mkdir()
+    code = main(["-input", str(folder), "-output", str(out), "--device", "cpu", "--weights", weights])
+    err = capsys.readouterr().err
+    assert code == 3 and len(err.strip().splitlines()) == 1, err
+    for part in expected:
+        assert part.format(tmp=tmp_path / "w") in err
+    assert "git checkout" not in err and "make setup" not in err
+
+
 def test_main_missing_weights_is_one_clear_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("AVDF_WEIGHTS", str(tmp_path / "no_weights_here"))
     folder = make_folder(tmp_path / "in", ["a_p10.mp4"])
@@ -336,7 +357,7 @@ def test_main_missing_weights_is_one_clear_error(tmp_path, capsys, monkeypatch):
     code = main(["-input", str(folder), "-output", str(out), "--device", "cpu"])
     err = capsys.readouterr().err
     assert code == 3
-    assert "detector.safetensors: weights not found" in err and "--weights" in err
+    assert "no weights named 'detector' in" in err and "no_weights_here" in err and "--weights" in err
     assert (
         "make train-default" in err and "git checkout weights/detector" in err
     )  # the command that builds it
@@ -592,6 +613,6 @@ def test_run_sh_missing_weights_exits_with_one_message(tmp_path):
     empty.mkdir()
     proc = run_sh(folder, tmp_path / "out", empty)
     assert proc.returncode == 3
-    assert proc.stderr.count("\n") == 1 and "weights not found" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "no weights named 'detector'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out" / "submission.csv").exists()
