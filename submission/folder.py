@@ -41,31 +41,56 @@ def parse_extensions(text: str) -> tuple[str, ...]:
     return tuple(exts)
 
 
+PROBED_AT_MOST = 20  # skipped files of unknown extensions probed for a video stream
+
+
 @dataclass(frozen=True)
 class FolderListing:
-    """The regular files directly in a folder: the videos to score and the files skipped."""
+    """The regular files directly in a folder: the videos to score, the files skipped, and
+    which of those skipped hold video (a known container's extension, or PyAV finds footage)."""
 
     folder: Path
     extensions: tuple[str, ...]
     videos: list[Path]
     skipped: list[Path]
+    skipped_videos: list[Path]
 
     def skipped_note(self) -> str | None:
-        """One line naming the skipped files and the option that scores them; None: none skipped."""
+        """One line naming the skipped files, and the ``--extensions`` that would score the ones
+        holding video; None: nothing skipped."""
         if not self.skipped:
             return None
-        names = ", ".join(p.name for p in self.skipped[:NAMES_SHOWN])
-        more = len(self.skipped) - NAMES_SHOWN
-        if more > 0:
-            names += f" and {more} more"
-        others = sorted({p.suffix.lower() for p in self.skipped if p.suffix})
-        wanted = ",".join(e.lstrip(".") for e in (*self.extensions, *others))
-        them = "it" if len(self.skipped) == 1 else "them"
-        return (
-            f"skipped {plural(len(self.skipped), 'file')} in {self.folder} whose extension is not in "
-            f"--extensions {','.join(e.lstrip('.') for e in self.extensions)}: {names}"
-            + (f" (to score {them}: --extensions {wanted})" if others else "")
+        exts = ",".join(e.lstrip(".") for e in self.extensions)
+        note = (
+            f"skipped {plural(len(self.skipped), 'file')} in {self.folder} "
+            f"(extension not in --extensions {exts}): {_names(self.skipped)}"
         )
+        if self.skipped_videos:
+            more = sorted({p.suffix.lower() for p in self.skipped_videos} - set(self.extensions))
+            one = len(self.skipped_videos) == 1
+            note += (
+                f"; {_names(self.skipped_videos)} {'holds' if one else 'hold'} video: to score "
+                f"{'it' if one else 'them'}, --extensions {','.join([exts, *(e.lstrip('.') for e in more)])}"
+            )
+        return note
+
+
+def _names(paths: list[Path]) -> str:
+    names = ", ".join(p.name for p in paths[:NAMES_SHOWN])
+    return names + (f" and {len(paths) - NAMES_SHOWN} more" if len(paths) > NAMES_SHOWN else "")
+
+
+def holds_video(path: Path) -> bool:
+    """Whether PyAV finds footage in the file (its first frame decodes; images and text do not
+    count)."""
+    from core.types import PreprocessError
+    from preprocess.media import probe
+
+    try:
+        probe(path)
+    except PreprocessError:
+        return False
+    return True
 
 
 def scan_folder(folder: str | Path, extensions: tuple[str, ...] = DEFAULT_EXTENSIONS) -> FolderListing:
@@ -82,7 +107,11 @@ def scan_folder(folder: str | Path, extensions: tuple[str, ...] = DEFAULT_EXTENS
     files = sorted((p for p in folder.iterdir() if p.is_file()), key=lambda p: p.name)
     videos = [p for p in files if p.suffix.lower() in wanted]
     skipped = [p for p in files if p.suffix.lower() not in wanted]
-    return FolderListing(folder, tuple(extensions), videos, skipped)
+    known = [p for p in skipped if p.suffix.lower() in DEFAULT_EXTENSIONS]
+    unknown = [p for p in skipped if p.suffix.lower() not in DEFAULT_EXTENSIONS and p.suffix]
+    found = [p for p in unknown[:PROBED_AT_MOST] if holds_video(p)]
+    skipped_videos = sorted(known + found, key=lambda p: p.name)
+    return FolderListing(folder, tuple(extensions), videos, skipped, skipped_videos)
 
 
 def list_videos(folder: str | Path, extensions: tuple[str, ...] = DEFAULT_EXTENSIONS) -> list[Path]:

@@ -70,10 +70,24 @@ def test_list_videos_filters_by_extension_and_sorts(tmp_path):
     assert [p.name for p in list_videos(tmp_path, exts)] == [".hidden.mp4", "a.MP4", "b.mp4", "c.mpg"]
     listing = scan_folder(tmp_path, exts)
     assert [p.name for p in listing.skipped] == ["d.MOV", "e.webm", "notes.txt"]
+    assert [p.name for p in listing.skipped_videos] == ["d.MOV", "e.webm"]  # by their names
     note = listing.skipped_note()
     assert note.startswith("skipped 3 files") and "d.MOV, e.webm, notes.txt" in note
-    assert "--extensions mp4,mpg,.mov,.txt,.webm".replace(",.", ",") in note
+    assert note.endswith("d.MOV, e.webm hold video: to score them, --extensions mp4,mpg,mov,webm")
     assert scan_folder(tmp_path / "dir.mp4").skipped_note() is None
+
+
+def test_skipped_files_of_unknown_extensions_are_probed_for_video(tmp_path):
+    make_folder(tmp_path, ["a.mp4", "notes.txt"])
+    clip = shared_media("real", "lipnet_GRID_bbaf2n.mpg").read_bytes()
+    (tmp_path / "phone.3gp").write_bytes(clip)  # footage under a name we do not score
+    (tmp_path / "fake.3gp").write_bytes(b"not a video at all")
+    listing = scan_folder(tmp_path)
+    assert [p.name for p in listing.skipped] == ["fake.3gp", "notes.txt", "phone.3gp"]
+    assert [p.name for p in listing.skipped_videos] == ["phone.3gp"]
+    assert listing.skipped_note().endswith(
+        "phone.3gp holds video: to score it, --extensions mp4,m4v,mov,avi,mkv,webm,mpg,mpeg,ts,flv,wmv,3gp"
+    )
     with pytest.raises(ValueError):
         parse_extensions(" , ")
     with pytest.raises(NotADirectoryError):
