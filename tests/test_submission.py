@@ -319,6 +319,13 @@ def test_main_scores_every_common_container_and_names_the_files_it_skips(tmp_pat
     assert "skipped 1 file in" in err and "notes.txt" in err and "6 videos in" in err
 
 
+def test_one_video_is_one_video_and_one_row(tmp_path, capsys):
+    code, _ = run_main(tmp_path, ["a_p20.mp4"], "--workers", "0")
+    err = capsys.readouterr().err
+    assert code == 0 and "1 video in" in err and "(1 row)" in err and "1 videos" not in err
+    assert "1 worker process" not in err and "0 worker processes" in err  # --workers 0
+
+
 def test_a_folder_of_only_mpg_clips_with_extensions_mp4_names_the_option(tmp_path, capsys):
     code, out = run_main(tmp_path, ["a_p20.mpg"], "--workers", "0", "--extensions", "mp4")
     err = capsys.readouterr().err

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from core.device import resolve_device
+from core.text import plural
 
 log = logging.getLogger("train")
 
@@ -63,7 +64,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         workers=args.workers,
         partial=args.partial,
     )
-    print(f"wrote {args.n} videos and {labels}")
+    print(f"wrote {plural(args.n, 'video')} and {labels}")
     return 0
 
 
@@ -150,7 +151,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         return 0
     print(f"best checkpoint: {result.best_checkpoint} (val AUC {result.best_val_auc})")
     print(
-        f"last checkpoint: {result.last_checkpoint}; {result.epochs} epochs, {result.steps} steps; logs in {result.log_dir}"
+        f"last checkpoint: {result.last_checkpoint}; {plural(result.epochs, 'epoch')}, {plural(result.steps, 'step')}; logs in {result.log_dir}"
     )
     return 0
 
