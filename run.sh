@@ -4,7 +4,7 @@
 #   bash run.sh INPUT_DIR OUTPUT_DIR [options]       (bash run.sh --help: every option, its default)
 #   bash run.sh -input INPUT_DIR -output OUTPUT_CSV [options]   # the challenge's form
 #   bash run.sh INPUT_DIR OUTPUT_DIR --format dfdc      # Kaggle DFDC's filename,label
-#   bash run.sh INPUT_DIR OUTPUT_DIR --per-second OUTPUT_DIR/per_second.csv   # filename,track,second,score
+#   bash run.sh INPUT_DIR OUTPUT_DIR --per-second OUTPUT_DIR/per_second.csv   # filename,track,second,score,measured
 #   bash run.sh INPUT_DIR OUTPUT_DIR --explain OUTPUT_DIR/explain   # a page per video + index.html
 # Works from any directory; uses the repository's .venv when there is one.
 set -euo pipefail

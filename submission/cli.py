@@ -137,8 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--per-second",
         metavar="FILE",
         default=None,
-        help="also write each video's per-second scores (filename,track,second,score) to FILE, "
-        "for detectors with time-resolved outputs",
+        help="also write each video's per-second scores (filename,track,second,score,measured) to FILE, "
+        "for detectors with time-resolved outputs: a row for every second of each face track, "
+        "measured 0 where the detector looked at no moment of it (interpolated)",
     )
     p.add_argument(
         "--explain",
