@@ -240,12 +240,13 @@ def _weights_hint(given: str, message: str) -> str:
     """What to do about a weights error: the fix for what was passed to --weights."""
     if Path(given).is_dir():
         return ""  # the message says what the folder holds
-    if given == DEFAULT_WEIGHTS and message.startswith(f"no weights named {DEFAULT_WEIGHTS!r}"):
+    about_given = message.startswith(f"no weights named {given!r}")
+    if given == DEFAULT_WEIGHTS and (about_given or f"{DEFAULT_WEIGHTS}." in message.split(":", 1)[0]):
         return (
             "; the shipped default detector is tracked in git: `git checkout weights/detector.*` restores it, "
             "`make train-default` rebuilds it; or pass --weights"
         )
-    if message.startswith("no weights named"):
+    if about_given:
         names = ", ".join(_detector_names()) or "none"
         return f"; of those, detectors: {names} (--weights NAME); or pass a path to a .safetensors file"
     if "retinaface" in message.split(":", 1)[0]:

@@ -371,6 +371,18 @@ def test_weights_errors_say_what_was_given_and_the_fix(tmp_path, capsys, given, 
     assert "git checkout" not in err and "make setup" not in err
 
 
+def test_a_damaged_shipped_detector_is_restored_from_git(tmp_path, capsys, monkeypatch):
+    folder = make_folder(tmp_path / "in", ["a_p10.mp4"])
+    shipped = tmp_path / "weights"
+    shipped.mkdir()
+    (shipped / "detector.json").write_text((ROOT / "weights" / "detector.json").read_text())
+    (shipped / "detector.safetensors").write_bytes(b"truncated")
+    monkeypatch.setenv("AVDF_WEIGHTS", str(shipped))
+    code = main(["-input", str(folder), "-output", str(tmp_path / "o.csv"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 3 and "detector.safetensors: sha256" in err and "git checkout weights/detector" in err
+
+
 def test_main_missing_weights_is_one_clear_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("AVDF_WEIGHTS", str(tmp_path / "no_weights_here"))
     folder = make_folder(tmp_path / "in", ["a_p10.mp4"])
