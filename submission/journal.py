@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from core.text import plural
 from submission import per_second
 from submission.scoring import VideoScore
 
@@ -125,10 +126,10 @@ class Journal:
         self._file = self._start(identity, kept)
         if self.done:
             log.info(
-                "resuming from %s: %d of %d videos already scored, %d to go",
+                "resuming from %s: %d of %s already scored, %d to go",
                 self.path,
                 len(self.done),
-                len(videos),
+                plural(len(videos), "video"),
                 len(self.todo),
             )
 

@@ -55,6 +55,9 @@ class SecondScores:
     seconds: tuple[int, ...]
     probabilities: tuple[float, ...]
     members: tuple[tuple[float | None, ...], ...] = ()  # members[m][i]: member m at seconds[i]
+    # measured[i]: a scored moment lies in seconds[i]; False: interpolated (submission.per_second).
+    # () (a journal written before this existed): every second measured.
+    measured: tuple[bool, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from core.text import plural
+
 
 @dataclass
 class RunTimings:
@@ -40,10 +42,10 @@ class RunTimings:
             per_batch = self.inference_samples / self.inference_batches
             lines.append(
                 f"{'inference':<16}{self.inference_s:>10.2f}{self.inference_s / max(self.videos, 1):>14.3f}"
-                f"   ({self.inference_batches} batches, {per_batch:.1f} samples/batch)"
+                f"   ({plural(self.inference_batches, 'batch', 'batches')}, {per_batch:.1f} samples/batch)"
             )
         lines.append(
-            f"{'wall':<16}{self.wall_s:>10.2f}   {self.videos} videos ({self.failed} failed), "
+            f"{'wall':<16}{self.wall_s:>10.2f}   {plural(self.videos, 'video')} ({self.failed} failed), "
             f"{self.videos_per_minute:.1f} videos/min"
         )
         return "\n".join(lines)

@@ -132,6 +132,7 @@ class TimedFakePreprocessor(FakePreprocessor):
                 [np.full((4, 4, 3), min(v + 5 * i, 250), np.uint8) for i in range(len(self.FRAMES))]
             )
             s.face_frame_indices = np.array(self.FRAMES)
+            s.boxes = np.zeros((self.FRAMES[-1] + 1, 4), np.float32)  # the track: frames 0..last crop
             s.meta.duration = 3.0
             s.meta.warnings = ["no_audio"]
         return result

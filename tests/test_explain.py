@@ -173,7 +173,8 @@ def test_syncnet_curve_and_timeline_in_the_page():
     assert latency["distances"][3] is None and latency["confidence"] == 2.5
     page = render_video(expl)
     assert_self_contained(page)
-    assert "offset -5, confidence 2.50" in page and page.count("<polyline") == 2  # timeline + curve
+    # the timeline, and the curve in two pieces: no line drawn across the offset without a distance
+    assert "offset -5, confidence 2.50" in page and page.count("<polyline") == 3
     assert data["tracks"][0]["seconds"]["probabilities"] == [0.2, 0.7]
 
 

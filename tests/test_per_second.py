@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from submission_fakes import TimedFakePreprocessor
 
@@ -107,11 +108,11 @@ def test_per_second_rows_match_per_second_of_the_detectors_outputs(tmp_path):
     seconds = tmp_path / "per_second.csv"
     csv_path = run(tmp_path, scorer(), "--per-second", str(seconds))
     rows = read(seconds)
-    assert rows[0] == ["filename", "track", "second", "score"]
+    assert rows[0] == ["filename", "track", "second", "score", "measured"]
     expected = []
     for name, values in (("a_p30.mp4", [30]), ("b_p10_p70.mp4", [10, 70])):
         for track, v in enumerate(values):
-            expected += [[name, str(track), str(s), f"{p:.6f}"] for s, p in expected_seconds(v)]
+            expected += [[name, str(track), str(s), f"{p:.6f}", "1"] for s, p in expected_seconds(v)]
     assert rows[1:] == expected  # broken and faceless videos: no rows
     assert {r[2] for r in rows[1:]} == {"0", "1", "2"}
     # the video's probability is still the detector's, from the same model call
@@ -159,7 +160,7 @@ def test_detector_without_time_outputs_warns_once_and_writes_no_rows(tmp_path, c
     seconds = tmp_path / "per_second.csv"
     with caplog.at_level(logging.WARNING, logger="submission"):
         run(tmp_path, scorer(Untimed), "--per-second", str(seconds))
-    assert read(seconds) == [["filename", "track", "second", "score"]]
+    assert read(seconds) == [["filename", "track", "second", "score", "measured"]]
     assert caplog.text.count("gives no time-resolved scores") == 1
 
 
@@ -229,5 +230,61 @@ def test_a_bad_time_output_costs_the_rows_not_the_score(tmp_path, caplog):
     seconds = tmp_path / "s.csv"
     bad = run(tmp_path, scorer(BadColumns), "--per-second", str(seconds), out="bad")
     assert bad.read_bytes() == good.read_bytes()
-    assert read(seconds) == [["filename", "track", "second", "score"]]
+    assert read(seconds) == [["filename", "track", "second", "score", "measured"]]
     assert "2 time columns for 6 time logits" in caplog.text
+
+
+class SparseTimedPreprocessor(TimedFakePreprocessor):
+    """A 10 s face track (frames 0..249 at 25 fps) of which the detector scores 4 crops, at
+    seconds 0, 3, 6 and 9: what the shipped detector does with a 10 s video."""
+
+    FRAMES = (0, 75, 150, 249)
+
+
+def test_per_second_gives_every_second_of_the_track_and_says_which_were_measured(tmp_path):
+    seconds = tmp_path / "per_second.csv"
+    explain = tmp_path / "explain"
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a_p30.mp4").touch()
+    argv = ["-input", str(folder), "-output", str(tmp_path / "out"), "--no-progress", "--workers", "0"]
+    argv += ["--per-second", str(seconds), "--explain", str(explain)]
+    code = main(argv, preprocessor_factory=SparseTimedPreprocessor, scorer=scorer())
+    assert code == 0
+    rows = read(seconds)[1:]
+    assert [int(r[2]) for r in rows] == list(range(10))  # one row per second, not per scored frame
+    assert [r[4] for r in rows] == ["1", "0", "0", "1", "0", "0", "1", "0", "0", "1"]
+    z = {int(r[2]): np.log(float(r[3]) / (1 - float(r[3]))) for r in rows}
+    measured = [0, 3, 6, 9]
+    pixels = np.array([30, 35, 40, 45]) / 100.0
+    np.testing.assert_allclose([z[s] for s in measured], np.log(pixels / (1 - pixels)), atol=1e-5)
+    # between two measured seconds: linear in log-odds
+    np.testing.assert_allclose(z[1], z[0] + (z[3] - z[0]) / 3, atol=1e-5)
+    np.testing.assert_allclose(z[5], z[3] + 2 * (z[6] - z[3]) / 3, atol=1e-5)
+    # the page draws only what was measured: 4 points, no line across the unmeasured seconds
+    page = (explain / "a_p30.mp4.html").read_text()
+    chart = page[page.index("per-second score") :].split("</svg>")[0]
+    assert chart.count("<circle") == 4 and "<polyline" not in chart
+    assert "seconds 1–2, 4–5, 7–8" in page
+    data = json.loads((explain / "a_p30.mp4.json").read_text())
+    assert data["tracks"][0]["seconds"]["measured"] == [r[4] == "1" for r in rows]
+
+
+def test_track_span_is_the_seconds_of_its_frames_within_the_analysed_duration():
+    from submission_fakes import fake_sample
+
+    from submission.per_second import fill_seconds, track_span
+
+    s = fake_sample("v.mp4", 10, 0, 1)
+    s.frame_start, s.boxes = 30, np.zeros((221, 4), np.float32)  # frames 30..250 at 25 fps
+    s.meta.duration = 10.0
+    assert track_span(s) == (1, 9)  # frame 250 is at 10.0 s: past a 10 s clip
+    s.meta.duration = 10.04
+    assert track_span(s) == (1, 10)
+    filled = fill_seconds({2: 0.5, 4: 0.9}, 0, 5)
+    assert sorted(filled) == [0, 1, 2, 3, 4, 5]
+    assert filled[0] == pytest.approx(0.5) and filled[1] == pytest.approx(
+        0.5
+    )  # the nearest value at the ends
+    assert filled[5] == pytest.approx(0.9) and filled[2] == 0.5 and filled[4] == 0.9  # measured: as they are
+    assert filled[3] == pytest.approx(1 / (1 + np.exp(-np.log(9) / 2)))  # halfway in log-odds

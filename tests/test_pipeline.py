@@ -83,6 +83,19 @@ def test_process_reports_overlapped_timings(detector):
     assert not detection_threads()
 
 
+def test_no_syncnet_warning_only_when_the_configuration_asks_for_syncnet(detector):
+    """The shipped detector switches SyncNet off (``sync.weights`` empty): nothing to warn about;
+    configured weights that are not there are."""
+    path = shared_media("real", "retalking_face_5.mp4")
+    off = CFG.replace("sync", weights="").replace("media", window_s=1.0)
+    sample = Preprocessor(off, detector=detector, syncnet=None).process(path).samples[0]
+    assert sample.meta.has_audio and sample.latency is None
+    assert not [w for w in sample.meta.warnings if "syncnet" in w]
+    missing = off.replace("sync", weights="no_such_syncnet")
+    sample = Preprocessor(missing, detector=detector, syncnet=None).process(path).samples[0]
+    assert "no_syncnet_weights" in sample.meta.warnings
+
+
 def test_sample_landmarks_sit_on_the_faces_in_the_crops(detector):
     """Landmarks interpolated along the track agree with detecting each kept crop afresh."""
     path = shared_media("real", "retalking_face_5.mp4")

@@ -138,3 +138,20 @@ def test_failed_save_leaves_previous_files_and_no_temporaries(tmp_path):
     with pytest.raises(TypeError, match="not a tensor"):
         save_weights(tmp_path / "m", {"w": [1, 2, 3]}, "toy", {"v": 2}, None)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_not_found_names_what_was_given(tmp_path, monkeypatch):
+    from weights.store import available, not_found_message
+
+    save_weights(tmp_path / "a", _state_dict(), "toy", {}, None)
+    save_weights(tmp_path / "b", _state_dict(), "toy", {}, None)
+    (tmp_path / "c.safetensors").write_bytes(b"")  # no JSON: not a pair
+    assert available(tmp_path) == ["a", "b"]
+    assert not_found_message(tmp_path) == (
+        f"{tmp_path}: a folder, not a weights file; it holds a.safetensors, b.safetensors: pass one of those"
+    )
+    monkeypatch.setenv("AVDF_WEIGHTS", str(tmp_path))
+    with pytest.raises(WeightsError, match=r"no weights named 'nope' in .* \(there: a, b\)"):
+        load_weights("nope")
+    with pytest.raises(WeightsError, match=r"x/nope\.safetensors: weights not found"):
+        load_weights(tmp_path / "x" / "nope")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from core.preprocess_config import PreprocessConfig
 from models.detector import softmax_fake_probability
 from submission import writer
 from submission.cli import build_parser, main
-from submission.folder import list_videos, parse_extensions
+from submission.folder import list_videos, parse_extensions, scan_folder
 from submission.preprocess_pool import PreprocessPool
 from submission.scoring import VideoScore
 
@@ -54,12 +55,40 @@ def run_main(tmp_path: Path, names: list[str], *extra: str, scorer=None, factory
 
 
 def test_list_videos_filters_by_extension_and_sorts(tmp_path):
-    make_folder(tmp_path, ["b.mp4", "a.MP4", "c.mpg", "notes.txt", ".hidden.mp4"])
+    make_folder(tmp_path, ["b.mp4", "a.MP4", "c.mpg", "d.MOV", "e.webm", "notes.txt", ".hidden.mp4"])
     (tmp_path / "dir.mp4").mkdir()
-    assert [p.name for p in list_videos(tmp_path)] == [".hidden.mp4", "a.MP4", "b.mp4"]
+    # every common container by default
+    assert [p.name for p in list_videos(tmp_path)] == [
+        ".hidden.mp4",
+        "a.MP4",
+        "b.mp4",
+        "c.mpg",
+        "d.MOV",
+        "e.webm",
+    ]
     exts = parse_extensions("mp4, .MPG,mp4")
     assert exts == (".mp4", ".mpg")
     assert [p.name for p in list_videos(tmp_path, exts)] == [".hidden.mp4", "a.MP4", "b.mp4", "c.mpg"]
+    listing = scan_folder(tmp_path, exts)
+    assert [p.name for p in listing.skipped] == ["d.MOV", "e.webm", "notes.txt"]
+    assert [p.name for p in listing.skipped_videos] == ["d.MOV", "e.webm"]  # by their names
+    note = listing.skipped_note()
+    assert note.startswith("skipped 3 files") and "d.MOV, e.webm, notes.txt" in note
+    assert note.endswith("d.MOV, e.webm hold video: to score them, --extensions mp4,mpg,mov,webm")
+    assert scan_folder(tmp_path / "dir.mp4").skipped_note() is None
+
+
+def test_skipped_files_of_unknown_extensions_are_probed_for_video(tmp_path):
+    make_folder(tmp_path, ["a.mp4", "notes.txt"])
+    clip = shared_media("real", "lipnet_GRID_bbaf2n.mpg").read_bytes()
+    (tmp_path / "phone.3gp").write_bytes(clip)  # footage under a name we do not score
+    (tmp_path / "fake.3gp").write_bytes(b"not a video at all")
+    listing = scan_folder(tmp_path)
+    assert [p.name for p in listing.skipped] == ["fake.3gp", "notes.txt", "phone.3gp"]
+    assert [p.name for p in listing.skipped_videos] == ["phone.3gp"]
+    assert listing.skipped_note().endswith(
+        "phone.3gp holds video: to score it, --extensions mp4,m4v,mov,avi,mkv,webm,mpg,mpeg,ts,flv,wmv,3gp"
+    )
     with pytest.raises(ValueError):
         parse_extensions(" , ")
     with pytest.raises(NotADirectoryError):
@@ -270,14 +299,42 @@ def test_main_batches_samples_across_videos(tmp_path):
     assert max(len(b) for b in scorer.batches) > 1  # samples of several videos in one model call
 
 
-def test_main_extensions_option_and_empty_folder(tmp_path):
+def test_main_extensions_option_and_empty_folder(tmp_path, capsys):
     code, out = run_main(
         tmp_path, ["a_p20.mpg", "b_p30.MOV", "c_p40.mp4"], "--workers", "0", "--extensions", "mpg,mov"
     )
     assert code == 0
     assert [r[0] for r in read_csv(out)[1:]] == ["a_p20.mpg", "b_p30.MOV"]
+    assert "skipped 1 file in" in capsys.readouterr().err  # c_p40.mp4, said aloud
     code, out = run_main(tmp_path / "empty", [], "--workers", "0")
     assert code == 0 and read_csv(out) == [["filename", "probability"]]
+    assert "no mp4/m4v/mov" in capsys.readouterr().err
+
+
+def test_main_scores_every_common_container_and_names_the_files_it_skips(tmp_path, capsys):
+    names = ["a_p20.mpg", "b_p30.MOV", "c_p40.mp4", "d_p50.avi", "e_p60.mkv", "f_p70.webm", "notes.txt"]
+    code, out = run_main(tmp_path, names, "--workers", "0")
+    err = capsys.readouterr().err
+    assert code == 0
+    assert [r[0] for r in read_csv(out)[1:]] == names[:-1]
+    assert "skipped 1 file in" in err and "notes.txt" in err and "6 videos in" in err
+
+
+def test_one_video_is_one_video_and_one_row(tmp_path, capsys):
+    code, _ = run_main(tmp_path, ["a_p20.mp4"], "--workers", "0")
+    err = capsys.readouterr().err
+    assert code == 0 and "1 video in" in err and "(1 row)" in err and "1 video (0 failed)" in err
+    assert not re.search(r"(^|[^\d.,])1 (videos|rows)\b", err)  # (a rate, "94124.1 videos/min", may)
+    assert "1 worker process" not in err and "0 worker processes" in err  # --workers 0
+
+
+def test_a_folder_of_only_mpg_clips_with_extensions_mp4_names_the_option(tmp_path, capsys):
+    code, out = run_main(tmp_path, ["a_p20.mpg"], "--workers", "0", "--extensions", "mp4")
+    err = capsys.readouterr().err
+    assert code == 0 and read_csv(out) == [["filename", "probability"]]
+    last = err.strip().splitlines()[-1]
+    assert "no mp4 files" in last and "a_p20.mpg" in last and "--extensions mp4,mpg" in last
+    assert "(0 rows)" in err and "0 videos in" in err
 
 
 def test_main_unwritable_output_fails_before_any_work(tmp_path, capsys):
@@ -295,6 +352,39 @@ def test_main_unwritable_output_fails_before_any_work(tmp_path, capsys):
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ("{tmp}", ["{tmp}: a folder, not a weights file", "it holds no weights pair"]),
+        ("{tmp}/mine/x.safetensors", ["{tmp}/mine/x.safetensors: weights not found", "check the path"]),
+        ("detectr", ["no weights named 'detectr'", "of those, detectors: detector (--weights NAME)"]),
+    ],
+)
+def test_weights_errors_say_what_was_given_and_the_fix(tmp_path, capsys, given, expected):
+    folder = make_folder(tmp_path / "in", ["a_p10.mp4"])
+    out = tmp_path / "out" / "submission.csv"
+    weights = given.format(tmp=tmp_path / "w")
+    (tmp_path / "w").mkdir()
+    code = main(["-input", str(folder), "-output", str(out), "--device", "cpu", "--weights", weights])
+    err = capsys.readouterr().err
+    assert code == 3 and len(err.strip().splitlines()) == 1, err
+    for part in expected:
+        assert part.format(tmp=tmp_path / "w") in err
+    assert "git checkout" not in err and "make setup" not in err
+
+
+def test_a_damaged_shipped_detector_is_restored_from_git(tmp_path, capsys, monkeypatch):
+    folder = make_folder(tmp_path / "in", ["a_p10.mp4"])
+    shipped = tmp_path / "weights"
+    shipped.mkdir()
+    (shipped / "detector.json").write_text((ROOT / "weights" / "detector.json").read_text())
+    (shipped / "detector.safetensors").write_bytes(b"truncated")
+    monkeypatch.setenv("AVDF_WEIGHTS", str(shipped))
+    code = main(["-input", str(folder), "-output", str(tmp_path / "o.csv"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 3 and "detector.safetensors: sha256" in err and "git checkout weights/detector" in err
+
+
 def test_main_missing_weights_is_one_clear_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("AVDF_WEIGHTS", str(tmp_path / "no_weights_here"))
     folder = make_folder(tmp_path / "in", ["a_p10.mp4"])
@@ -302,7 +392,7 @@ def test_main_missing_weights_is_one_clear_error(tmp_path, capsys, monkeypatch):
     code = main(["-input", str(folder), "-output", str(out), "--device", "cpu"])
     err = capsys.readouterr().err
     assert code == 3
-    assert "detector.safetensors: weights not found" in err and "--weights" in err
+    assert "no weights named 'detector' in" in err and "no_weights_here" in err and "--weights" in err
     assert (
         "make train-default" in err and "git checkout weights/detector" in err
     )  # the command that builds it
@@ -382,6 +472,37 @@ def test_run_sh_works_from_any_cwd(tmp_path):
     )
     assert proc.returncode == 2, proc.stderr
     assert "input folder missing_in does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_run_sh_help_lists_every_option_with_its_default_and_both_forms(tmp_path):
+    proc = subprocess.run(
+        ["bash", str(ROOT / "run.sh"), "--help"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = " ".join(proc.stdout.split())  # argparse wraps lines
+    assert (
+        "bash run.sh INPUT_DIR OUTPUT_DIR" in out and "bash run.sh -input INPUT_DIR -output OUTPUT_CSV" in out
+    )
+    for option, default in [
+        ("--fallback", "0.5"),
+        ("--video-timeout", "300.0"),
+        ("--clip-eps", "0.001"),
+        ("--format", "tmc"),
+        ("--weights", "detector"),
+        ("--runtime", "auto"),
+    ]:
+        assert option in out and f"(default: {default})" in out.split(option, 1)[1][:400], option
+    assert "--per-second" in out and "--explain" in out and "Exit status" in out
+
+
+def test_run_sh_takes_the_challenge_form_too(tmp_path):
+    proc = subprocess.run(
+        ["bash", str(ROOT / "run.sh"), "-input", "missing_in", "-output", "out/submission.csv"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "input folder missing_in does not exist" in proc.stderr
 
 
 # --- real end to end: bash run.sh on real clips with a tiny random fusion model --------------------
@@ -527,6 +648,6 @@ def test_run_sh_missing_weights_exits_with_one_message(tmp_path):
     empty.mkdir()
     proc = run_sh(folder, tmp_path / "out", empty)
     assert proc.returncode == 3
-    assert proc.stderr.count("\n") == 1 and "weights not found" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "no weights named 'detector'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out" / "submission.csv").exists()

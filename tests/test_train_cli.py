@@ -89,3 +89,40 @@ def test_fit_export_and_eval_any_detector_from_the_command_line(face_blend_cache
     # meso4 has no upstream-checkpoint converter: said before training starts
     assert main([*fit, "--init", str(tmp_path / "x.h5"), "--max-steps", "1"]) == 2
     assert "Meso4 has no upstream-checkpoint converter" in capsys.readouterr().err
+
+
+def test_fit_help_lists_every_detector_and_defaults_to_the_shipped_one(capsys):
+    import models  # noqa: F401  registers every model
+    from models.detector import DetectorModel
+    from models.registry import model_entry, registered_models
+    from train.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert exit_.value.code == 0
+    detectors = [a for a in registered_models() if issubclass(model_entry(a).model_class, DetectorModel)]
+    assert "mds" in detectors and "mobilenetv2_frames" in detectors
+    for arch in detectors:
+        assert arch in out, arch
+    assert "(default: mobilenetv2_frames, the shipped detector's architecture)" in out
+    fit = build_parser().parse_args(["fit", "--manifest", "m.csv", "--out", "o"])
+    assert fit.model == "mobilenetv2_frames"
+    assert model_spec(fit.model) == ("mobilenetv2_frames", {})
+
+
+def test_lightning_info_lines_print_once(capfd):
+    import logging
+
+    from train.cli import lightning_logs_once
+
+    root = logging.getLogger()
+    ours = logging.StreamHandler()  # what main's basicConfig installs
+    root.addHandler(ours)
+    try:
+        lightning_logs_once()
+        assert not [h for h in logging.getLogger("lightning").handlers if type(h) is logging.StreamHandler]
+        logging.getLogger("lightning.pytorch.utilities.rank_zero").info("GPU available: False")
+    finally:
+        root.removeHandler(ours)
+    assert capfd.readouterr().err.count("GPU available: False") == 1

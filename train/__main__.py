@@ -1,5 +1,9 @@
 import sys
 
-from train.cli import main
+from core.entry import ensure_dependencies
+
+ensure_dependencies("train")  # before anything imports torch
+
+from train.cli import main  # noqa: E402
 
 sys.exit(main())

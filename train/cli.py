@@ -13,8 +13,11 @@ from pathlib import Path
 
 from core.calibration import IDENTITY
 from core.device import resolve_device
+from core.text import plural
 
 log = logging.getLogger("train")
+
+DEFAULT_MODEL = "mobilenetv2_frames"  # the shipped detector's architecture (weights/README.md)
 
 
 def model_spec(text: str) -> tuple[str, dict]:
@@ -62,7 +65,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         workers=args.workers,
         partial=args.partial,
     )
-    print(f"wrote {args.n} videos and {labels}")
+    print(f"wrote {plural(args.n, 'video')} and {labels}")
     return 0
 
 
@@ -74,10 +77,24 @@ def cmd_synth_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def lightning_logs_once() -> None:
+    """Lightning's package adds its own stderr handler to the ``lightning`` logger at import,
+    whatever the root logger has: with ours (``main``) every Lightning INFO line printed twice.
+    Theirs goes; its records reach ours through propagation."""
+    import lightning  # noqa: F401  (adds the handler, once)
+
+    if logging.getLogger().handlers:
+        lg = logging.getLogger("lightning")
+        for handler in [h for h in lg.handlers if type(h) is logging.StreamHandler]:
+            lg.removeHandler(handler)
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from train.augment import AugmentConfig
     from train.fit import FitConfig, fit
     from train.module import OptimConfig
+
+    lightning_logs_once()
 
     optim = OptimConfig(
         optimizer=args.optimizer,
@@ -135,7 +152,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         return 0
     print(f"best checkpoint: {result.best_checkpoint} (val AUC {result.best_val_auc})")
     print(
-        f"last checkpoint: {result.last_checkpoint}; {result.epochs} epochs, {result.steps} steps; logs in {result.log_dir}"
+        f"last checkpoint: {result.last_checkpoint}; {plural(result.epochs, 'epoch')}, {plural(result.steps, 'step')}; logs in {result.log_dir}"
     )
     return 0
 
@@ -333,9 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--out", type=Path, required=True, help="run folder: checkpoints/, logs/")
     f.add_argument(
-        "--model", default="tiny",
-        help="a registered detector (meso4, mesoinception4, efficientnet_b0, efficientnet_lstm, "
-        "mobilenetv2_frames, av_attention, fusion_timesformer) | tiny | base (fusion presets) | config JSON; :key=value overrides",
+        "--model", default=DEFAULT_MODEL,
+        help="a registered detector (mobilenetv2_frames, meso4, mesoinception4, efficientnet_b0, efficientnet_lstm, "
+        "av_attention, mds, fusion_timesformer) | tiny | base (fusion presets) | config JSON; :key=value overrides "
+        "(default: %(default)s, the shipped detector's architecture)",
     )  # fmt: skip
     f.add_argument(
         "--init", type=Path,

@@ -67,6 +67,38 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
     return weights_dir() / f"{text}.safetensors"
 
 
+def available(folder: str | os.PathLike | None = None) -> list[str]:
+    """The weights pairs (``NAME.safetensors`` + ``NAME.json``) in ``folder`` (default
+    ``weights_dir()``), by name."""
+    folder = Path(folder) if folder is not None else weights_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.glob("*.safetensors") if p.with_suffix(".json").is_file())
+
+
+def is_name(name_or_path: str | os.PathLike) -> bool:
+    """A bare weights name (``"detector"``), looked up in ``weights_dir()``, rather than a path."""
+    text = str(name_or_path)
+    return not ("/" in text or os.sep in text or Path(text).suffix in _SUFFIXES or Path(text).exists())
+
+
+def not_found_message(name_or_path: str | os.PathLike) -> str:
+    """Why ``name_or_path`` holds no weights, naming it as it was given."""
+    text = str(name_or_path)
+    if Path(text).is_dir():
+        inside = available(text)
+        what = (
+            f"it holds {', '.join(n + '.safetensors' for n in inside)}: pass one of those"
+            if inside
+            else "it holds no weights pair (NAME.safetensors + NAME.json)"
+        )
+        return f"{text}: a folder, not a weights file; {what}"
+    if is_name(text):
+        names = ", ".join(available()) or "none"
+        return f"no weights named {text!r} in {weights_dir()} (there: {names})"
+    return f"{tensors_path(text)}: weights not found"
+
+
 def _stem(path_or_stem: str | os.PathLike) -> Path:
     path = resolve(path_or_stem)
     # Only our own suffixes are stripped: names like "mobilenet0.25" keep their dots.
@@ -172,7 +204,7 @@ def load_weights(path_or_stem: str | os.PathLike) -> StoredWeights:
     tensors = tensors_path(path_or_stem)
     json_path = tensors.with_suffix(".json")
     if not tensors.is_file():
-        raise WeightsError(f"{tensors}: weights not found")
+        raise WeightsError(not_found_message(path_or_stem))
     meta = read_config(tensors)
 
     sha = sha256_file(tensors)

@@ -1,0 +1,47 @@
+"""What ``python -m PACKAGE`` runs first: the project's dependencies, whichever ``python`` was typed.
+
+The README's commands say ``python -m train …``. Typed with a Python that lacks the pinned
+packages (the system's, no virtualenv activated), they would die on a ``ModuleNotFoundError``
+deep in an import. Instead the command runs again under the checkout's ``.venv/bin/python``
+(what ``make setup`` builds), saying so in one line; without one, it stops with one line that
+says what to run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+# Top-level modules every entry point needs (found without importing them: cheap).
+REQUIRED = ("numpy", "torch", "av", "cv2", "safetensors", "tqdm")
+ROOT = Path(__file__).resolve().parents[1]
+_AGAIN = "AVDF_REEXEC"  # set on the second run: never loop
+
+
+def missing_modules() -> list[str]:
+    return [name for name in REQUIRED if importlib.util.find_spec(name) is None]
+
+
+def ensure_dependencies(package: str, root: Path = ROOT) -> None:
+    """Return when this Python has the dependencies; else exec ``root/.venv/bin/python -m
+    package`` with the same arguments, or exit with a message naming the fix."""
+    missing = missing_modules()
+    if not missing:
+        return
+    venv = root / ".venv"
+    python = venv / "bin" / "python"
+    in_venv = Path(sys.prefix).resolve() == venv.resolve()
+    if python.exists() and not in_venv and not os.environ.get(_AGAIN):
+        print(
+            f"{package}: {sys.executable} lacks {', '.join(missing)}: running {python} instead",
+            file=sys.stderr,
+        )
+        env = dict(os.environ, **{_AGAIN: "1"})
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(root), env.get("PYTHONPATH"))))
+        os.execve(python, [str(python), "-m", package, *sys.argv[1:]], env)
+    sys.exit(
+        f"{package}: this Python ({sys.executable}) lacks {', '.join(missing)}. Run `make setup`, then "
+        f"`.venv/bin/python -m {package} …` (or `source .venv/bin/activate` first) from {root}"
+    )
