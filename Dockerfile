@@ -4,6 +4,12 @@
 #   docker build -t avdf .
 #   docker run --gpus all -v "$PWD/in:/data/input:ro" -v "$PWD/out:/data/output" avdf
 #   docker run --gpus all ... avdf -input /data/input/ -output /data/output/submission.csv [--format dfdc]
+# It runs locked down as a challenge host runs it (what `make docker-test` does):
+#   docker run --rm --read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges \
+#     --memory 3g --cpus 2 --pids-limit 256 --network none \
+#     -v "$PWD/in:/data/input:ro" -v "$PWD/out:/data/output" avdf -input /data/input/ -output /data/output/submission.csv
+# It writes only to /data/output and /tmp: caches go to /tmp (ENV below; core/scratch.py copies
+# the numba cache compiled here to /tmp when /app is read-only).
 # CPU-only, on a local Debian bookworm base (what CI builds and runs: `make docker-test`):
 #   docker build --build-arg BASE=avdf-base:bookworm --build-arg GPU=0 -t avdf .
 # The default command reads /data/input/*.mp4 and writes /data/output/submission.csv (+ the
@@ -84,7 +90,12 @@ RUN for f in detector.safetensors detector.json; do \
     && mkdir -p weights/cache /data/input /data/output \
     && chown app:app weights/cache /data/output \
     && python -m submission --check --device cpu
-# TensorRT caches the engine it builds for the GPU in weights/cache (writable by app).
+# TensorRT caches the engine it builds for the GPU in weights/cache (writable by app), or, on
+# a read-only root filesystem, in /tmp for the run. $HOME (/home/app) may be read-only too:
+# whatever a library caches under it goes to /tmp; compiled bytecode is in the image already.
+ENV XDG_CACHE_HOME=/tmp/.cache \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    PYTHONDONTWRITEBYTECODE=1
 USER 1000:1000
 ENTRYPOINT ["python", "-m", "submission"]
 CMD ["-input", "/data/input/", "-output", "/data/output/submission.csv"]

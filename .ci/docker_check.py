@@ -1,8 +1,9 @@
 """The submission image, built and run for real: ``make docker-test`` (needs a Docker engine).
 
 Builds the image on the local Debian base (CPU, offline: ``--network none``), then scores a few
-clips from ../shared/media plus a broken file three ways, the input mounted read-only and
-without network: the image's default command, the TMC form (``-input /data/input/ -output
+clips from ../shared/media plus a broken file three ways, locked down as a challenge host runs
+it (``LOCKED_DOWN``: read-only root filesystem and a tmpfs /tmp, no capabilities, 3 GB, 2 CPUs,
+256 processes, no network; the input mounted read-only; uid 1000): the image's default command, the TMC form (``-input /data/input/ -output
 /data/output/submission.csv``) and, resuming that run from its journal, the DFDC form. Each
 CSV must have one row per video and match ``bash run.sh`` on the same folder (probabilities
 within 1e-5). Also checks that the image holds exactly the lock the host's venv installed and
@@ -101,9 +102,31 @@ def writable_folder(path: Path) -> Path:
     return path
 
 
+# How a challenge host runs a submission: read-only root filesystem with a private /tmp, no
+# capabilities, no privilege escalation, 3 GB, 2 CPUs, 256 processes, no network. The image
+# must write nothing but /data/output and /tmp under these (README "The image").
+LOCKED_DOWN = (
+    "--read-only",
+    "--tmpfs",
+    "/tmp",
+    "--cap-drop",
+    "ALL",
+    "--security-opt",
+    "no-new-privileges",
+    "--memory",
+    "3g",
+    "--cpus",
+    "2",
+    "--pids-limit",
+    "256",
+    "--network",
+    "none",
+)
+
+
 def docker_run(image: str, inp: Path, out: Path, *args: str) -> tuple[subprocess.CompletedProcess, float]:
     mounts = ["-v", f"{inp}:/data/input:ro", "-v", f"{out}:/data/output"]
-    return timed(["docker", "run", "--rm", "--network", "none", *mounts, image, *args])
+    return timed(["docker", "run", "--rm", *LOCKED_DOWN, *mounts, image, *args])
 
 
 def lock_versions(freeze: str) -> dict[str, str]:
@@ -175,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         _, host_s = timed(["bash", str(ROOT / "run.sh"), str(inp), str(host_out), "--no-progress"])
         reference = read_csv(host_out / "submission.csv")
         check([r[0] for r in reference[1:]] == videos, f"run.sh wrote rows for {reference[1:]}, not {videos}")
-        failures = dict(read_csv(host_out / "submission_failures.csv")[1:])
+        failures = {r[0]: r[1] for r in read_csv(host_out / "submission_failures.csv")[1:]}
         check(set(failures) == {BROKEN}, f"run.sh failures: {failures} (only {BROKEN} should fail)")
 
         default_out = writable_folder(work / "default")
@@ -208,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         f"docker-test passed: image {args.image} {size / 1e9:.2f} GB, build {build_s:.0f} s; "
         f"{len(videos)} videos ({BROKEN} broken): run.sh {host_s:.0f} s, image default command "
         f"{default_s:.0f} s, TMC form {tmc_s:.0f} s, DFDC form from the journal {dfdc_s:.0f} s; "
-        f"CSVs equal to run.sh's within {TOLERANCE:g}; {pinned} lock pins equal to this venv's"
+        f"CSVs equal to run.sh's within {TOLERANCE:g}; {pinned} lock pins equal to this venv's; "
+        f"image runs as {user}, with {' '.join(LOCKED_DOWN)}"
     )
     return 0
 

@@ -1,5 +1,11 @@
 """``python -m submission -input /data/input/ -output /data/output/submission.csv``"""
 
-from submission.cli import main
+from core.scratch import use_writable_caches
+
+# Before anything imports numba (librosa): a read-only image or site-packages needs its
+# caches elsewhere (core/scratch.py).
+use_writable_caches()
+
+from submission.cli import main  # noqa: E402
 
 raise SystemExit(main())
