@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup venv weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test soak train-default eval-default train-compare train-avattn train-mds
+.PHONY: setup venv weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test fuzz soak train-default eval-default train-compare train-avattn train-mds
 
 setup: venv weights  ## virtualenv + pinned dependencies + default weights
 
@@ -45,6 +45,13 @@ SOAK_N ?= 1000
 soak: weights  ## score 1,000 short clips in one run; peak RSS every 100 videos
 	test -f data/soak$(SOAK_N)/labels.csv || $(PY) -m train synth data/soak$(SOAK_N) --n $(SOAK_N) --seconds 1 --workers 2 --quiet
 	$(PY) -m submission.soak data/soak$(SOAK_N) --out data/soak$(SOAK_N)_out
+
+# Seeded fuzzing (tests/fuzz.py): FUZZ_N mutated real clips through `python -m submission`;
+# one row each, no crash, no time-out, a fallback only for files PyAV cannot decode either.
+FUZZ_N    ?= 80
+FUZZ_SEED ?= 0
+fuzz: weights  ## mutate real clips of ../shared/media and score them; one summary line
+	$(PY) tests/fuzz.py --n $(FUZZ_N) --seed $(FUZZ_SEED)
 
 docker-test: weights wheelhouse docker-base  ## build the image, run it both ways, compare with run.sh (needs Docker)
 	$(PY) .ci/docker_check.py --image $(IMAGE) --base $(BASE_IMAGE)
