@@ -3,12 +3,13 @@
 Builds the image on the local Debian base (CPU, offline: ``--network none``), then scores a few
 clips from ../shared/media plus a broken file three ways, locked down as a challenge host runs
 it (``LOCKED_DOWN``: read-only root filesystem and a tmpfs /tmp, no capabilities, 3 GB, 2 CPUs,
-256 processes, no network; the input mounted read-only; uid 1000): the image's default command, the TMC form (``-input /data/input/ -output
-/data/output/submission.csv``) and, resuming that run from its journal, the DFDC form. Each
-CSV must have one row per video and match ``bash run.sh`` on the same folder (probabilities
-within 1e-5). Also checks that the image holds exactly the lock the host's venv installed and
-runs as a non-root user. Prints the image size and the build and run times; exits 1 on the
-first failed check.
+256 processes, no network; the input mounted read-only; uid 1000): the image's default
+command, the TMC form (``-input /data/input/ -output /data/output/submission.csv``) and,
+resuming that run from its journal, the DFDC form. Each CSV must have one row per video and
+match ``bash run.sh`` on the same folder (probabilities within 1e-5). Also checks that the
+image holds exactly the lock the host's venv installed and runs as a non-root user, and that
+a run failing every video (a 0.01 s time-out) exits 5 with its CSV written. Prints the image
+size and the build and run times; exits 1 on the first failed check.
 """
 
 from __future__ import annotations
@@ -49,11 +50,11 @@ def check(condition: bool, message: str) -> None:
         raise CheckFailed(message)
 
 
-def timed(cmd: list[str], **kw) -> tuple[subprocess.CompletedProcess, float]:
+def timed(cmd: list[str], expect: int = 0, **kw) -> tuple[subprocess.CompletedProcess, float]:
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, **kw)
     elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
+    if proc.returncode != expect:
         raise CheckFailed(
             f"`{' '.join(cmd)}` exited {proc.returncode}:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
         )
@@ -124,9 +125,11 @@ LOCKED_DOWN = (
 )
 
 
-def docker_run(image: str, inp: Path, out: Path, *args: str) -> tuple[subprocess.CompletedProcess, float]:
+def docker_run(
+    image: str, inp: Path, out: Path, *args: str, expect: int = 0
+) -> tuple[subprocess.CompletedProcess, float]:
     mounts = ["-v", f"{inp}:/data/input:ro", "-v", f"{out}:/data/output"]
-    return timed(["docker", "run", "--rm", *LOCKED_DOWN, *mounts, image, *args])
+    return timed(["docker", "run", "--rm", *LOCKED_DOWN, *mounts, image, *args], expect=expect)
 
 
 def lock_versions(freeze: str) -> dict[str, str]:
@@ -219,6 +222,17 @@ def main(argv: list[str] | None = None) -> int:
         compare("DFDC form", read_csv(tmc_out / "submission.csv"), reference, ["filename", "label"])
         resumed = f"{len(videos)} of {len(videos)} videos already scored, 0 to go"
         check(resumed in proc.stderr, f"the DFDC run did not resume from the journal:\n{proc.stderr}")
+
+        # A run that fails every video itself (here: a time-out no video can meet) still writes
+        # the CSV, but exits 5 so that a host does not score the fallbacks as an answer.
+        broken_out = writable_folder(work / "all_failed")
+        proc, _ = docker_run(args.image, inp, broken_out, *tmc_args, "--video-timeout", "0.01", expect=5)
+        rows = read_csv(broken_out / "submission.csv")
+        check(
+            [r[0] for r in rows[1:]] == videos and {r[1] for r in rows[1:]} == {"0.500000"},
+            f"the run whose every video timed out wrote {rows}",
+        )
+        check("every video failed" in proc.stderr, f"exit 5 without its message:\n{proc.stderr}")
     except (CheckFailed, subprocess.TimeoutExpired) as exc:
         print(f"docker-test FAILED: {exc}", file=sys.stderr)
         return 1
@@ -232,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(videos)} videos ({BROKEN} broken): run.sh {host_s:.0f} s, image default command "
         f"{default_s:.0f} s, TMC form {tmc_s:.0f} s, DFDC form from the journal {dfdc_s:.0f} s; "
         f"CSVs equal to run.sh's within {TOLERANCE:g}; {pinned} lock pins equal to this venv's; "
-        f"image runs as {user}, with {' '.join(LOCKED_DOWN)}"
+        f"image runs as {user}, with {' '.join(LOCKED_DOWN)}; every video timed out: exit 5, CSV written"
     )
     return 0
 
