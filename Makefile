@@ -48,7 +48,7 @@ soak: weights  ## score 1,000 short clips in one run; peak RSS every 100 videos
 
 # Seeded fuzzing (tests/fuzz.py): FUZZ_N mutated real clips through `python -m submission`;
 # one row each, no crash, no time-out, a fallback only for files PyAV cannot decode either.
-FUZZ_N    ?= 80
+FUZZ_N    ?= 200
 FUZZ_SEED ?= 0
 fuzz: weights  ## mutate real clips of ../shared/media and score them; one summary line
 	$(PY) tests/fuzz.py --n $(FUZZ_N) --seed $(FUZZ_SEED)

@@ -1,4 +1,4 @@
-"""Seeded fuzzing of the submission: ``make fuzz`` (``python tests/fuzz.py --seed 0 --n 80``).
+"""Seeded fuzzing of the submission: ``make fuzz`` (``python tests/fuzz.py --seed 0 --n 200``).
 
 Mutates real clips from ../shared/media (bit flips in the header and in the body, truncation,
 zeroed / duplicated / swapped blocks, garbage before or after, the header of another file
@@ -203,6 +203,7 @@ class FuzzReport:
     crashes: int  # main-process tracebacks or a non-zero exit
     timeouts: int
     fallbacks: Counter  # reason code -> count
+    partial: int  # scored from what decodes, with the sidecar's "partial" warning
     wall_s: float
     problems: list[str]
 
@@ -210,7 +211,7 @@ class FuzzReport:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.fallbacks.items())) or "none"
         return (
             f"fuzz: {self.files} files, {self.rows} rows, {self.crashes} crashes, {self.timeouts} time-outs, "
-            f"exit {self.exit_code}, {self.wall_s:.0f} s; fallbacks: {reasons}; "
+            f"exit {self.exit_code}, {self.wall_s:.0f} s; fallbacks: {reasons}; {self.partial} scored partial; "
             f"{len(self.problems)} problems"
         )
 
@@ -239,7 +240,8 @@ def run_fuzz(work: Path, n: int, seed: int, sources: int = 8, video_timeout: flo
             problems.append(f"{name}: probability {p}")
     fallbacks: Counter = Counter()
     timeouts = 0
-    for name, reason, *_ in sidecar:
+    partial = sum(1 for _, reason, warning in sidecar if not reason and warning.startswith("partial"))
+    for name, reason, _ in sidecar:
         if not reason:
             continue  # scored with a warning
         code = reason.split(":", 1)[0]
@@ -249,7 +251,9 @@ def run_fuzz(work: Path, n: int, seed: int, sources: int = 8, video_timeout: flo
             problems.append(f"{name} ({made.get(name)}): {reason}")
         elif code != "no_face" and decodable_frames(inp / name) != 0:
             problems.append(f"{name} ({made.get(name)}): fell back ({reason}) but PyAV decodes it")
-    return FuzzReport(len(made), len(rows), proc.returncode, crashes, timeouts, fallbacks, wall, problems)
+    return FuzzReport(
+        len(made), len(rows), proc.returncode, crashes, timeouts, fallbacks, partial, wall, problems
+    )
 
 
 def _read(path: Path) -> list[list[str]]:
@@ -261,7 +265,7 @@ def _read(path: Path) -> list[list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=80, help="mutated files")
+    parser.add_argument("--n", type=int, default=200, help="mutated files")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sources", type=int, default=8, help="the N smallest clips of ../shared/media")
     parser.add_argument("--video-timeout", type=float, default=60.0)
