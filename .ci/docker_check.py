@@ -1,13 +1,15 @@
 """The submission image, built and run for real: ``make docker-test`` (needs a Docker engine).
 
 Builds the image on the local Debian base (CPU, offline: ``--network none``), then scores a few
-clips from ../shared/media plus a broken file three ways, the input mounted read-only and
-without network: the image's default command, the TMC form (``-input /data/input/ -output
-/data/output/submission.csv``) and, resuming that run from its journal, the DFDC form. Each
-CSV must have one row per video and match ``bash run.sh`` on the same folder (probabilities
-within 1e-5). Also checks that the image holds exactly the lock the host's venv installed and
-runs as a non-root user. Prints the image size and the build and run times; exits 1 on the
-first failed check.
+clips from ../shared/media plus a broken file three ways, locked down as a challenge host runs
+it (``LOCKED_DOWN``: read-only root filesystem and a tmpfs /tmp, no capabilities, 3 GB, 2 CPUs,
+256 processes, no network; the input mounted read-only; uid 1000): the image's default
+command, the TMC form (``-input /data/input/ -output /data/output/submission.csv``) and,
+resuming that run from its journal, the DFDC form. Each CSV must have one row per video and
+match ``bash run.sh`` on the same folder (probabilities within 1e-5). Also checks that the
+image holds exactly the lock the host's venv installed and runs as a non-root user, and that
+a run failing every video (a 0.01 s time-out) exits 5 with its CSV written. Prints the image
+size and the build and run times; exits 1 on the first failed check.
 """
 
 from __future__ import annotations
@@ -48,11 +50,11 @@ def check(condition: bool, message: str) -> None:
         raise CheckFailed(message)
 
 
-def timed(cmd: list[str], **kw) -> tuple[subprocess.CompletedProcess, float]:
+def timed(cmd: list[str], expect: int = 0, **kw) -> tuple[subprocess.CompletedProcess, float]:
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, **kw)
     elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
+    if proc.returncode != expect:
         raise CheckFailed(
             f"`{' '.join(cmd)}` exited {proc.returncode}:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
         )
@@ -101,9 +103,33 @@ def writable_folder(path: Path) -> Path:
     return path
 
 
-def docker_run(image: str, inp: Path, out: Path, *args: str) -> tuple[subprocess.CompletedProcess, float]:
+# How a challenge host runs a submission: read-only root filesystem with a private /tmp, no
+# capabilities, no privilege escalation, 3 GB, 2 CPUs, 256 processes, no network. The image
+# must write nothing but /data/output and /tmp under these (README "The image").
+LOCKED_DOWN = (
+    "--read-only",
+    "--tmpfs",
+    "/tmp",
+    "--cap-drop",
+    "ALL",
+    "--security-opt",
+    "no-new-privileges",
+    "--memory",
+    "3g",
+    "--cpus",
+    "2",
+    "--pids-limit",
+    "256",
+    "--network",
+    "none",
+)
+
+
+def docker_run(
+    image: str, inp: Path, out: Path, *args: str, expect: int = 0
+) -> tuple[subprocess.CompletedProcess, float]:
     mounts = ["-v", f"{inp}:/data/input:ro", "-v", f"{out}:/data/output"]
-    return timed(["docker", "run", "--rm", "--network", "none", *mounts, image, *args])
+    return timed(["docker", "run", "--rm", *LOCKED_DOWN, *mounts, image, *args], expect=expect)
 
 
 def lock_versions(freeze: str) -> dict[str, str]:
@@ -116,8 +142,9 @@ def lock_versions(freeze: str) -> dict[str, str]:
 
 
 def check_lock(image: str) -> int:
-    """The image's packages are the host venv's, version for version, for every package the
-    lock pins (the host venv may hold extras)."""
+    """The image holds exactly requirements.txt (what scoring needs; the training and
+    development files stay out), each package at the host venv's version, and its install is
+    consistent (``pip check``: every declared dependency present)."""
     lock = lock_versions((ROOT / "requirements.txt").read_text())
     host = lock_versions(
         subprocess.run([sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True).stdout
@@ -133,6 +160,11 @@ def check_lock(image: str) -> int:
             inside[name] == host.get(name),
             f"{name}: image has {inside[name]}, this venv {host.get(name)} (lock {lock[name]})",
         )
+    extra = sorted(set(inside) - set(lock) - freeze_hides)
+    check(not extra, f"the image holds packages requirements.txt does not list: {extra}")
+    proc, _ = timed(
+        ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", image, "-m", "pip", "check"]
+    )
     return len(lock) - len(freeze_hides & set(lock))
 
 
@@ -161,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                 ["docker", "image", "inspect", "-f", "{{.Size}}", args.image], capture_output=True, text=True
             ).stdout
         )
+        print(f"image {args.image}: {size / 1e6:.0f} MB, built in {build_s:.0f} s", flush=True)
         user = subprocess.run(
             ["docker", "image", "inspect", "-f", "{{.Config.User}}", args.image],
             capture_output=True,
@@ -175,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         _, host_s = timed(["bash", str(ROOT / "run.sh"), str(inp), str(host_out), "--no-progress"])
         reference = read_csv(host_out / "submission.csv")
         check([r[0] for r in reference[1:]] == videos, f"run.sh wrote rows for {reference[1:]}, not {videos}")
-        failures = dict(read_csv(host_out / "submission_failures.csv")[1:])
+        failures = {r[0]: r[1] for r in read_csv(host_out / "submission_failures.csv")[1:]}
         check(set(failures) == {BROKEN}, f"run.sh failures: {failures} (only {BROKEN} should fail)")
 
         default_out = writable_folder(work / "default")
@@ -196,6 +229,17 @@ def main(argv: list[str] | None = None) -> int:
         compare("DFDC form", read_csv(tmc_out / "submission.csv"), reference, ["filename", "label"])
         resumed = f"{len(videos)} of {len(videos)} videos already scored, 0 to go"
         check(resumed in proc.stderr, f"the DFDC run did not resume from the journal:\n{proc.stderr}")
+
+        # A run that fails every video itself (here: a time-out no video can meet) still writes
+        # the CSV, but exits 5 so that a host does not score the fallbacks as an answer.
+        broken_out = writable_folder(work / "all_failed")
+        proc, _ = docker_run(args.image, inp, broken_out, *tmc_args, "--video-timeout", "0.01", expect=5)
+        rows = read_csv(broken_out / "submission.csv")
+        check(
+            [r[0] for r in rows[1:]] == videos and {r[1] for r in rows[1:]} == {"0.500000"},
+            f"the run whose every video timed out wrote {rows}",
+        )
+        check("every video failed" in proc.stderr, f"exit 5 without its message:\n{proc.stderr}")
     except (CheckFailed, subprocess.TimeoutExpired) as exc:
         print(f"docker-test FAILED: {exc}", file=sys.stderr)
         return 1
@@ -205,10 +249,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
     print(
-        f"docker-test passed: image {args.image} {size / 1e9:.2f} GB, build {build_s:.0f} s; "
+        f"docker-test passed: image {args.image} {size / 1e6:.0f} MB (installs requirements.txt only), "
+        f"build {build_s:.0f} s; "
         f"{len(videos)} videos ({BROKEN} broken): run.sh {host_s:.0f} s, image default command "
         f"{default_s:.0f} s, TMC form {tmc_s:.0f} s, DFDC form from the journal {dfdc_s:.0f} s; "
-        f"CSVs equal to run.sh's within {TOLERANCE:g}; {pinned} lock pins equal to this venv's"
+        f"CSVs equal to run.sh's within {TOLERANCE:g}; {pinned} lock pins equal to this venv's; "
+        f"image runs as {user}, with {' '.join(LOCKED_DOWN)}; every video timed out: exit 5, CSV written"
     )
     return 0
 

@@ -10,7 +10,7 @@
   seen on the GPU machine) the import fails. We never use those models, so the multimodal
   package is registered empty before the import.
 - Its undeclared ``importlib-metadata`` dependency and mmengine's need for
-  ``setuptools<81`` (``pkg_resources``) are pinned in requirements.txt.
+  ``setuptools<81`` (``pkg_resources``) are pinned (requirements-train.txt, requirements.txt).
 """
 
 from __future__ import annotations

@@ -178,6 +178,17 @@ def _with_rotation(info: VideoInfo, rotation: int) -> VideoInfo:
     return dataclasses.replace(info, rotation=rotation)
 
 
+def _cut_short(container, path: str) -> str:
+    """``partial: ...`` when the container's index (an MP4's, read from its header) points past
+    the end of the file: a file cut short, e.g. an interrupted upload of a faststart MP4. Such
+    a file still decodes up to the cut; "" when it is whole or its format keeps no such index."""
+    size = os.path.getsize(path)
+    end = max((e.pos + e.size for s in container.streams for e in s.index_entries if e.pos >= 0), default=0)
+    if end <= size:
+        return ""
+    return f"partial: the file ends at byte {size} of the {end} its index lists"
+
+
 def _first_frame(container, stream, path: str) -> av.VideoFrame:
     for frame in _frames(container, stream, errors=[]):
         return frame
@@ -235,6 +246,9 @@ def decode(
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"  # frame + slice threads: decoding is most of the cost
         info = _describe(container, stream, path)
+        cut = _cut_short(container, path)
+        if cut:
+            warnings.append(cut)
         video = _read_video(container, stream, info, cfg, warnings, buffer, on_frames)
     info = dataclasses.replace(_with_rotation(info, video.rotation), variable_fps=video.variable_fps)
     audio = None

@@ -205,8 +205,21 @@ class _InferenceThread(threading.Thread):
                 except Exception:  # a bad time output costs the video its rows, never its score
                     log.warning("no per-second scores for %s", name, exc_info=True)
                     seconds = ()
-            score = VideoScore(name, p, "", tracks, per_member, seconds)
+            score = VideoScore(name, p, "", tracks, per_member, seconds, video_warning(result))
             self.collector.put(index, score, result, track_detail)
+
+
+# Preprocessing warnings (preprocess.media.decode) that mean the file holds less than it
+# declares: the video is scored from what decodes, and the sidecar says so.
+PARTIAL_WARNINGS = ("partial", "video_truncated")
+
+
+def video_warning(result: VideoResult) -> str:
+    """``partial: <what decode noticed>`` when the video's file is cut short, else ""."""
+    notes = sorted({w for s in result.samples for w in s.meta.warnings if w.startswith(PARTIAL_WARNINGS)})
+    if not notes:
+        return ""
+    return "partial: " + "; ".join(n.split(":", 1)[1].strip() if ":" in n else n for n in notes)
 
 
 def _feed(pool: PreprocessPool, paths: list[str], inference: _InferenceThread, collector: _Collector) -> None:

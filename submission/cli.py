@@ -2,7 +2,10 @@
 
 Exit status: 0 when the CSV was written (individual videos may have failed: they get the
 fallback probability and are listed with their reason in ``<stem>_failures.csv``);
-2 bad arguments or input folder; 3 model weights missing or invalid; 4 output not writable.
+2 bad arguments or input folder; 3 model weights missing or invalid; 4 output not writable;
+5 the CSV was written but EVERY video failed, and not only for faults of their own files
+(``all_failed_in_run``): the run itself is broken, and a host must not take the fallbacks
+for a result.
 A run that was killed resumes from ``<stem>_journal.jsonl`` (``submission.journal``).
 """
 
@@ -38,7 +41,14 @@ from submission.writer import (
 
 log = logging.getLogger("submission")
 
-EXIT_OK, EXIT_USAGE, EXIT_WEIGHTS, EXIT_OUTPUT = 0, 2, 3, 4
+EXIT_OK, EXIT_USAGE, EXIT_WEIGHTS, EXIT_OUTPUT, EXIT_ALL_FAILED = 0, 2, 3, 4, 5
+
+# Failure codes that a video's own file explains (it is broken, not a video, shows no face);
+# any other code (internal_error, worker_crashed, timeout, preprocessor_unavailable,
+# inference_error ...) says the run failed the video.
+FILE_FAULTS = frozenset(
+    {"not_found", "unreadable", "empty_file", "not_a_video", "no_video_stream", "decode_error", "no_face"}
+)
 
 # Log-loss punishes a confident miss without bound, and 6-decimal formatting would turn
 # p < 5e-7 into exactly 0 (infinite loss). Clipping to [1e-3, 1 - 1e-3] caps one video's loss
@@ -48,11 +58,32 @@ DEFAULT_CLIP_EPS = 1e-3
 DEFAULT_WEIGHTS = "detector"  # weights/detector.{safetensors,json}: the shipped default detector
 
 
-def available_cpus() -> int:
+def available_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may use: its CPU set (``docker --cpuset-cpus``), capped by a cgroup
+    CPU quota (``docker --cpus 2`` on a 16-core host: 2, not 16 workers in 3 GB)."""
     try:
-        return len(os.sched_getaffinity(0))  # honours a container's CPU set
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_quota(cgroup)
+    return max(1, min(cpus, math.ceil(quota))) if quota else cpus
+
+
+def _cgroup_quota(root: Path) -> float | None:
+    """CPUs of the cgroup's quota (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``); None: no limit."""
+    try:
+        text = (root / "cpu.max").read_text().split()  # "max 100000" or "200000 100000"
+        if text and text[0] != "max":
+            return int(text[0]) / int(text[1])
+        return None
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None
 
 
 USAGE = """bash run.sh INPUT_DIR OUTPUT_DIR [options]          (writes OUTPUT_DIR/submission.csv)
@@ -75,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
         usage=USAGE,
         formatter_class=_HelpWithDefaults,
         description="Score every video in a folder: probability that it is fake, one CSV row per video.",
-        epilog="Exit status: 0 CSV written; 2 bad arguments/input; 3 weights missing or invalid; 4 output not writable.",
+        epilog="Exit status: 0 CSV written; 2 bad arguments/input; 3 weights missing or invalid; "
+        "4 output not writable; 5 CSV written, but every video failed and not only for faults of "
+        "its own file (a broken run: see the failures CSV).",
     )
     p.add_argument("-input", "--input", "-i", dest="input", help="folder of videos (required)")
     p.add_argument(
@@ -402,6 +435,12 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
             input_dir,
             f"; {listing.skipped_note()}" if listing.skipped else "",
         )
+    if all_failed_in_run(scores):
+        return _fail(
+            EXIT_ALL_FAILED,
+            f"every video failed, not only for faults of their files (first: {_first_run_fault(scores)}); "
+            f"the CSV holds only fallbacks",
+        )
     return EXIT_OK
 
 
@@ -418,6 +457,21 @@ def log_uncertain(scores: Sequence[VideoScore]) -> None:
             low,
             high,
         )
+
+
+def _code(reason: str) -> str:
+    return reason.split(":", 1)[0].strip()
+
+
+def _first_run_fault(scores: list[VideoScore]) -> str:
+    return next((s.reason for s in scores if _code(s.reason) not in FILE_FAULTS), "")
+
+
+def all_failed_in_run(scores: list[VideoScore]) -> bool:
+    """Every video failed and at least one for a reason its file does not explain: the run is
+    broken (a cache it cannot write, workers that all crash, every video timing out). A folder
+    of broken files only is an answer, not a broken run."""
+    return bool(scores) and all(not s.ok for s in scores) and bool(_first_run_fault(scores))
 
 
 def _explainer(args: argparse.Namespace, scorer: SampleScorer, how: str) -> Any:

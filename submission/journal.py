@@ -75,6 +75,7 @@ def _is_entry(item: Any) -> bool:
         and isinstance(item.get("file"), str)
         and (item.get("probability") is None or isinstance(item.get("probability"), number))
         and isinstance(item.get("reason", ""), str)
+        and isinstance(item.get("warning", ""), str)
         and all(isinstance(t, number) for t in item.get("tracks", ()))
         and all(isinstance(t, number) for t in item.get("members", ()))
         and isinstance(item.get("seconds", []), list)
@@ -90,6 +91,7 @@ def _score(entry: dict) -> VideoScore:
         tuple(entry.get("tracks", ())),
         tuple(entry.get("members", ())),
         per_second.from_json(entry["seconds"]) if "seconds" in entry else None,
+        entry.get("warning", ""),
     )
 
 
@@ -176,6 +178,8 @@ class Journal:
             "tracks": list(score.track_probabilities),
             "members": list(score.member_probabilities),  # an ensemble's, for its members CSV
         }
+        if score.warning:  # only when there is one: journals of unwarned runs stay byte for byte
+            entry["warning"] = score.warning
         if score.per_second is not None:  # only runs that compute them (see the module docstring)
             entry["seconds"] = per_second.to_json(score.per_second)
         try:

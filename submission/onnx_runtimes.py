@@ -25,6 +25,7 @@ import torch
 
 from core.files import atomic_write, sha256_file
 from core.runtime import Runtime, TorchRuntime
+from core.scratch import scratch_dir, writable
 
 
 class RuntimeUnavailable(RuntimeError):
@@ -159,6 +160,17 @@ def tensorrt_available() -> bool:
     )
 
 
+def default_engine_cache() -> Path:
+    """``weights/cache``, or a scratch folder when that cannot be written (a read-only image):
+    an engine built there lasts only for the run, but the run works."""
+    from weights.store import weights_dir
+
+    folder = weights_dir() / "cache"
+    if writable(folder):
+        return folder
+    return scratch_dir("engines") or folder
+
+
 def engine_cache_path(
     cache_dir: Path,
     onnx_path: Path,
@@ -243,9 +255,7 @@ class TensorRTRuntime:
         self.workspace_bytes = int(workspace_bytes)
 
         if cache_dir is None:
-            from weights.store import weights_dir
-
-            cache_dir = weights_dir() / "cache"
+            cache_dir = default_engine_cache()
         props = torch.cuda.get_device_properties(self.device)
         self.engine_path = engine_cache_path(
             Path(cache_dir),

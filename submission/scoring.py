@@ -72,6 +72,9 @@ class VideoScore:
     # None: not asked for (no --per-second / --explain) or not scored; (): asked for, but the
     # detector gives no time-resolved scores; else one entry per face track that has seconds.
     per_second: tuple[SecondScores, ...] | None = None
+    # scored, but from less than the file should hold: "partial: ..." (a truncated file scored
+    # from the frames that decode); the failures sidecar's warning column
+    warning: str = ""
 
     @property
     def ok(self) -> bool:

@@ -15,7 +15,9 @@ from submission.scoring import VideoScore
 # The two challenges' headers; the value is the probability that the video is fake in both.
 FORMATS = {"tmc": ("filename", "probability"), "dfdc": ("filename", "label")}
 HEADER = FORMATS["tmc"]
-FAILURES_HEADER = ("filename", "reason")
+# One row per video that failed (reason: why; it got the fallback) or was scored with a
+# warning (warning: e.g. "partial: ..." for a truncated file scored from what decodes).
+FAILURES_HEADER = ("filename", "reason", "warning")
 
 
 class OutputError(Exception):
@@ -89,14 +91,14 @@ def write_submission(
     decimals: int = 6,
     fmt: str = "tmc",
 ) -> Path:
-    """Write the failures sidecar, then the submission (so a complete CSV implies a complete
+    """Write the failures sidecar (failed and warned videos), then the submission (so a complete CSV implies a complete
     sidecar). The sidecar is always rewritten, header-only when nothing failed, so no stale
     failures from an earlier run remain. ``fmt``: a key of FORMATS (the header). Returns the
     sidecar's path."""
     csv_path = Path(csv_path)
     header = FORMATS[fmt]
     rows = submission_rows(scores, fallback, clip_eps, decimals)
-    failures = sorted((s.filename, s.reason) for s in scores if not s.ok)
+    failures = sorted((s.filename, s.reason, s.warning) for s in scores if not s.ok or s.warning)
     sidecar = failures_path(csv_path)
     write_csv_atomic(sidecar, FAILURES_HEADER, failures)
     write_csv_atomic(csv_path, header, rows)

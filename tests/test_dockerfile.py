@@ -23,6 +23,8 @@ from submission.cli import build_parser
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 WHEELHOUSE = ".whl/"  # made by `make wheelhouse` (git-ignored), copied into the build stage
+# One lock in three files: scoring (the image's), training and export, development.
+LOCK_FILES = ("requirements.txt", "requirements-train.txt", "requirements-dev.txt")
 
 
 def instructions(text: str) -> list[tuple[str, str]]:
@@ -122,24 +124,28 @@ def test_every_copied_path_exists_and_is_in_the_build_context(dockerfile):
 
 
 def test_the_image_holds_the_default_weights(dockerfile):
-    """The shipped detector (tracked weights/detector.*) goes in; RetinaFace is built inside
-    from the installed retinaface package, as `make weights` builds it; every other local
-    weights file stays out. The build stops when the detector is missing and loads it once."""
+    """The shipped detector (tracked weights/detector.*) and the RetinaFace weights `make
+    weights` builds (from the retinaface package, which the image does not install) go in;
+    every other local weights file stays out. The build stops when one is missing and loads
+    them once."""
     default = build_parser().get_default("weights")
     required = set(
         re.findall(
             r"\b([a-z0-9_]+)\.(?:safetensors|json)\b", dockerfile.split("for f in", 1)[1].split(";")[0]
         )
     )
-    assert required == {default}
-    assert DetectorConfig().weights == "retinaface_mobilenetv2"  # what the image's preprocessing loads
-    assert "python -m models.build_default" in dockerfile
-    assert "python -m models.build_default" in (ROOT / "Makefile").read_text().replace("$(PY)", "python")
+    face = DetectorConfig().weights  # what the image's preprocessing loads
+    assert required == {default, face} and face == "retinaface_mobilenetv2"
+    assert "models.build_default" not in dockerfile  # its retinaface package is not in the image
+    makefile = (ROOT / "Makefile").read_text()
+    assert "python -m models.build_default" in makefile.replace("$(PY)", "python")
+    assert "weights" in make_rules(makefile)["docker-test"][0]  # built before the image
     assert 'NAME = "retinaface_mobilenetv2"' in (ROOT / "models" / "build_default.py").read_text()
     patterns = dockerignore_patterns()
     for suffix in (".safetensors", ".json"):
         assert not dockerignored(f"weights/{default}{suffix}", patterns)
-        for other in ("retinaface_mobilenetv2", "syncnet", "fusion"):
+        assert not dockerignored(f"weights/{face}{suffix}", patterns)
+        for other in ("syncnet", "fusion", "retinaface_resnet50"):
             assert dockerignored(f"weights/{other}{suffix}", patterns), other
     assert not dockerignored("weights/store.py", patterns) and dockerignored("weights/x.onnx", patterns)
     assert "python -m submission --check" in dockerfile
@@ -194,11 +200,18 @@ def ci_requirement_installs() -> list[str]:
 def test_image_installs_the_lock_ci_installs(dockerfile):
     ci_installs = ci_requirement_installs()
     assert ci_installs, "CI installs no requirements file"
-    ci_files = {re.search(r"-r\s+(\S+)", c).group(1) for c in ci_installs}
-    assert ci_files == {"requirements.txt", "requirements-ray.txt"}  # the lock + the Ray extra
+    ci_files = {f for c in ci_installs for f in re.findall(r"-r\s+(\S+)", c)}
+    # the lock's three files (scoring, training, development) + the Ray extra
+    assert ci_files == {
+        "requirements.txt",
+        "requirements-train.txt",
+        "requirements-dev.txt",
+        "requirements-ray.txt",
+    }
     assert all("--no-deps" in c for c in ci_installs)
     runs = [args for word, args in instructions(dockerfile) if word == "RUN"]
-    assert not any("requirements-ray" in r for r in runs)  # the image does not carry Ray
+    for extra in ("requirements-ray", "requirements-train", "requirements-dev"):
+        assert not any(extra in r for r in runs), extra  # the image installs what scoring needs
     docker_installs = [
         r for r in runs if re.search(r"pip install\b[^&]*--no-deps[^&]*-r requirements\.txt", r)
     ]
@@ -221,6 +234,34 @@ def pins(path: Path) -> dict[str, str]:
             assert m, f"{path.name}: {line!r} is not pinned with =="
             out[m.group(1).lower()] = m.group(2)
     return out
+
+
+def test_the_lock_is_split_into_disjoint_files_and_scoring_needs_only_its_own():
+    """requirements.txt (the image's) lists every declared dependency of its packages, as this
+    venv's installed metadata declares them: the image is complete without the other files."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    from packaging.requirements import Requirement
+
+    def norm(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    files = {f: {norm(k) for k in pins(ROOT / f)} for f in LOCK_FILES}
+    for i, a in enumerate(LOCK_FILES):
+        for b in LOCK_FILES[i + 1 :]:
+            assert not files[a] & files[b], (a, b, files[a] & files[b])
+    scoring = files["requirements.txt"]
+    for name in sorted(scoring):
+        try:
+            declared = requires(name) or []
+        except PackageNotFoundError:
+            pytest.fail(f"{name} (requirements.txt) is not installed in this venv")
+        for text in declared:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                assert norm(req.name) in scoring, f"{name} needs {req.name}, not in requirements.txt"
+    # what the image leaves out, and what scoring must never need
+    assert not {"lightning", "tensorboard", "matplotlib", "mmaction2", "pytest", "ruff"} & scoring
 
 
 def test_ray_extra_is_pinned_and_moves_nothing_the_lock_pins():

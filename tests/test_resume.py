@@ -75,7 +75,7 @@ def test_rerun_resumes_from_the_journal(tmp_path, processed, capsys):
     assert names_in(processed) == []  # nothing preprocessed again
     assert read_csv(out)[1:] == first[1:]
     assert f"{len(NAMES)} of {len(NAMES)} videos already scored, 0 to go" in capsys.readouterr().err
-    assert dict(read_csv(out.with_name("submission_failures.csv"))[1:]) == {
+    assert {r[0]: r[1] for r in read_csv(out.with_name("submission_failures.csv"))[1:]} == {
         "c_noface.mp4": "no_face",
         "d_broken.mp4": "decode_error: fake",
     }

@@ -251,7 +251,7 @@ def test_main_scores_every_video_with_workers(tmp_path, capsys, monkeypatch):
         ["g_badmodel.mp4", "0.500000"],
         ["h_p60.mp4", "0.600000"],
     ]
-    failures = dict(read_csv(writer.failures_path(out))[1:])
+    failures = {r[0]: r[1] for r in read_csv(writer.failures_path(out))[1:]}
     assert set(failures) == {"c_noface.mp4", "d_broken.mp4", "e_crash.mp4", "f_raise.mp4", "g_badmodel.mp4"}
     assert failures["c_noface.mp4"] == "no_face"
     assert failures["d_broken.mp4"] == "decode_error: fake"
@@ -286,7 +286,10 @@ def test_main_aggregate_mean_fallback_and_clip(tmp_path):
         ["c_p0.mp4", "0.010000"],
         ["d_p100.mp4", "0.990000"],
     ]
-    assert read_csv(writer.failures_path(out)) == [["filename", "reason"], ["b_noface.mp4", "no_face"]]
+    assert read_csv(writer.failures_path(out)) == [
+        ["filename", "reason", "warning"],
+        ["b_noface.mp4", "no_face", ""],
+    ]
 
 
 def test_main_batches_samples_across_videos(tmp_path):
@@ -335,6 +338,21 @@ def test_a_folder_of_only_mpg_clips_with_extensions_mp4_names_the_option(tmp_pat
     last = err.strip().splitlines()[-1]
     assert "no mp4 files" in last and "a_p20.mpg" in last and "--extensions mp4,mpg" in last
     assert "(0 rows)" in err and "0 videos in" in err
+
+
+def test_every_video_failed_by_the_run_exits_5_with_the_csv_written(tmp_path, capsys):
+    # a bug in preprocessing (f_raise) and a crashed worker: the run, not the files, failed
+    code, out = run_main(tmp_path, ["a_broken.mp4", "e_crash.mp4", "f_raise.mp4"], "--workers", "1")
+    err = capsys.readouterr().err
+    assert code == 5, err
+    assert read_csv(out)[1:] == [[n, "0.500000"] for n in ("a_broken.mp4", "e_crash.mp4", "f_raise.mp4")]
+    assert "every video failed" in err and "EVERY video failed" in err
+    # only the files' own faults (broken, no face): an answer, exit 0
+    code, out = run_main(tmp_path / "files", ["a_broken.mp4", "b_noface.mp4"], "--workers", "0")
+    assert code == 0 and len(read_csv(out)) == 3
+    # one video scored: exit 0 whatever the others' reasons
+    code, _ = run_main(tmp_path / "one", ["a_p20.mp4", "f_raise.mp4"], "--workers", "0")
+    assert code == 0
 
 
 def test_main_unwritable_output_fails_before_any_work(tmp_path, capsys):
@@ -584,7 +602,7 @@ def test_run_sh_end_to_end_on_real_and_broken_videos(tiny_weights, mixed_input, 
     assert [r[0] for r in rows[1:]] == videos  # one row per video, sorted
     probs = {name: float(p) for name, p in rows[1:]}
     assert all(0.0 < p < 1.0 for p in probs.values())
-    failures = dict(read_csv(out / "submission_failures.csv")[1:])
+    failures = {r[0]: r[1] for r in read_csv(out / "submission_failures.csv")[1:]}
     assert set(failures) == set(BROKEN) | {"generated_noface.mp4"}, failures
     assert failures["generated_noface.mp4"].startswith("no_face")
     assert failures["empty.mp4"].startswith("empty_file")
@@ -651,3 +669,19 @@ def test_run_sh_missing_weights_exits_with_one_message(tmp_path):
     assert proc.stderr.count("\n") == 1 and "no weights named 'detector'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out" / "submission.csv").exists()
+
+
+def test_available_cpus_honours_a_cgroup_quota(tmp_path):
+    from submission.cli import available_cpus
+
+    affinity = len(os.sched_getaffinity(0))
+    assert available_cpus(tmp_path) == affinity  # no cgroup files: the CPU set
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert available_cpus(tmp_path) == affinity
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # docker --cpus 1.5
+    assert available_cpus(tmp_path) == min(affinity, 2)
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")  # cgroup v1, --cpus 0.5
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert available_cpus(tmp_path) == 1
