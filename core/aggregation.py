@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from core.calibration import IDENTITY, Calibration
+
 AGGREGATIONS = ("max", "mean")
 # A member's probability is clipped this far from 0 and 1 before its log-odds are taken, so
 # one saturated member (p == 1.0 in float64 past logit ≈ 37) weighs like a very confident one
@@ -26,13 +28,16 @@ def aggregate(probabilities: Sequence[float], how: str = "max") -> float:
     raise ValueError(f"unknown aggregation {how!r}; choose from {AGGREGATIONS}")
 
 
-def combine_log_odds(probabilities: Sequence[float], weights: Sequence[float]) -> float:
-    """An ensemble's probability: the sigmoid of the weighted mean of its members' log-odds."""
+def combine_log_odds(
+    probabilities: Sequence[float], weights: Sequence[float], calibration: Calibration = IDENTITY
+) -> float:
+    """An ensemble's probability: the sigmoid of the weighted mean of its members' log-odds,
+    mapped by the ensemble's own ``calibration`` (identity unless its JSON fits one)."""
     p = np.clip(np.asarray(probabilities, dtype=np.float64), LOG_ODDS_EPS, 1 - LOG_ODDS_EPS)
     w = np.asarray(weights, dtype=np.float64)
     if p.shape != w.shape or p.size == 0:
         raise ValueError(f"{p.size} member probabilities for {w.size} weights")
-    log_odds = float(np.sum(w * (np.log(p) - np.log1p(-p))) / np.sum(w))
+    log_odds = float(calibration.apply_log_odds(np.sum(w * (np.log(p) - np.log1p(-p))) / np.sum(w)))
     return float(np.exp(-np.logaddexp(0.0, -log_odds)))
 
 

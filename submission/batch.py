@@ -28,6 +28,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from core.aggregation import aggregate, combine_log_odds
+from core.calibration import IDENTITY, Calibration
 from core.types import VideoResult
 from submission.per_second import video_seconds
 from submission.preprocess_pool import PreprocessPool
@@ -37,6 +38,12 @@ from submission.timing import RunTimings
 log = logging.getLogger("submission")
 
 _STOP = object()
+
+
+def ensemble_calibration(scorer: object) -> Calibration:
+    """An ensemble's mapping of its combined log-odds (its JSON's ``calibration``); identity
+    for a single detector, whose own mapping is applied inside its scorer."""
+    return getattr(scorer, "ensemble_calibration", IDENTITY)
 
 
 @dataclass(frozen=True)
@@ -195,13 +202,19 @@ class _InferenceThread(threading.Thread):
             if len(members) == 1:
                 p, per_member = members[0], ()
             else:
-                p, per_member = combine_log_odds(members, self.scorer.member_weights), tuple(members)
+                p = combine_log_odds(members, self.scorer.member_weights, ensemble_calibration(self.scorer))
+                per_member = tuple(members)
             name = self.collector.names[index]
             tracks = tuple(map(float, track_probs[:, 0])) if len(members) == 1 else ()
             seconds = None
             if self.detailed:
                 try:
-                    seconds = video_seconds(result.samples, track_detail, self.scorer.member_weights)
+                    seconds = video_seconds(
+                        result.samples,
+                        track_detail,
+                        self.scorer.member_weights,
+                        ensemble_calibration(self.scorer),
+                    )
                 except Exception:  # a bad time output costs the video its rows, never its score
                     log.warning("no per-second scores for %s", name, exc_info=True)
                     seconds = ()

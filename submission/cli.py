@@ -225,12 +225,17 @@ def _default_preprocessor_factory() -> Any:
 
 
 def _load_scorer(args: argparse.Namespace, device: str) -> SampleScorer:
-    from submission.ensemble import EnsembleScorer, is_ensemble, parse_members
+    from submission.ensemble import EnsembleScorer, ensemble_settings, is_ensemble, parse_members
     from submission.scoring import DetectorScorer
 
     if is_ensemble(args.weights):
         scorer = EnsembleScorer.from_members(
-            parse_members(args.weights), args.runtime, device, args.batch_size, args.aggregate
+            parse_members(args.weights),
+            args.runtime,
+            device,
+            args.batch_size,
+            args.aggregate,
+            ensemble_settings(args.weights),
         )
     else:
         scorer = DetectorScorer.from_weights(
@@ -478,10 +483,13 @@ def _explainer(args: argparse.Namespace, scorer: SampleScorer, how: str) -> Any:
     """The ``--explain`` page writer, or None."""
     if not args.explain:
         return None
+    from submission.batch import ensemble_calibration
     from submission.explain import model_infos
     from submission.explain_pages import ExplainWriter
 
-    return ExplainWriter(args.explain, model_infos(scorer), how, scorer.preprocess_config)
+    return ExplainWriter(
+        args.explain, model_infos(scorer), how, scorer.preprocess_config, ensemble_calibration(scorer)
+    )
 
 
 def _reuse(args: argparse.Namespace, explainer: Any) -> Any:

@@ -15,7 +15,15 @@ every member's probability per video.
 Preprocessing: a video is preprocessed once, so every member must have been trained on
 samples made the same way: their weights must carry the same ``PreprocessConfig`` (train the
 members on one cache). Members that differ are refused before any video is read, with the
-settings that differ.
+settings that differ — unless the ensemble JSON names the preprocessing itself
+(``"preprocess": {...}``) and every member can read samples made that way (each model's
+``preprocess_problem``: e.g. a frame detector picks its frames from a temporal detector's
+windows of consecutive crops).
+
+An ensemble JSON may also carry its own ``calibration`` (``core.calibration``), applied to the
+combined log-odds: with the member weights, a logistic stacking fitted on validation data
+(``python -m train ensemble``). A bare name (``--weights default``) is an ensemble when the
+weights folder holds ``default.json`` with ``members``.
 """
 
 from __future__ import annotations
@@ -27,10 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
+from core.calibration import IDENTITY, Calibration
 from core.preprocess_config import PreprocessConfig
 from core.types import Sample
 from submission.scoring import DetectorScorer, SampleScore
-from weights.store import WeightsError, tensors_path
+from weights.store import WeightsError, is_name, tensors_path, weights_dir
 
 
 @dataclass(frozen=True)
@@ -40,11 +49,17 @@ class EnsembleMember:
     name: str = ""  # the member's column in the members CSV (default: the weights' file stem)
 
 
+def ensemble_path(text: str) -> Path:
+    """``--weights`` as an ensemble JSON's path: a bare name is looked up in the weights folder."""
+    return weights_dir() / f"{text}.json" if is_name(text) else Path(text)
+
+
 def is_ensemble(text: str) -> bool:
-    """Whether ``--weights`` names several detectors: a comma list, or a JSON with ``members``."""
+    """Whether ``--weights`` names several detectors: a comma list, or a JSON with ``members``
+    (given as a path, or as a bare name under the weights folder)."""
     if "," in text:
         return True
-    path = Path(text)
+    path = ensemble_path(text)
     if path.suffix != ".json" or not path.is_file():
         return False
     try:
@@ -58,7 +73,7 @@ def parse_members(text: str) -> list[EnsembleMember]:
     if "," in text:
         members = [EnsembleMember(part.strip()) for part in text.split(",") if part.strip()]
     else:
-        members = _members_from_json(Path(text))
+        members = _members_from_json(ensemble_path(text))
     if len(members) < 2:
         raise WeightsError(f"an ensemble needs at least two members, got {len(members)} from {text!r}")
     named, seen = [], {}
@@ -97,9 +112,34 @@ def preprocessing_differences(a: PreprocessConfig, b: PreprocessConfig) -> list[
     return out
 
 
+@dataclass(frozen=True)
+class EnsembleSettings:
+    """What an ensemble JSON says besides its members: the preprocessing every member reads
+    (None: the members' own, which must agree) and the mapping of the combined log-odds."""
+
+    preprocess: PreprocessConfig | None = None
+    calibration: Calibration = IDENTITY
+
+
+def ensemble_settings(text: str) -> EnsembleSettings:
+    """The ``preprocess`` and ``calibration`` sections of an ensemble JSON (defaults for a
+    comma list)."""
+    if "," in text:
+        return EnsembleSettings()
+    path = ensemble_path(text)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        preprocess = PreprocessConfig.from_dict(data["preprocess"]) if data.get("preprocess") else None
+        calibration = Calibration.from_dict(data["calibration"]) if data.get("calibration") else IDENTITY
+    except (OSError, ValueError, TypeError) as e:
+        raise WeightsError(f"{path}: ensemble JSON corrupt: {e}") from e
+    return EnsembleSettings(preprocess, calibration)
+
+
 class EnsembleScorer:
     """``SampleScorer`` over several ``DetectorScorer``s: ``score`` returns one column of
-    probabilities per member; the batch runner combines them per video (``member_weights``)."""
+    probabilities per member; the batch runner combines them per video (``member_weights``,
+    then ``ensemble_calibration``)."""
 
     def __init__(
         self,
@@ -107,8 +147,18 @@ class EnsembleScorer:
         names: Sequence[str],
         weights: Sequence[float],
         aggregate: str | None = None,
+        settings: EnsembleSettings | None = None,
     ):
+        settings = settings or EnsembleSettings()
         first = members[0]
+        if settings.preprocess is not None:
+            for name, member in zip(names, members, strict=True):
+                problem = member.detector.preprocess_problem(member.model_config, settings.preprocess)
+                if problem:
+                    raise WeightsError(
+                        f"ensemble member {name!r} cannot read the ensemble's samples: {problem}"
+                    )
+                member.preprocess_config = settings.preprocess
         for name, member in zip(names[1:], members[1:], strict=True):
             diff = preprocessing_differences(first.preprocess_config, member.preprocess_config)
             if diff:
@@ -125,11 +175,24 @@ class EnsembleScorer:
         self.member_names = tuple(names)
         self.member_weights = tuple(float(w) for w in weights)
         self.preprocess_config = first.preprocess_config
+        self.ensemble_calibration = settings.calibration
         self.video_aggregation = aggregate or first.video_aggregation
         self.batch_size = first.batch_size
         self.description = "ensemble of " + "; ".join(
             f"{n} (weight {w:g}): {m.description}" for n, w, m in zip(names, weights, members, strict=True)
         )
+
+    @property
+    def identity(self) -> dict:
+        """What the ensemble's scores depend on (the resume journal's key)."""
+        return {
+            "members": [
+                dict(m.identity, name=n, weight=w)
+                for m, n, w in zip(self.members, self.member_names, self.member_weights, strict=True)
+            ],
+            "calibration": self.ensemble_calibration.to_dict(),
+            "aggregate": self.video_aggregation,
+        }
 
     def score(self, samples: Sequence[Sample]) -> np.ndarray:
         """(samples, members) probabilities."""
@@ -149,6 +212,7 @@ class EnsembleScorer:
         device: str = "cpu",
         batch_size: int = 16,
         aggregate: str | None = None,
+        settings: EnsembleSettings | None = None,
     ) -> EnsembleScorer:
         scorers = [DetectorScorer.from_weights(m.weights, runtime, device, batch_size) for m in members]
-        return cls(scorers, [m.name for m in members], [m.weight for m in members], aggregate)
+        return cls(scorers, [m.name for m in members], [m.weight for m in members], aggregate, settings)

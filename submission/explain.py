@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from core.aggregation import combine_log_odds
+from core.calibration import IDENTITY, Calibration
 from core.files import sha256_file
 from core.preprocess_config import PreprocessConfig
 from core.types import Sample
@@ -175,6 +176,7 @@ def explain_video(
     models: Sequence[ModelInfo],
     aggregation: str,
     preprocess: PreprocessConfig,
+    calibration: Calibration = IDENTITY,
 ) -> VideoExplanation:
     score = detail.score
     samples = list(detail.result.samples) if detail.result is not None else []
@@ -200,7 +202,7 @@ def explain_video(
     tracks = []
     for sample, row in zip(samples, detail.sample_scores, strict=True):
         member_p = tuple(m.probability for m in row)
-        p = member_p[0] if len(member_p) == 1 else combine_log_odds(member_p, weights)
+        p = member_p[0] if len(member_p) == 1 else combine_log_odds(member_p, weights, calibration)
         frames, thumbs = thumbnails(sample)
         view, note = latency_view(sample, preprocess)
         track = sample.meta.track_id

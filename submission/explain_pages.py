@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from core.calibration import IDENTITY, Calibration
 from core.files import atomic_write
 from core.preprocess_config import PreprocessConfig
 from submission.batch import VideoDetail
@@ -29,14 +30,16 @@ class ExplainWriter:
         models: Sequence[ModelInfo],
         aggregation: str,
         preprocess: PreprocessConfig,
+        calibration: Calibration = IDENTITY,
     ):
         self.folder = Path(folder)
+        self.calibration = calibration  # an ensemble's mapping of its combined log-odds
         self.models = tuple(models)
         self.aggregation = aggregation
         self.preprocess = preprocess
 
     def __call__(self, detail: VideoDetail) -> None:
-        explanation = explain_video(detail, self.models, self.aggregation, self.preprocess)
+        explanation = explain_video(detail, self.models, self.aggregation, self.preprocess, self.calibration)
         json_name, html_name = page_names(explanation.filename)
         atomic_write(
             self.folder / json_name, json.dumps(explanation.to_json(), indent=1, allow_nan=False) + "\n"

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from core.aggregation import combine_log_odds, per_second
+from core.calibration import IDENTITY, Calibration
 from core.types import Sample
 from submission.scoring import SampleScore, SecondScores, VideoScore
 from submission.writer import write_csv_atomic
@@ -64,6 +65,7 @@ def track_seconds(
     members: Sequence[SampleScore],
     weights: Sequence[float],
     span: tuple[int, int] | None = None,
+    calibration: Calibration = IDENTITY,
 ) -> SecondScores | None:
     """One track's per-second scores from its members' ``SampleScore``s, over ``span`` (the
     track's first and last second, ``track_span``) when given; None when no member has a
@@ -78,7 +80,7 @@ def track_seconds(
         combined = {}
         for s in seconds:
             have = [(p[s], w) for p, w in zip(each, weights, strict=True) if s in p]
-            combined[s] = combine_log_odds([p for p, _ in have], [w for _, w in have])
+            combined[s] = combine_log_odds([p for p, _ in have], [w for _, w in have], calibration)
     filled = fill_seconds(combined, *(span or (seconds[0], seconds[-1])))
     out = tuple(sorted(filled))
     members_out = tuple(tuple(p.get(s) for s in out) for p in each) if len(members) > 1 else ()
@@ -88,13 +90,17 @@ def track_seconds(
 
 
 def video_seconds(
-    samples: Sequence[Sample], scores: Sequence[Sequence[SampleScore]], weights: Sequence[float]
+    samples: Sequence[Sample],
+    scores: Sequence[Sequence[SampleScore]],
+    weights: Sequence[float],
+    calibration: Calibration = IDENTITY,
 ) -> tuple[SecondScores, ...]:
     """Every track's per-second scores (tracks without any second left out); () when the
-    detector (every member) gives no time-resolved scores."""
+    detector (every member) gives no time-resolved scores. ``calibration``: an ensemble's own
+    mapping of its combined log-odds."""
     weights = tuple(weights) or (1.0,)
     out = (
-        track_seconds(s.meta.track_id, row, weights, track_span(s))
+        track_seconds(s.meta.track_id, row, weights, track_span(s), calibration)
         for s, row in zip(samples, scores, strict=True)
     )
     return tuple(t for t in out if t is not None)

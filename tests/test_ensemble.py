@@ -182,3 +182,40 @@ def test_per_second_means_log_odds_within_each_second_and_skips_padding():
     assert per_second([1.0, 2.0], [np.nan, np.nan]) == []
     with pytest.raises(ValueError):
         per_second([0.0], [0.0, 1.0])
+
+
+def test_an_ensemble_json_names_its_preprocessing_and_maps_its_combined_log_odds(tmp_path, monkeypatch):
+    """``preprocess`` lets members trained on different samples share one preprocessing each can
+    read; ``calibration`` maps the combined log-odds; a bare name finds ``NAME.json`` in the
+    weights folder; the resume identity changes with the mapping."""
+    from core.calibration import Calibration
+    from submission.ensemble import ensemble_settings
+    from submission.scoring import DetectorScorer
+
+    four = PreprocessConfig().replace("sample", num_frames=4)
+    _weights(tmp_path, "a")
+    _weights(tmp_path, "b", pre=four)
+    spec = {"members": [{"weights": "a"}, {"weights": "b", "weight": 3}]}
+    (tmp_path / "plain.json").write_text(json.dumps(spec))
+    members = parse_members(str(tmp_path / "plain.json"))
+    scorers = [DetectorScorer.from_weights(m.weights, runtime="torch") for m in members]
+    with pytest.raises(WeightsError, match="different preprocessing"):
+        EnsembleScorer(scorers, ["a", "b"], [1, 3], settings=ensemble_settings(str(tmp_path / "plain.json")))
+    mapping = Calibration(0.5, -1.0)
+    spec |= {"preprocess": four.to_dict(), "calibration": mapping.to_dict()}
+    (tmp_path / "default.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("AVDF_WEIGHTS", str(tmp_path))
+    assert is_ensemble("default") and [m.name for m in parse_members("default")] == ["a", "b"]
+    settings = ensemble_settings("default")
+    assert settings.preprocess == four and settings.calibration == mapping
+    ensemble = EnsembleScorer(scorers, ["a", "b"], [1, 3], settings=settings)
+    assert ensemble.preprocess_config == four and all(s.preprocess_config == four for s in scorers)
+    assert ensemble.ensemble_calibration == mapping
+    plain = EnsembleScorer(scorers, ["a", "b"], [1, 3], settings=settings.__class__(preprocess=four))
+    assert ensemble.identity != plain.identity
+    expected = sigmoid(0.5 * (logit(0.9) + 3 * logit(0.2)) / 4 - 1.0)
+    assert combine_log_odds([0.9, 0.2], [1, 3], mapping) == pytest.approx(expected)
+    bad = dict(spec, calibration={"slope": -1})
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(WeightsError, match="bad.json: ensemble JSON corrupt"):
+        ensemble_settings(str(tmp_path / "bad.json"))
