@@ -129,3 +129,21 @@ def test_every_runtime_applies_the_mapping(tmp_path):
         # frame log-odds are mapped too: their mean is the sample's calibrated log-odds
         means = [np.nanmean(d[0].time_log_odds) for d in detailed]
         np.testing.assert_allclose(sigmoid(means), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_stacking_weighs_members_by_the_sources_each_one_sees(seed):
+    """Member A separates face swaps and is blind to talking heads, member B the reverse: the
+    stacked ensemble's worst source beats either member's, and both members carry weight."""
+    from train.ensemble_fit import stack
+
+    rng = np.random.default_rng(seed)
+    n = 60
+    y = np.array([0] * n + [1] * n + [1] * n)
+    sources = ["real:r"] * n + ["face_swap:x"] * n + ["talking_head:y"] * n
+    a = np.concatenate([rng.normal(-1, 1, n), rng.normal(1.5, 1, n), rng.normal(-1, 1, n)])
+    b = np.concatenate([rng.normal(-1, 1, n), rng.normal(-1, 1, n), rng.normal(1.5, 1, n)])
+    weights, fit = stack(np.stack([a, b]), y, sources)
+    alone = [fit_minimax(sigmoid(z), y, sources).worst_calibrated for z in (a, b)]
+    assert fit.worst_calibrated < min(alone) - 0.02
+    assert 0.2 < weights[0] / weights[1] < 5

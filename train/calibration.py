@@ -121,12 +121,21 @@ def fit_minimax(
         raise ValueError("calibration needs real and fake videos")
     names, classes, counts, weights = _source_weights(y, sources)
     pooled = np.where(y == 1, 0.5 / (y == 1).sum(), 0.5 / (y == 0).sum())
-    best = (math.inf, 1.0, 0.0)
-    for a in SLOPES:
-        worst = (_losses(a * z[None, :] + BIASES[:, None], y) @ weights.T).max(axis=1)  # (biases,)
-        i = int(worst.argmin())
-        if worst[i] < best[0]:
-            best = (float(worst[i]), float(a), float(BIASES[i]))
+
+    def search(slopes: np.ndarray, biases: np.ndarray) -> tuple[float, float, float]:
+        best = (math.inf, 1.0, 0.0)
+        for a in slopes:
+            worst = (_losses(a * z[None, :] + biases[:, None], y) @ weights.T).max(axis=1)  # (biases,)
+            i = int(worst.argmin())
+            if worst[i] < best[0]:
+                best = (float(worst[i]), float(a), float(biases[i]))
+        return best
+
+    # coarse grid, then a fine one around its best point (the objective is convex)
+    _, a0, b0 = search(SLOPES[::6], BIASES[::4])
+    step = math.log(SLOPES[6] / SLOPES[0])
+    fine = SLOPES[(a0 * math.exp(-step) <= SLOPES) & (a0 * math.exp(step) >= SLOPES)]
+    best = search(fine, BIASES[np.abs(BIASES - b0) <= 4 * (BIASES[1] - BIASES[0]) * 1.01])
     _, slope, bias = best
     calibration = Calibration(slope, bias, "platt, minimax balanced log loss over sources", fitted_on)
     raw_losses, cal_losses = _losses(z, y), _losses(calibration.apply_log_odds(z), y)

@@ -1,4 +1,4 @@
-"""``python -m train synth|fit|eval|export|calibrate|footage-labels|pseudo-fake-sheet|sync-pretrain``: the training tools' command line."""
+"""``python -m train synth|fit|eval|export|calibrate|ensemble|footage-labels|pseudo-fake-sheet|sync-pretrain``: the training tools' command line."""
 
 from __future__ import annotations
 
@@ -240,6 +240,21 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from models.registry import load_model
+    from train.calibration import read_sources
+    from train.ensemble_fit import fit_ensemble, format_ensemble, write_ensemble
+
+    members = [m.strip() for m in args.members.split(",") if m.strip()]
+    sources = read_sources(args.labels) if args.labels else None
+    fit = fit_ensemble(members, args.manifest, args.split, sources)
+    print(format_ensemble(fit))
+    preprocess = load_model(args.preprocess_from).preprocess if args.preprocess_from else None
+    names = [n.strip() for n in args.names.split(",")] if args.names else None
+    print(f"wrote {write_ensemble(fit, args.out, preprocess, names)}")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from train import evaluate as ev
 
@@ -463,6 +478,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--remove", action="store_true", help="remove the mapping instead (raw probabilities)")
     c.set_defaults(func=cmd_calibrate)
+
+    n = sub.add_parser(
+        "ensemble",
+        help="exported detectors -> an ensemble JSON: member weights and calibration fitted on a split",
+    )
+    n.add_argument("--members", required=True, help="comma-separated weights (names or path stems)")
+    n.add_argument(
+        "--manifest",
+        type=Path,
+        required=True,
+        help="a cache every member can read, with real and fake videos",
+    )
+    n.add_argument("--split", default="val", help="the manifest split to fit on (never the evaluation set)")
+    n.add_argument(
+        "--labels", type=Path, help="labels CSV with a 'source' column: the sources to be safe across"
+    )
+    n.add_argument("--preprocess-from", help="the member whose preprocessing the ensemble runs for all")
+    n.add_argument("--names", help="comma-separated member names for the members CSV")
+    n.add_argument(
+        "--out", type=Path, required=True, help="the ensemble JSON to write (e.g. weights/default.json)"
+    )
+    n.set_defaults(func=cmd_ensemble)
 
     v = sub.add_parser("eval", help="metrics report (JSON + ROC PNG)")
     v.add_argument("--submission", type=Path, help="CSV filename,probability")
