@@ -28,7 +28,9 @@ graph
    ``inv_cov``: buffers fitted on real footage), as an RMS z-score over the features.
 
 The sample's statistic is the mean over its windows; ``logits`` = (statistic − ``offset``) ×
-``scale`` (both fitted with the band: see ``train.temporal_fit``). ``window_logits`` gives each
+``scale`` (both fitted with the band: see ``train.temporal_fit``). A track with no window of 4
+distinct frames (a still face: a photo in the shot, the reference image beside an animation)
+has no motion to measure and takes ``still_statistic``, the median real sample's. ``window_logits`` gives each
 window's own log-odds (NaN where a window is padding or has under 4 distinct frames), which
 ``--per-second`` reads at the window's centre.
 """
@@ -36,7 +38,7 @@ window's own log-odds (NaN where a window is padding or has under 4 distinct fra
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import cv2
@@ -71,6 +73,9 @@ class TemporalBandConfig(FlatConfig):
     dup_abs: float = 0.5 / 255  # ... or less than this mean absolute change (0-1 grey levels)
     offset: float = 1.0  # statistic where the log-odds are 0 (fitted)
     scale: float = 1.0  # log-odds per unit of statistic (fitted)
+    # the statistic of a track with no window to measure (a still face, a track of a few
+    # frames): the median real sample's (fitted), so it neither raises nor lowers the video's max
+    still_statistic: float = 0.0
 
     def __post_init__(self) -> None:
         if self.split not in REGION_SPLITS:
@@ -243,20 +248,23 @@ class TemporalBand(DetectorModel):
         distance = torch.sqrt(d2.clamp(min=0.0)) * valid
         count = valid.sum(1)
         statistic = distance.sum(1) / count.clamp(min=1.0)
-        # no window to measure (a track of a few frames): no evidence either way
-        logit = torch.where(count > 0, (statistic - cfg.offset) * cfg.scale, torch.zeros_like(statistic))
+        # no window to measure (a still face, a track of a few frames): no evidence, as a typical real
+        statistic = torch.where(count > 0, statistic, torch.full_like(statistic, cfg.still_statistic))
+        logit = (statistic - cfg.offset) * cfg.scale
         window_logits = torch.where(
             valid > 0.5, (distance - cfg.offset) * cfg.scale, torch.full_like(distance, float("nan"))
         )
         return logit.reshape(-1, 1), window_logits, feats, distance
 
-    def set_band(self, mean: np.ndarray, inv_cov: np.ndarray, offset: float, scale: float) -> None:
+    def set_band(
+        self, mean: np.ndarray, inv_cov: np.ndarray, offset: float, scale: float, still_statistic: float = 0.0
+    ) -> None:
         """Install a fitted band (``train.temporal_fit``)."""
-        from dataclasses import replace  # noqa: PLC0415
-
         self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.inv_cov.copy_(torch.as_tensor(inv_cov, dtype=torch.float32))
-        self.config = replace(self.config, offset=float(offset), scale=float(scale))
+        self.config = replace(
+            self.config, offset=float(offset), scale=float(scale), still_statistic=float(still_statistic)
+        )
 
     # --- export -------------------------------------------------------------------------------
 

@@ -189,6 +189,16 @@ def test_band_fitted_on_real_motion_flags_both_too_smooth_and_too_flickery(tmp_p
         auc = roc_auc((kinds[chosen] != "real").astype(int), logits[chosen])
         assert auc >= 0.9, f"{kind}: AUC {auc:.2f} against the real clips"
     assert np.median(logits[kinds == "real"]) < 0  # reals inside the band
+    # a still face (every frame the same) has no motion to measure: it scores as a typical real
+    still = load_sample(test[0].sample)
+    still.faces[:] = still.faces[0]
+    with torch.no_grad():
+        outputs = model(*(torch.from_numpy(b) for b in model.batch_inputs([still], model.config)))
+    assert np.isnan(outputs[1].numpy()).all()
+    assert outputs[0].item() == pytest.approx(
+        (model.config.still_statistic - model.config.offset) * model.config.scale
+    )
+    assert outputs[0].item() < 0
 
 
 def test_onnx_parity(tmp_path):

@@ -8,7 +8,8 @@ it for its codec alone. From the window features:
 
 - ``mean`` and ``inv_cov`` (covariance shrunk towards its diagonal, ``shrinkage``) → buffers;
 - each real training sample's statistic (mean window distance) → ``offset``/``scale`` so that
-  the median real sample scores ``real_median_p`` and the ``band_quantile`` one 0.5.
+  the median real sample scores ``real_median_p`` and the ``band_quantile`` one 0.5; the median
+  is also what a track without motion to measure scores (``still_statistic``).
 
 Then the same export as ``train export``: safetensors + JSON (the cache's preprocessing,
 scoring options as ``train.export.scoring_preprocess`` sets them) + ONNX checked against torch.
@@ -161,8 +162,9 @@ def fit_temporal(cfg: TemporalFitConfig) -> TemporalFitResult:
     features = np.concatenate([r for r in rows if len(r)])
     mean, inv_cov = fit_band(features, cfg.shrinkage)
     model.set_band(mean, inv_cov, 0.0, 1.0)
-    offset, scale = calibration(sample_statistics(model, rows), cfg.band_quantile, cfg.real_median_p)
-    model.set_band(mean, inv_cov, offset, scale)
+    stats = sample_statistics(model, rows)
+    offset, scale = calibration(stats, cfg.band_quantile, cfg.real_median_p)
+    model.set_band(mean, inv_cov, offset, scale, float(np.median(stats)))
     log.info(
         "band from %d real samples (%d with re-encoded copies), %d windows; offset %.3f, scale %.3f",
         len(originals),
