@@ -54,7 +54,9 @@ from models.face_frames import Region, crop_region, region_from_json, resize_squ
 from models.registry import FlatConfig, register_model
 
 REGION_SPLITS = ("whole", "halves")
-FEATURE_SETS = ("smooth", "smooth_energy", "all")
+# smooth: log E2/E1 at img_size; smooth_coarse: the same after 4×4 average pooling; lag2: log of
+# the change over two frames against one; energy: log E1; fine: log of E1's fine-detail share
+FEATURES = ("smooth", "smooth_coarse", "lag2", "energy", "fine")
 MIN_FRAMES = 4  # distinct frames a window needs for a second difference worth measuring
 EPS = 1e-8
 
@@ -67,8 +69,7 @@ class TemporalBandConfig(FlatConfig):
     img_size: int = 64  # the face square is resized to this, in grayscale
     region: Region = (0.0, 16 / 224, 192 / 224)  # top, left, side: the face square of the crop
     split: str = "halves"  # "halves": upper (eyes) and lower (mouth) face apart; "whole"
-    # "smooth": E2/E1 only; "smooth_energy": + log E1; "all": + the fine-detail share of E1
-    features: str = "all"
+    features: str = "smooth,smooth_coarse"  # comma-separated names of FEATURES, in each region
     dup_rel: float = 0.2  # a frame changing less than this share of the window's mean change is a copy
     dup_abs: float = 0.5 / 255  # ... or less than this mean absolute change (0-1 grey levels)
     offset: float = 1.0  # statistic where the log-odds are 0 (fitted)
@@ -80,8 +81,11 @@ class TemporalBandConfig(FlatConfig):
     def __post_init__(self) -> None:
         if self.split not in REGION_SPLITS:
             raise ValueError(f"temporal_band: split must be one of {REGION_SPLITS}, got {self.split!r}")
-        if self.features not in FEATURE_SETS:
-            raise ValueError(f"temporal_band: features must be one of {FEATURE_SETS}, got {self.features!r}")
+        unknown = set(self.feature_names) - set(FEATURES)
+        if unknown or not self.feature_names:
+            raise ValueError(
+                f"temporal_band: features must be a comma list of {FEATURES}, got {self.features!r}"
+            )
         if self.windows < 1 or self.window_frames < MIN_FRAMES or self.img_size < 8:
             raise ValueError(
                 f"temporal_band: windows >= 1, window_frames >= {MIN_FRAMES}, img_size >= 8: {self}"
@@ -97,8 +101,11 @@ class TemporalBandConfig(FlatConfig):
 
     @property
     def num_features(self) -> int:
-        per_region = {"smooth": 1, "smooth_energy": 2, "all": 3}[self.features]
-        return per_region * (2 if self.split == "halves" else 1)
+        return len(self.feature_names) * (2 if self.split == "halves" else 1)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in self.features.split(",") if n.strip())
 
 
 def sample_windows(sample: Sample, window_frames: int, windows: int) -> list[np.ndarray]:
@@ -136,25 +143,40 @@ def drop_repeats(
     return gathered, new_mask
 
 
-def motion_features(x: torch.Tensor, mask: torch.Tensor, features: str) -> torch.Tensor:
-    """Windows (N, L, H, W) of distinct frames, first ``mask.sum`` valid → (N, k) log features:
-    log E2/E1, then log E1 ("smooth_energy", "all"), then log of E1's fine-detail share ("all")."""
+def _energy(d: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Mean squared value per pixel of differences (N, K, H, W) over the valid ones (mask (N, K))."""
+    per_pixel = float(d.shape[2] * d.shape[3])
+    return (d.pow(2).sum(dim=(2, 3)) * m).sum(1) / (m.sum(1).clamp(min=1.0) * per_pixel)
+
+
+def motion_features(x: torch.Tensor, mask: torch.Tensor, features: Sequence[str]) -> torch.Tensor:
+    """Windows (N, L, H, W) of distinct frames, the first ``mask.sum`` valid → (N, k) log
+    features, in the order ``features`` names them (see ``FEATURES``)."""
     d1 = x[:, 1:] - x[:, :-1]
     m1 = mask[:, 1:] * mask[:, :-1]
     d2 = d1[:, 1:] - d1[:, :-1]
     m2 = m1[:, 1:] * m1[:, :-1]
-    per_pixel = float(x.shape[2] * x.shape[3])
-    e1 = (d1.pow(2).sum(dim=(2, 3)) * m1).sum(1) / (m1.sum(1).clamp(min=1.0) * per_pixel)
-    e2 = (d2.pow(2).sum(dim=(2, 3)) * m2).sum(1) / (m2.sum(1).clamp(min=1.0) * per_pixel)
-    out = [torch.log((e2 + EPS) / (e1 + EPS))]
-    if features in ("smooth_energy", "all"):
-        out.append(torch.log(e1 + EPS))
-    if features == "all":
-        flat = d1.reshape(-1, 1, x.shape[2], x.shape[3])
-        local = F.avg_pool2d(flat, 3, stride=1, padding=1, count_include_pad=False)
-        fine = (flat - local).reshape(d1.shape)
-        e_fine = (fine.pow(2).sum(dim=(2, 3)) * m1).sum(1) / (m1.sum(1).clamp(min=1.0) * per_pixel)
-        out.append(torch.log((e_fine + EPS) / (e1 + EPS)))
+    e1 = _energy(d1, m1)
+    out = []
+    for name in features:
+        if name == "smooth":
+            out.append(torch.log((_energy(d2, m2) + EPS) / (e1 + EPS)))
+        elif name == "smooth_coarse":  # the same at a quarter of the resolution: motion, not grain
+            h, w = x.shape[2] // 4, x.shape[3] // 4
+            c = F.avg_pool2d(x.reshape(-1, 1, x.shape[2], x.shape[3]), 4).reshape(x.shape[0], -1, h, w)
+            c1 = c[:, 1:] - c[:, :-1]
+            out.append(torch.log((_energy(c1[:, 1:] - c1[:, :-1], m2) + EPS) / (_energy(c1, m1) + EPS)))
+        elif name == "lag2":  # change over two frames vs one: 4 for steady motion, 1 for noise
+            lag2 = x[:, 2:] - x[:, :-2]
+            out.append(torch.log((_energy(lag2, m2) + EPS) / (e1 + EPS)))
+        elif name == "energy":
+            out.append(torch.log(e1 + EPS))
+        elif name == "fine":
+            flat = d1.reshape(-1, 1, x.shape[2], x.shape[3])
+            local = F.avg_pool2d(flat, 3, stride=1, padding=1, count_include_pad=False)
+            out.append(torch.log((_energy((flat - local).reshape(d1.shape), m1) + EPS) / (e1 + EPS)))
+        else:
+            raise ValueError(f"unknown temporal feature {name!r}")
     return torch.stack(out, dim=1)
 
 
@@ -236,7 +258,7 @@ class TemporalBand(DetectorModel):
             parts = [x[:, :, :half], x[:, :, half:]]
         else:
             parts = [x]
-        feats = torch.cat([motion_features(p, mask, cfg.features) for p in parts], dim=1)
+        feats = torch.cat([motion_features(p, mask, cfg.feature_names) for p in parts], dim=1)
         valid = (mask.sum(1) >= MIN_FRAMES).to(x.dtype)
         return feats.reshape(b, w, -1), valid.reshape(b, w)
 

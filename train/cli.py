@@ -151,6 +151,7 @@ def cmd_fit_temporal(args: argparse.Namespace) -> int:
         reencodes=args.reencodes,
         shrinkage=args.shrinkage,
         band_quantile=args.band_quantile,
+        balance_sources=args.balance_sources,
         seed=args.seed,
         onnx=not args.no_onnx,
     )
@@ -390,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--reencodes", type=int, default=3, help="re-encoded copies of each real sample")
     t.add_argument("--shrinkage", type=float, default=0.1, help="covariance shrinkage towards its diagonal")
     t.add_argument("--band-quantile", type=float, default=0.95, help="real quantile that scores 0.5")
+    t.add_argument(
+        "--balance-sources", action="store_true", help="every source folder of real clips weighs alike"
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-onnx", action="store_true")
     t.set_defaults(func=cmd_fit_temporal)

@@ -49,6 +49,7 @@ class TemporalFitConfig:
     model: dict[str, Any] = dataclasses.field(default_factory=dict)  # TemporalBandConfig overrides
     split: str = "train"
     reencodes: int = 3  # re-encoded copies of each real sample, beside the original
+    balance_sources: bool = False  # every source folder weighs alike (source_weights)
     shrinkage: float = 0.1  # covariance → (1 - s) cov + s diag(cov)
     band_quantile: float = 0.95  # real training samples below this statistic score < 0.5
     real_median_p: float = 0.1  # P(fake) of the median real training sample
@@ -105,35 +106,71 @@ def window_feature_rows(model: TemporalBand, samples: list[Sample], batch_size: 
     return out
 
 
-def fit_band(features: np.ndarray, shrinkage: float) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and inverse covariance (shrunk towards its diagonal) of (N, D) window features."""
+def fit_band(
+    features: np.ndarray, shrinkage: float, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and inverse covariance (shrunk towards its diagonal) of (N, D) window features,
+    each row weighted by ``weights`` (default: equally)."""
     if len(features) < features.shape[1] + 2:
         raise ValueError(f"{len(features)} real windows are too few for {features.shape[1]} features")
-    mean = features.mean(axis=0)
-    cov = np.cov(features, rowvar=False).reshape(features.shape[1], features.shape[1])
+    w = np.ones(len(features)) if weights is None else np.asarray(weights, np.float64)
+    mean = np.average(features, axis=0, weights=w)
+    cov = np.cov(features, rowvar=False, aweights=w).reshape(features.shape[1], features.shape[1])
     cov = (1 - shrinkage) * cov + shrinkage * np.diag(np.diag(cov))
     return mean, np.linalg.inv(cov + 1e-9 * np.eye(len(mean)))
 
 
+def source_weights(sources: list[str]) -> np.ndarray:
+    """Per sample 1 / (samples from its source): every source counts alike in the band, so a
+    collection with many clips (GRID: 40 of 55 training reals) does not set it alone."""
+    counts = {s: sources.count(s) for s in set(sources)}
+    return np.array([1.0 / counts[s] for s in sources])
+
+
+def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    order = np.argsort(values)
+    cum = np.cumsum(weights[order]) - 0.5 * weights[order]
+    return float(np.interp(q * weights.sum(), cum, values[order]))
+
+
 def sample_statistics(model: TemporalBand, rows: list[np.ndarray]) -> np.ndarray:
-    """Each sample's statistic (mean RMS z-score of its windows) under the model's band."""
+    """Each sample's statistic (mean RMS z-score of its windows) under the model's band; NaN for
+    a sample without a valid window."""
     mean = model.mean.double().numpy()
     inv = model.inv_cov.double().numpy()
     d = model.config.num_features
     stats = []
     for feats in rows:
-        if len(feats):
-            z = feats - mean
-            stats.append(float(np.mean(np.sqrt(np.maximum(np.einsum("nd,de,ne->n", z, inv, z) / d, 0)))))
+        z = feats - mean
+        dist = np.sqrt(np.maximum(np.einsum("nd,de,ne->n", z, inv, z) / d, 0))
+        stats.append(float(dist.mean()) if len(dist) else np.nan)
     return np.asarray(stats)
 
 
-def calibration(stats: np.ndarray, band_quantile: float, real_median_p: float) -> tuple[float, float]:
-    """``offset``, ``scale``: log-odds 0 at the ``band_quantile`` of the real statistics and
-    log(p / (1 - p)) at their median."""
-    offset = float(np.quantile(stats, band_quantile))
-    spread = max(offset - float(np.median(stats)), 1e-3)
-    return offset, float(-math.log(real_median_p / (1 - real_median_p)) / spread)
+def calibration(
+    stats: np.ndarray, weights: np.ndarray, band_quantile: float, real_median_p: float
+) -> tuple[float, float, float]:
+    """``offset``, ``scale``, median: log-odds 0 at the (weighted) ``band_quantile`` of the real
+    statistics and log(p / (1 - p)) at their median."""
+    ok = ~np.isnan(stats)
+    stats, weights = stats[ok], weights[ok]
+    offset = weighted_quantile(stats, weights, band_quantile)
+    median = weighted_quantile(stats, weights, 0.5)
+    spread = max(offset - median, 1e-3)
+    return offset, float(-math.log(real_median_p / (1 - real_median_p)) / spread), median
+
+
+def band_from_samples(
+    model: TemporalBand, samples: list[Sample], weights: np.ndarray, shrinkage: float
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Fit the band on ``samples`` (sample ``weights`` shared among each one's windows); returns
+    mean, inverse covariance and each sample's window features."""
+    rows = window_feature_rows(model, samples)
+    keep = [i for i, r in enumerate(rows) if len(r)]
+    features = np.concatenate([rows[i] for i in keep])
+    per_window = np.concatenate([np.full(len(rows[i]), weights[i] / len(rows[i])) for i in keep])
+    mean, inv_cov = fit_band(features, shrinkage, per_window)
+    return mean, inv_cov, rows
 
 
 def fit_temporal(cfg: TemporalFitConfig) -> TemporalFitResult:
@@ -152,19 +189,24 @@ def fit_temporal(cfg: TemporalFitConfig) -> TemporalFitResult:
     if not entries:
         raise ValueError(f"{cfg.manifest}: no real video samples in split {cfg.split!r}")
     rng = np.random.default_rng(cfg.seed)
-    originals = [load_sample(e.sample) for e in entries]
-    originals = [s for s in originals if len(s.faces) > 1]  # a still image has no motion
+    loaded = [(load_sample(e.sample), e) for e in entries]
+    loaded = [(s, e) for s, e in loaded if len(s.faces) > 1]  # a still image has no motion
+    originals = [s for s, _ in loaded]
+    # the folder a clip came from stands for its source (a collection, a camera, a channel)
+    sources = [str(Path(e.video_id).parent) for _, e in loaded]
+    weights = source_weights(sources) if cfg.balance_sources else np.ones(len(originals))
     samples = list(originals)
     with tempfile.TemporaryDirectory(prefix="reencode") as tmp:
         for _ in range(cfg.reencodes):
             samples += [reencoded_sample(s, model.config.window_frames, rng, Path(tmp)) for s in originals]
-    rows = window_feature_rows(model, samples)
+    weights = np.tile(weights, cfg.reencodes + 1)
+    mean, inv_cov, rows = band_from_samples(model, samples, weights, cfg.shrinkage)
     features = np.concatenate([r for r in rows if len(r)])
-    mean, inv_cov = fit_band(features, cfg.shrinkage)
     model.set_band(mean, inv_cov, 0.0, 1.0)
-    stats = sample_statistics(model, rows)
-    offset, scale = calibration(stats, cfg.band_quantile, cfg.real_median_p)
-    model.set_band(mean, inv_cov, offset, scale, float(np.median(stats)))
+    offset, scale, median = calibration(
+        sample_statistics(model, rows), weights, cfg.band_quantile, cfg.real_median_p
+    )
+    model.set_band(mean, inv_cov, offset, scale, median)
     log.info(
         "band from %d real samples (%d with re-encoded copies), %d windows; offset %.3f, scale %.3f",
         len(originals),
@@ -182,6 +224,8 @@ def fit_temporal(cfg: TemporalFitConfig) -> TemporalFitResult:
             "reencodes": cfg.reencodes,
             "windows": len(features),
             "shrinkage": cfg.shrinkage,
+            "balance_sources": cfg.balance_sources,
+            "sources": len(set(sources)),
             "band_quantile": cfg.band_quantile,
             "real_median_p": cfg.real_median_p,
             "seed": cfg.seed,
