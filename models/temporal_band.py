@@ -66,10 +66,10 @@ class TemporalBandConfig(FlatConfig):
     arch: ClassVar[str] = "temporal_band"
     windows: int = 4  # windows read per sample (SampleConfig.windows)
     window_frames: int = 32  # frames per window (SampleConfig.window_frames)
-    img_size: int = 64  # the face square is resized to this, in grayscale
+    img_size: int = 32  # the face square is resized to this, in grayscale
     region: Region = (0.0, 16 / 224, 192 / 224)  # top, left, side: the face square of the crop
     split: str = "halves"  # "halves": upper (eyes) and lower (mouth) face apart; "whole"
-    features: str = "smooth,smooth_coarse"  # comma-separated names of FEATURES, in each region
+    features: str = "smooth"  # comma-separated names of FEATURES, in each region
     dup_rel: float = 0.2  # a frame changing less than this share of the window's mean change is a copy
     dup_abs: float = 0.5 / 255  # ... or less than this mean absolute change (0-1 grey levels)
     offset: float = 1.0  # statistic where the log-odds are 0 (fitted)
