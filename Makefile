@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup venv repo-path weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test fuzz soak train-default eval-default train-compare train-avattn train-mds
+.PHONY: setup venv repo-path weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test fuzz soak train-default eval-default train-compare train-avattn train-mds train-temporal
 
 setup: venv repo-path weights  ## virtualenv + pinned dependencies + default weights
 
@@ -160,6 +160,32 @@ train-mds: weights  ## MDS on $(SHARED)/train's real speech with audio pseudo-fa
 		--split all --out $(MDS_RUN)/eval_media
 	$(PY) -m train eval --manifest $(DEFAULT_RUN)/mds_cache/manifest.csv --weights $(MDS_RUN)/mds \
 		--split val --out $(MDS_RUN)/eval_val
+
+# temporal_band (models/temporal_band.py): a one-class band of real motion, fitted on the real
+# speech clips of $(SHARED)/train alone (photos have no motion; every labelled fake is validation)
+# in a "windows" cache: 4 runs of 32 consecutive frames per face track, one still crop per run,
+# at 128 px, no SyncNet. No gradient training (~2 CPU-min for the fit); the cache is most of it.
+TEMPORAL_RUN ?= $(DEFAULT_RUN)/temporal
+TEMPORAL_FIT ?= --reencodes 3 --seed 0
+train-temporal: weights  ## temporal_band on $(SHARED)/train's real clips; its val and media AUC
+	mkdir -p $(TEMPORAL_RUN)
+	$(PY) -m train footage-labels $(SHARED)/train/MANIFEST.tsv --out $(TEMPORAL_RUN)/labels_all.csv
+	awk -F, 'NR == 1 || $$5 != "photo"' $(TEMPORAL_RUN)/labels_all.csv > $(TEMPORAL_RUN)/labels.csv
+	printf '%s\n' '{"sample": {"sampling": "windows", "windows": 4, "window_frames": 32}, "track": {"crop_size": 128}, "sync": {"weights": ""}}' \
+		> $(TEMPORAL_RUN)/preprocess.json
+	$(PY) -m preprocess $(SHARED)/train --labels $(TEMPORAL_RUN)/labels.csv --out $(TEMPORAL_RUN)/cache \
+		--config $(TEMPORAL_RUN)/preprocess.json --workers 2 --threads 1 --no-progress
+	$(PY) -m train fit-temporal --manifest $(TEMPORAL_RUN)/cache/manifest.csv --out $(TEMPORAL_RUN)/temporal_band $(TEMPORAL_FIT)
+	awk -F'\t' 'NR > 1 && ($$2 == "real" || $$2 == "fake") { c = $$2; \
+		if ($$2 == "fake") c = ($$3 ~ /SadTalker-Video-Lip-Sync/) ? "lip_sync" : ($$3 ~ /SadTalker/) ? "talking_head" : "face_swap"; \
+		print $$1 "," $$2 ",test,," c }' $(SHARED)/media/MANIFEST.tsv \
+		| sed '1i filename,label,split,original,category' > $(TEMPORAL_RUN)/media_labels.csv
+	$(PY) -m preprocess $(SHARED)/media --labels $(TEMPORAL_RUN)/media_labels.csv --out $(TEMPORAL_RUN)/media_cache \
+		--config $(TEMPORAL_RUN)/preprocess.json --workers 2 --threads 1 --no-progress
+	$(PY) -m train eval --manifest $(TEMPORAL_RUN)/cache/manifest.csv --weights $(TEMPORAL_RUN)/temporal_band \
+		--split val --out $(TEMPORAL_RUN)/eval_val
+	$(PY) -m train eval --manifest $(TEMPORAL_RUN)/media_cache/manifest.csv --weights $(TEMPORAL_RUN)/temporal_band \
+		--split all --out $(TEMPORAL_RUN)/eval_media
 
 # Evaluation only: ../shared/media is never trained or tuned on. Categories from its sources.
 eval-default:  ## the shipped detector on $(SHARED)/media and on the training set's held-out fakes

@@ -85,7 +85,7 @@ class SyncConfig:
     batch_size: int = 32
 
 
-SAMPLING_MODES = ("uniform", "per_second")
+SAMPLING_MODES = ("uniform", "per_second", "windows")
 
 
 @dataclass(frozen=True)
@@ -96,12 +96,21 @@ class SampleConfig:
     # crops): the one-second chunks audio-visual detectors (MDS) compare with their audio.
     sampling: str = "uniform"
     chunk_frames: int = 5  # "per_second" only: consecutive frames kept per second
+    # "windows": up to ``windows`` runs of ``window_frames`` CONSECUTIVE analysis frames, spread
+    # evenly over the track (windows * window_frames crops): what a temporal detector measures
+    # frame-to-frame motion on (models/temporal_band.py).
+    windows: int = 4
+    window_frames: int = 32
 
     def __post_init__(self) -> None:
         if self.sampling not in SAMPLING_MODES:
             raise ValueError(f"sample.sampling must be one of {SAMPLING_MODES}, got {self.sampling!r}")
         if self.chunk_frames < 1:
             raise ValueError(f"sample.chunk_frames must be >= 1, got {self.chunk_frames}")
+        if self.windows < 1 or self.window_frames < 3:
+            raise ValueError(
+                f"sample.windows must be >= 1 and sample.window_frames >= 3, got {self.windows}, {self.window_frames}"
+            )
 
 
 @dataclass(frozen=True)
@@ -115,10 +124,12 @@ class PreprocessConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        if self.sample.sampling == "uniform":
-            # no effect on uniform samples: left out so caches, weights and journals made before
-            # per-second sampling existed keep their configuration hash
+        # Fields with no effect on a sampling mode are left out, so caches, weights and journals
+        # made before that field existed keep their configuration hash.
+        if self.sample.sampling != "per_second":
             del data["sample"]["chunk_frames"]
+        if self.sample.sampling != "windows":
+            del data["sample"]["windows"], data["sample"]["window_frames"]
         return data
 
     @classmethod

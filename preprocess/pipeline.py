@@ -37,7 +37,9 @@ from preprocess.tracks import (
     crop_faces,
     crop_landmarks,
     per_second_indices,
+    steady_track,
     uniform_indices,
+    window_indices,
 )
 
 log = logging.getLogger(__name__)
@@ -260,6 +262,9 @@ class Preprocessor:
         # a still image (one frame) keeps one crop, not num_frames copies of it
         if self.cfg.sample.sampling == "per_second" and len(clip.frames) > 1:
             face_idx = per_second_indices(track.frame_indices, clip.fps, self.cfg.sample.chunk_frames)
+        elif self.cfg.sample.sampling == "windows" and len(clip.frames) > 1:
+            sample_cfg = self.cfg.sample
+            face_idx = window_indices(track.frame_indices, sample_cfg.windows, sample_cfg.window_frames)
         else:
             face_idx = uniform_indices(track, self.cfg.sample.num_frames if len(clip.frames) > 1 else 1)
         plan = None  # the SyncNet windows: only their frames are cropped beyond the sample's
@@ -274,10 +279,18 @@ class Preprocessor:
                 plan = self.syncnet.plan(stop - start, mfcc.shape[1])
             except ValueError as err:  # too short for one SyncNet window
                 warnings.append(f"no_latency: {err}")
+        crop_track = track
+        if self.cfg.sample.sampling == "windows" and len(clip.frames) > 1:
+            # one still crop per window (see steady_track); SyncNet's frames keep the moving box
+            crop_track = steady_track(track, face_idx, self.cfg.sample.window_frames)
         with timer("crop"):
             wanted = face_idx if plan is None else np.union1d(face_idx, plan.video_frames + start)
-            crops = crop_faces(clip.frames, track, self.cfg.track, wanted)
-            faces = crops[np.searchsorted(wanted, face_idx)]
+            crops = None
+            if plan is not None or crop_track is track:
+                crops = crop_faces(clip.frames, track, self.cfg.track, wanted)
+                faces = crops[np.searchsorted(wanted, face_idx)]
+            if crop_track is not track:
+                faces = crop_faces(clip.frames, crop_track, self.cfg.track, face_idx)
         if plan is not None:
             with timer("syncnet"):
                 latency = self.syncnet.latency(crops, mfcc, wanted - start, plan)
@@ -303,7 +316,7 @@ class Preprocessor:
             mfcc=features.mfcc if features is not None else empty,
             mel=features.mel if features is not None else np.zeros((self.cfg.audio.n_mels, 0), np.float32),
             latency=latency,
-            landmarks=crop_landmarks(track, self.cfg.track, face_idx),
+            landmarks=crop_landmarks(crop_track, self.cfg.track, face_idx),
         )
 
 

@@ -16,6 +16,7 @@ from scipy.optimize import linear_sum_assignment
 
 from core.preprocess_config import TrackConfig
 from core.types import FaceDetections, Track
+from core.windows import window_runs
 
 # SyncNet pads frames with this grey so crops reaching past the border stay square.
 PAD_VALUE = 110
@@ -240,3 +241,46 @@ def per_second_indices(frame_indices: np.ndarray, fps: float, chunk_frames: int)
         offsets = np.floor((np.arange(chunk_frames) + 0.5) * len(frame_indices) / chunk_frames)
         return frame_indices[np.minimum(offsets.astype(np.int64), len(frame_indices) - 1)]
     return np.concatenate(chunks)
+
+
+def window_indices(frame_indices: np.ndarray, windows: int, window_frames: int) -> np.ndarray:
+    """Clip frame indices of runs of ``window_frames`` consecutive frames within a track's
+    consecutive ``frame_indices``, in time order: as many as fit without overlap, at most
+    ``windows``, their starts spread evenly from the track's first to its last possible start.
+    A track shorter than one window gives all its frames (one shorter window)."""
+    frame_indices = np.asarray(frame_indices, np.int64)
+    length = len(frame_indices)
+    if length <= window_frames:
+        return frame_indices.copy()
+    count = min(windows, length // window_frames)
+    starts = (
+        np.round(np.linspace(0, length - window_frames, count)).astype(np.int64)
+        if count > 1
+        else [(length - window_frames) // 2]
+    )
+    return np.concatenate([frame_indices[s : s + window_frames] for s in starts])
+
+
+def steady_track(track: Track, frame_indices: np.ndarray, window_frames: int) -> Track:
+    """A copy of ``track`` whose box (and landmarks) stay fixed over each window: every run of
+    consecutive ``frame_indices`` cut into pieces of ``window_frames`` gets the mean box of its
+    frames. A face then moves inside a still crop, so a repeated source frame gives a repeated
+    crop (a box that glides along the interpolated track would shift it by a fraction of a
+    pixel, which a temporal measure cannot tell from real change)."""
+    indices = np.asarray(frame_indices, np.int64)
+    boxes = track.boxes.copy()
+    landmarks = None if track.landmarks is None else track.landmarks.copy()
+    first = int(track.frame_indices[0])
+    for rows in window_runs(indices, window_frames):
+        at = indices[rows] - first
+        boxes[at] = track.boxes[at].mean(axis=0)
+        if landmarks is not None:
+            landmarks[at] = track.landmarks[at].mean(axis=0)
+    return Track(
+        track_id=track.track_id,
+        frame_indices=track.frame_indices,
+        boxes=boxes,
+        scores=track.scores,
+        detected=track.detected,
+        landmarks=landmarks,
+    )

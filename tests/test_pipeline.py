@@ -183,3 +183,23 @@ def test_per_second_sampling_keeps_a_chunk_of_every_second_and_leaves_uniform_al
     # the uniform samples are what they were: 8 evenly spaced crops, the same audio features
     assert len(uniform.faces) == CFG.sample.num_frames
     np.testing.assert_array_equal(uniform.mfcc, chunked.mfcc)
+
+
+def test_window_sampling_keeps_runs_of_consecutive_frames_in_a_still_crop(detector, tmp_path):
+    from core.windows import window_runs
+    from preprocess.media import write_video
+
+    source = decode(shared_media("real", "retalking_face_5.mp4"), CFG.media)
+    path = tmp_path / "half_rate.mp4"  # 12.5 fps: every source frame fills two 25 fps slots
+    write_video(path, source.frames[::2][:50], fps=12.5, crf=18)
+    cfg = CFG.replace("sample", sampling="windows", windows=2, window_frames=16)
+    sample = Preprocessor(cfg, detector=detector, syncnet=None).process(path).samples[0]
+    runs = window_runs(sample.face_frame_indices, 16)
+    assert len(runs) == 2 and sample.faces.shape[0] == 32 and len(sample.landmarks) == 32
+    assert all(np.all(np.diff(sample.face_frame_indices[r]) == 1) for r in runs)
+    # one box per window: the two slots of one source frame give the very same crop, so a
+    # temporal detector can see the repeat (a gliding box would shift the second one)
+    repeats = [
+        np.array_equal(sample.faces[r[i]], sample.faces[r[i + 1]]) for r in runs for i in range(len(r) - 1)
+    ]
+    assert sum(repeats) >= 14

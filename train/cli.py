@@ -1,4 +1,4 @@
-"""``python -m train synth|fit|eval|export|calibrate|ensemble|footage-labels|pseudo-fake-sheet|sync-pretrain``: the training tools' command line."""
+"""``python -m train synth|fit|fit-temporal|eval|export|calibrate|ensemble|footage-labels|pseudo-fake-sheet|sync-pretrain``: the training tools' command line."""
 
 from __future__ import annotations
 
@@ -154,6 +154,32 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(
         f"last checkpoint: {result.last_checkpoint}; {plural(result.epochs, 'epoch')}, {plural(result.steps, 'step')}; logs in {result.log_dir}"
     )
+    return 0
+
+
+def cmd_fit_temporal(args: argparse.Namespace) -> int:
+    from train.temporal_fit import TemporalFitConfig, fit_temporal
+
+    _, model = model_spec("temporal_band" + (":" + args.model if args.model else ""))
+    cfg = TemporalFitConfig(
+        manifest=args.manifest,
+        out=args.out,
+        model=model,
+        split=args.split,
+        reencodes=args.reencodes,
+        shrinkage=args.shrinkage,
+        band_quantile=args.band_quantile,
+        balance_sources=args.balance_sources,
+        seed=args.seed,
+        onnx=not args.no_onnx,
+    )
+    result = fit_temporal(cfg)
+    print(
+        f"wrote {result.weights} (band of {result.samples} real samples, {result.windows} windows; "
+        f"offset {result.offset:.3f}, scale {result.scale:.3f})"
+    )
+    if result.onnx:
+        print(f"wrote {result.onnx} (ONNX Runtime vs torch: max |diff| {result.onnx_max_abs_diff:.2e})")
     return 0
 
 
@@ -411,6 +437,27 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     f.add_argument("--quiet", action="store_true")
     f.set_defaults(func=cmd_fit)
+
+    t = sub.add_parser(
+        "fit-temporal", help="temporal_band: fit the band of real motion on a 'windows' cache's real clips"
+    )
+    t.add_argument(
+        "--manifest", type=Path, required=True, help="CACHE/manifest.csv (sample.sampling 'windows')"
+    )
+    t.add_argument("--out", type=Path, required=True, help="weights stem: STEM.safetensors/.json/.onnx")
+    t.add_argument(
+        "--model", default="", help="temporal_band config overrides, e.g. features=smooth,split=whole"
+    )
+    t.add_argument("--split", default="train", help="the manifest split whose real clips set the band")
+    t.add_argument("--reencodes", type=int, default=3, help="re-encoded copies of each real sample")
+    t.add_argument("--shrinkage", type=float, default=0.1, help="covariance shrinkage towards its diagonal")
+    t.add_argument("--band-quantile", type=float, default=0.95, help="real quantile that scores 0.5")
+    t.add_argument(
+        "--balance-sources", action="store_true", help="every source folder of real clips weighs alike"
+    )
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--no-onnx", action="store_true")
+    t.set_defaults(func=cmd_fit_temporal)
 
     fl = sub.add_parser(
         "footage-labels", help="a real-footage set's MANIFEST.tsv -> labels CSV (reals train, fakes val)"

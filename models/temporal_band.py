@@ -1,0 +1,311 @@
+"""A band of normal real motion: a one-class temporal detector for rendered faces.
+
+Generated talking heads have no blend seam for a frame detector to find; what gives them away
+is how the face changes from frame to frame. Warp and motion-latent generators (SadTalker,
+VASA-1, EDTalk, ...) move too smoothly; per-frame diffusion renderers (EMO, Hallo, AniPortrait,
+EchoMimic) flicker more than a camera does. One threshold on smoothness catches one family and
+misses the other, so this detector is two-sided by construction: it learns where REAL footage
+lies in a few motion statistics and scores the distance from there, so too smooth and too
+flickery both score as fake. It never sees a fake: the band is fitted on real clips alone
+(``python -m train fit-temporal``), re-encoded at random so packaging does not set the band.
+
+Input: a sample preprocessed with ``SampleConfig.sampling = "windows"`` — runs of consecutive
+frames, each cropped with one still box (``preprocess.tracks.steady_track``). Per window the
+graph
+
+1. takes the grayscale face square at ``img_size``² (``region`` of the crop, as the frame
+   detectors read it);
+2. drops repeated frames: a frame whose mean absolute change from the one before is below
+   ``dup_rel`` × the window's mean change (or ``dup_abs``) is a copy — 15 fps content doubled
+   to 30, pulldown, a 24 fps source shown at 25 — and the window is closed up over it, so every
+   difference below is between distinct frames (the effective frame rate, not the container's);
+3. measures, in the upper and the lower half of the face (eyes vs mouth) or the whole square:
+   the first-difference energy E1 (how much changes per frame), the share of second-difference
+   energy E2 / E1 (0 for motion at constant speed, 3 for independent noise per frame: the
+   smoothness cue) and the share of E1 in fine spatial detail (the frame difference minus its
+   3×3 local mean: texture that flickers rather than moves); their logarithms are the features;
+4. scores the window by its Mahalanobis distance from the real windows' mean (``mean``,
+   ``inv_cov``: buffers fitted on real footage), as an RMS z-score over the features.
+
+The sample's statistic is the mean over its windows; ``logits`` = (statistic − ``offset``) ×
+``scale`` (both fitted with the band: see ``train.temporal_fit``). A track with no window of 4
+distinct frames (a still face: a photo in the shot, the reference image beside an animation)
+has no motion to measure and takes ``still_statistic``, the median real sample's. ``window_logits`` gives each
+window's own log-odds (NaN where a window is padding or has under 4 distinct frames), which
+``--per-second`` reads at the window's centre.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from core.preprocess_config import PreprocessConfig
+from core.types import Sample
+from core.windows import window_runs
+from models.detector import DetectorModel
+from models.face_frames import Region, crop_region, region_from_json, resize_square
+from models.registry import FlatConfig, register_model
+
+REGION_SPLITS = ("whole", "halves")
+# smooth: log E2/E1 at img_size; smooth_coarse: the same after 4×4 average pooling; lag2: log of
+# the change over two frames against one; energy: log E1; fine: log of E1's fine-detail share
+FEATURES = ("smooth", "smooth_coarse", "lag2", "energy", "fine")
+MIN_FRAMES = 4  # distinct frames a window needs for a second difference worth measuring
+EPS = 1e-8
+
+
+@dataclass(frozen=True)
+class TemporalBandConfig(FlatConfig):
+    arch: ClassVar[str] = "temporal_band"
+    windows: int = 4  # windows read per sample (SampleConfig.windows)
+    window_frames: int = 32  # frames per window (SampleConfig.window_frames)
+    img_size: int = 32  # the face square is resized to this, in grayscale
+    region: Region = (0.0, 16 / 224, 192 / 224)  # top, left, side: the face square of the crop
+    split: str = "halves"  # "halves": upper (eyes) and lower (mouth) face apart; "whole"
+    features: str = "smooth"  # comma-separated names of FEATURES, in each region
+    dup_rel: float = 0.2  # a frame changing less than this share of the window's mean change is a copy
+    dup_abs: float = 0.5 / 255  # ... or less than this mean absolute change (0-1 grey levels)
+    offset: float = 1.0  # statistic where the log-odds are 0 (fitted)
+    scale: float = 1.0  # log-odds per unit of statistic (fitted)
+    # the statistic of a track with no window to measure (a still face, a track of a few
+    # frames): the median real sample's (fitted), so it neither raises nor lowers the video's max
+    still_statistic: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.split not in REGION_SPLITS:
+            raise ValueError(f"temporal_band: split must be one of {REGION_SPLITS}, got {self.split!r}")
+        unknown = set(self.feature_names) - set(FEATURES)
+        if unknown or not self.feature_names:
+            raise ValueError(
+                f"temporal_band: features must be a comma list of {FEATURES}, got {self.features!r}"
+            )
+        if self.windows < 1 or self.window_frames < MIN_FRAMES or self.img_size < 8:
+            raise ValueError(
+                f"temporal_band: windows >= 1, window_frames >= {MIN_FRAMES}, img_size >= 8: {self}"
+            )
+        if self.img_size % 2:
+            raise ValueError(f"temporal_band: img_size must be even (split in halves), got {self.img_size}")
+        if self.scale <= 0:
+            raise ValueError(f"temporal_band: scale must be > 0, got {self.scale}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> TemporalBandConfig:
+        return super().from_dict(region_from_json(data))
+
+    @property
+    def num_features(self) -> int:
+        return len(self.feature_names) * (2 if self.split == "halves" else 1)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in self.features.split(",") if n.strip())
+
+
+def sample_windows(sample: Sample, window_frames: int, windows: int) -> list[np.ndarray]:
+    """Row indices into ``sample.faces`` of each window (consecutive clip frames, in pieces of
+    ``window_frames``), the first ``windows`` of them."""
+    return window_runs(np.asarray(sample.face_frame_indices, np.int64), window_frames)[:windows]
+
+
+def grey_face(crop: np.ndarray, region: Region, size: int) -> np.ndarray:
+    """An RGB crop → the grayscale face square at ``size``², float32 in 0-1."""
+    grey = cv2.cvtColor(np.ascontiguousarray(crop_region(crop, region)), cv2.COLOR_RGB2GRAY)
+    return resize_square(grey, size).astype(np.float32) / 255.0
+
+
+def drop_repeats(
+    x: torch.Tensor, mask: torch.Tensor, dup_rel: float, dup_abs: float
+) -> tuple[torch.Tensor, ...]:
+    """Windows (N, L, H, W) with frame ``mask`` (N, L) → the same with repeated frames removed
+    and the distinct ones moved to the front (their order kept), and the new mask.
+
+    A frame repeats when its mean absolute change from the frame before is below ``dup_abs`` or
+    ``dup_rel`` × the window's mean change; the first frame is always kept."""
+    n, length = mask.shape
+    change = (x[:, 1:] - x[:, :-1]).abs().mean(dim=(2, 3))  # (N, L-1)
+    pair = mask[:, 1:] * mask[:, :-1]
+    typical = (change * pair).sum(1, keepdim=True) / pair.sum(1, keepdim=True).clamp(min=1.0)
+    copy = (change < torch.clamp(typical * dup_rel, min=dup_abs)).float() * pair
+    keep = mask * torch.cat([torch.ones_like(mask[:, :1]), 1.0 - copy], dim=1)
+    # stable compaction: kept frames first, in time order (argsort of position + L·dropped)
+    position = torch.arange(length, dtype=x.dtype, device=x.device).unsqueeze(0)
+    order = torch.argsort(position + length * (1.0 - keep), dim=1)
+    gathered = torch.gather(x, 1, order[:, :, None, None].expand_as(x))
+    count = keep.sum(1, keepdim=True)
+    new_mask = (position < count).to(x.dtype)
+    return gathered, new_mask
+
+
+def _energy(d: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Mean squared value per pixel of differences (N, K, H, W) over the valid ones (mask (N, K))."""
+    per_pixel = float(d.shape[2] * d.shape[3])
+    return (d.pow(2).sum(dim=(2, 3)) * m).sum(1) / (m.sum(1).clamp(min=1.0) * per_pixel)
+
+
+def motion_features(x: torch.Tensor, mask: torch.Tensor, features: Sequence[str]) -> torch.Tensor:
+    """Windows (N, L, H, W) of distinct frames, the first ``mask.sum`` valid → (N, k) log
+    features, in the order ``features`` names them (see ``FEATURES``)."""
+    d1 = x[:, 1:] - x[:, :-1]
+    m1 = mask[:, 1:] * mask[:, :-1]
+    d2 = d1[:, 1:] - d1[:, :-1]
+    m2 = m1[:, 1:] * m1[:, :-1]
+    e1 = _energy(d1, m1)
+    out = []
+    for name in features:
+        if name == "smooth":
+            out.append(torch.log((_energy(d2, m2) + EPS) / (e1 + EPS)))
+        elif name == "smooth_coarse":  # the same at a quarter of the resolution: motion, not grain
+            h, w = x.shape[2] // 4, x.shape[3] // 4
+            c = F.avg_pool2d(x.reshape(-1, 1, x.shape[2], x.shape[3]), 4).reshape(x.shape[0], -1, h, w)
+            c1 = c[:, 1:] - c[:, :-1]
+            out.append(torch.log((_energy(c1[:, 1:] - c1[:, :-1], m2) + EPS) / (_energy(c1, m1) + EPS)))
+        elif name == "lag2":  # change over two frames vs one: 4 for steady motion, 1 for noise
+            lag2 = x[:, 2:] - x[:, :-2]
+            out.append(torch.log((_energy(lag2, m2) + EPS) / (e1 + EPS)))
+        elif name == "energy":
+            out.append(torch.log(e1 + EPS))
+        elif name == "fine":
+            flat = d1.reshape(-1, 1, x.shape[2], x.shape[3])
+            local = F.avg_pool2d(flat, 3, stride=1, padding=1, count_include_pad=False)
+            out.append(torch.log((_energy((flat - local).reshape(d1.shape), m1) + EPS) / (e1 + EPS)))
+        else:
+            raise ValueError(f"unknown temporal feature {name!r}")
+    return torch.stack(out, dim=1)
+
+
+@register_model("temporal_band", TemporalBandConfig)
+class TemporalBand(DetectorModel):
+    """Inputs: ``windows`` (B, W, L, S, S) grayscale face squares in 0-1, ``frame_mask``
+    (B, W, L) 1 for frames that hold data. Outputs: ``logits`` (B, 1) the sample's fake
+    log-odds, ``window_logits`` (B, W) each window's (NaN: padding or too few distinct frames),
+    ``features`` (B, W, D) the log motion features, ``distance`` (B, W) each window's RMS
+    z-score from the real band (0 where invalid)."""
+
+    input_names = ("windows", "frame_mask")
+    output_names = ("logits", "window_logits", "features", "distance")
+    video_aggregation = "max"  # a video is fake if any of its faces is
+
+    def __init__(self, config: TemporalBandConfig | None = None):
+        super().__init__()
+        self.config = config or TemporalBandConfig()
+        d = self.config.num_features
+        # the real band: fitted by train.temporal_fit (identity until then)
+        self.register_buffer("mean", torch.zeros(d))
+        self.register_buffer("inv_cov", torch.eye(d))
+
+    # --- data ---------------------------------------------------------------------------------
+
+    @classmethod
+    def sample_inputs(cls, sample: Sample, config: TemporalBandConfig) -> dict[str, np.ndarray]:
+        cfg = config
+        w, length, s = cfg.windows, cfg.window_frames, cfg.img_size
+        windows = np.zeros((w, length, s, s), np.float32)
+        mask = np.zeros((w, length), np.float32)
+        if sample.faces.ndim != 4 or sample.faces.shape[-1] != 3:
+            raise ValueError(f"{sample.meta.video}: faces must be (F, S, S, 3), got {sample.faces.shape}")
+        for i, rows in enumerate(sample_windows(sample, length, w)):
+            for j, r in enumerate(rows):
+                windows[i, j] = grey_face(sample.faces[r], cfg.region, s)
+            mask[i, : len(rows)] = 1.0
+        return {"windows": windows, "frame_mask": mask}
+
+    @classmethod
+    def time_columns(cls, sample: Sample, config: TemporalBandConfig) -> np.ndarray:
+        """Seconds of each window's centre; NaN for padding."""
+        out = np.full(config.windows, np.nan)
+        indices = np.asarray(sample.face_frame_indices, np.float64)
+        for i, rows in enumerate(sample_windows(sample, config.window_frames, config.windows)):
+            out[i] = (indices[rows[0]] + indices[rows[-1]] + 1) / 2 / float(sample.meta.fps)
+        return out
+
+    @staticmethod
+    def time_logits(outputs: Sequence[Any]) -> Any:
+        return outputs[1]
+
+    @classmethod
+    def preprocess_problem(cls, config: TemporalBandConfig, preprocess: PreprocessConfig) -> str | None:
+        sample = preprocess.sample
+        if sample.sampling != "windows":
+            return (
+                "temporal_band reads windows of consecutive frames: preprocess with "
+                f"sample.sampling = 'windows' (the samples are {sample.sampling!r})"
+            )
+        if sample.window_frames != config.window_frames:
+            return f"samples hold windows of {sample.window_frames} frames, temporal_band reads {config.window_frames}"
+        return None
+
+    # --- network ------------------------------------------------------------------------------
+
+    def window_features(
+        self, windows: torch.Tensor, frame_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, W, L, S, S), (B, W, L) → features (B, W, D) and validity (B, W): a window is
+        valid with at least ``MIN_FRAMES`` distinct frames."""
+        cfg = self.config
+        b, w, length, s, _ = windows.shape
+        x = windows.reshape(b * w, length, s, s)
+        mask = frame_mask.reshape(b * w, length)
+        x, mask = drop_repeats(x, mask, cfg.dup_rel, cfg.dup_abs)
+        if cfg.split == "halves":
+            half = s // 2
+            parts = [x[:, :, :half], x[:, :, half:]]
+        else:
+            parts = [x]
+        feats = torch.cat([motion_features(p, mask, cfg.feature_names) for p in parts], dim=1)
+        valid = (mask.sum(1) >= MIN_FRAMES).to(x.dtype)
+        return feats.reshape(b, w, -1), valid.reshape(b, w)
+
+    def forward(self, windows: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        cfg = self.config
+        feats, valid = self.window_features(windows, frame_mask)
+        z = feats - self.mean
+        d2 = ((z @ self.inv_cov) * z).sum(-1) / float(cfg.num_features)
+        distance = torch.sqrt(d2.clamp(min=0.0)) * valid
+        count = valid.sum(1)
+        statistic = distance.sum(1) / count.clamp(min=1.0)
+        # no window to measure (a still face, a track of a few frames): no evidence, as a typical real
+        statistic = torch.where(count > 0, statistic, torch.full_like(statistic, cfg.still_statistic))
+        logit = (statistic - cfg.offset) * cfg.scale
+        window_logits = torch.where(
+            valid > 0.5, (distance - cfg.offset) * cfg.scale, torch.full_like(distance, float("nan"))
+        )
+        return logit.reshape(-1, 1), window_logits, feats, distance
+
+    def set_band(
+        self, mean: np.ndarray, inv_cov: np.ndarray, offset: float, scale: float, still_statistic: float = 0.0
+    ) -> None:
+        """Install a fitted band (``train.temporal_fit``)."""
+        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.inv_cov.copy_(torch.as_tensor(inv_cov, dtype=torch.float32))
+        self.config = replace(
+            self.config, offset=float(offset), scale=float(scale), still_statistic=float(still_statistic)
+        )
+
+    # --- export -------------------------------------------------------------------------------
+
+    def example_inputs(self, batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        """Random windows of smoothly moving texture plus noise; sample i has ``1 + i % W`` windows
+        with data, the last one shorter, and every other frame of its first window repeated, so
+        padding, short windows and the repeat dropping are exercised."""
+        cfg = self.config
+        g = torch.Generator().manual_seed(seed)
+        w, length, s = cfg.windows, cfg.window_frames, cfg.img_size
+        base = torch.rand(batch, w, 1, s, s, generator=g)
+        drift = torch.linspace(0, 1, length).reshape(1, 1, length, 1, 1) * torch.rand(
+            batch, w, 1, s, s, generator=g
+        )
+        x = (base + 0.1 * drift + 0.01 * torch.randn(batch, w, length, s, s, generator=g)).clamp(0, 1)
+        x[:, 0, 1::2] = x[:, 0, 0::2][:, : x[:, 0, 1::2].shape[1]]
+        mask = torch.zeros(batch, w, length)
+        for i in range(batch):
+            used = 1 + i % w
+            mask[i, :used] = 1.0
+            mask[i, used - 1, max(MIN_FRAMES, length // 2) :] = 0.0
+        return x * mask[..., None, None], mask

@@ -1,0 +1,229 @@
+"""temporal_band: window sampling, repeated-frame dropping, the two-sided band learnt from real
+motion alone (fit-temporal on a small cache), ONNX parity."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from core.preprocess_config import PreprocessConfig
+from core.types import Sample, SampleMeta, Track
+from core.windows import window_runs
+from models.registry import create_model, load_model
+from models.temporal_band import FEATURES, drop_repeats, motion_features
+from preprocess.cache_layout import config_hash, write_settings
+from preprocess.sample_file import save_sample
+from preprocess.tracks import steady_track, window_indices
+from train.metrics import roc_auc
+
+WINDOWS, FRAMES, CROP = 2, 20, 64
+BAND_FEATURES = "smooth,smooth_coarse,fine"
+
+
+def test_window_sampling_keeps_the_other_modes_configuration():
+    uniform = PreprocessConfig().to_dict()["sample"]
+    assert uniform == {"num_frames": 8, "sampling": "uniform"}  # the shipped cache's hash input
+    per_second = PreprocessConfig().replace("sample", sampling="per_second").to_dict()["sample"]
+    assert per_second == {"num_frames": 8, "sampling": "per_second", "chunk_frames": 5}
+    windows = PreprocessConfig().replace("sample", sampling="windows", windows=3, window_frames=16)
+    assert windows.to_dict()["sample"] == {
+        "num_frames": 8,
+        "sampling": "windows",
+        "windows": 3,
+        "window_frames": 16,
+    }
+    assert PreprocessConfig.from_dict(windows.to_dict()) == windows
+    with pytest.raises(ValueError, match="window_frames"):
+        PreprocessConfig().replace("sample", sampling="windows", window_frames=2)
+
+
+def test_window_indices_are_runs_of_consecutive_frames_spread_over_the_track():
+    track = np.arange(10, 210)  # 200 frames
+    idx = window_indices(track, 4, 32)
+    runs = window_runs(idx, 32)
+    assert len(idx) == 128 and len(runs) == 4
+    assert all(np.all(np.diff(idx[r]) == 1) for r in runs)
+    assert idx[0] == 10 and idx[-1] == 209  # first and last windows at the track's ends
+    assert len(window_runs(window_indices(np.arange(70), 4, 32), 32)) == 2  # as many as fit
+    assert list(window_indices(np.arange(5, 20), 4, 32)) == list(range(5, 20))  # short track: all
+
+
+def test_steady_track_holds_one_box_per_window():
+    n = 100
+    boxes = np.stack([np.arange(n) * 1.0, np.zeros(n), np.arange(n) + 50.0, np.full(n, 50.0)], 1)
+    track = Track(0, np.arange(n), boxes.astype(np.float32), np.ones(n, np.float32), np.ones(n, bool))
+    idx = window_indices(track.frame_indices, 2, 20)
+    steady = steady_track(track, idx, 20)
+    for rows in window_runs(idx, 20):
+        held = steady.boxes[idx[rows]]
+        assert np.allclose(held, held[0]) and np.allclose(held[0], track.boxes[idx[rows]].mean(0))
+    assert np.array_equal(steady.boxes[50], track.boxes[50])  # frames outside the windows unchanged
+
+
+def _textured_face(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A smooth random texture with some edges: something with detail to move."""
+    base = cv2.resize(rng.random((12, 12, 3)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+    fine = cv2.GaussianBlur(rng.random((size, size, 3)).astype(np.float32), (0, 0), 1.2)
+    return np.clip(150 * base + 80 * fine, 0, 255)
+
+
+def real_motion(rng: np.random.Generator, n: int, size: int = CROP) -> np.ndarray:
+    """(n, size, size, 3) float frames: a textured face under smooth random head motion, a
+    mouth that opens and closes, and independent sensor noise per frame."""
+    face = _textured_face(rng, size)
+    velocity = np.cumsum(rng.normal(0, 0.15, (n, 2)), axis=0)
+    shift = np.cumsum(velocity, axis=0) * 0.3
+    mouth = np.sin(np.cumsum(rng.uniform(0.2, 0.6, n))) * 30
+    frames = []
+    for t in range(n):
+        m = np.float32([[1, 0, shift[t, 0]], [0, 1, shift[t, 1]]])
+        img = cv2.warpAffine(face, m, (size, size), borderMode=cv2.BORDER_REFLECT)
+        img[int(0.65 * size) : int(0.8 * size), int(0.35 * size) : int(0.65 * size)] += mouth[t]
+        frames.append(img + rng.normal(0, 2.0, img.shape))
+    return np.stack(frames)
+
+
+def smoothed(frames: np.ndarray, step: int = 3) -> np.ndarray:
+    """Temporal resynthesis: every ``step``-th frame kept, the ones between interpolated
+    linearly from them (frame interpolation from a lower rate; no sensor noise of their own)."""
+    out = frames.copy()
+    for start in range(0, len(frames) - step, step):
+        for k in range(1, step):
+            out[start + k] = frames[start] + (frames[start + step] - frames[start]) * k / step
+    return out
+
+
+def flickering(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per-frame re-rendering: each frame re-noised independently, in fine detail."""
+    noise = np.stack([cv2.GaussianBlur(rng.normal(0, 6.0, frames.shape[1:]), (0, 0), 0.7) for _ in frames])
+    return frames + noise
+
+
+def make_sample(frames: np.ndarray, name: str, label: int) -> Sample:
+    idx = np.concatenate([np.arange(w * 100, w * 100 + FRAMES) for w in range(WINDOWS)])
+    return Sample(
+        meta=SampleMeta(name, name, 25.0, 16.0, False, 1, 0, label),
+        faces=np.clip(np.round(frames), 0, 255).astype(np.uint8),
+        face_frame_indices=idx.astype(np.int64),
+        boxes=np.zeros((idx[-1] + 1, 4), np.float32),
+        frame_start=0,
+        audio=np.zeros(0, np.int16),
+        mfcc=np.zeros((13, 0), np.float32),
+        mel=np.zeros((80, 0), np.float32),
+        latency=None,
+    )
+
+
+def clip(rng: np.random.Generator, kind: str) -> np.ndarray:
+    windows = [real_motion(rng, FRAMES) for _ in range(WINDOWS)]
+    if kind == "smooth":
+        windows = [smoothed(w) for w in windows]
+    elif kind == "flicker":
+        windows = [flickering(w, rng) for w in windows]
+    return np.concatenate(windows)
+
+
+def write_cache(tmp_path, rng) -> tuple:
+    cache = tmp_path / "cache"
+    (cache / "samples").mkdir(parents=True)
+    cfg = PreprocessConfig().replace("sample", sampling="windows", windows=WINDOWS, window_frames=FRAMES)
+    cfg = cfg.replace("track", crop_size=CROP)
+    write_settings(cache, cfg, config_hash(cfg))
+    rows = []
+    plan = [("train", "real", 0)] * 16 + [
+        ("test", k, int(k != "real")) for k in ("real", "smooth", "flicker") for _ in range(6)
+    ]
+    for i, (split, kind, label) in enumerate(plan):
+        name = f"{kind}_{i}.mp4"
+        path = cache / "samples" / f"{kind}_{i}.npz"
+        save_sample(make_sample(clip(rng, kind), name, label), path)
+        rows.append({"filename": name, "split": split, "label": label, "sample": str(path), "category": kind})
+    with open(cache / "manifest.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return cache / "manifest.csv", rows
+
+
+def test_repeated_frames_are_dropped_before_measuring():
+    rng = np.random.default_rng(0)
+    grey = real_motion(rng, 16, 32).mean(-1) / 255.0
+    distinct = torch.tensor(grey, dtype=torch.float32)[None]
+    doubled = distinct.repeat_interleave(2, dim=1)  # 15 fps content shown at 30 fps
+    x, mask = drop_repeats(doubled, torch.ones(1, 32), 0.2, 0.5 / 255)
+    assert mask.sum().item() == 16
+    assert torch.equal(x[0, :16], distinct[0])
+    want = motion_features(distinct, torch.ones(1, 16), FEATURES)
+    got = motion_features(x, mask, FEATURES)
+    assert torch.allclose(got, want, atol=1e-5)
+    # without the dropping, the doubled clip's second differences look nothing like the original's
+    assert abs(motion_features(doubled, torch.ones(1, 32), FEATURES)[0, 0] - want[0, 0]) > 0.5
+
+
+def test_band_fitted_on_real_motion_flags_both_too_smooth_and_too_flickery(tmp_path):
+    from train.temporal_fit import TemporalFitConfig, fit_temporal
+
+    rng = np.random.default_rng(0)
+    manifest, rows = write_cache(tmp_path, rng)
+    stem = tmp_path / "band"
+    result = fit_temporal(
+        TemporalFitConfig(
+            manifest,
+            stem,
+            {"windows": WINDOWS, "window_frames": FRAMES, "img_size": 32, "features": BAND_FEATURES},
+            reencodes=1,
+        )
+    )
+    assert result.onnx_max_abs_diff is not None and result.onnx_max_abs_diff < 1e-3
+    loaded = load_model(stem)
+    assert loaded.preprocess.sample.sampling == "windows" and loaded.preprocess.sync.weights == ""
+    model = loaded.module
+    from preprocess.sample_file import load_sample
+    from train.data import read_manifest
+
+    test = [e for e in read_manifest(manifest) if e.split == "test"]
+    batch = model.batch_inputs([load_sample(e.sample) for e in test], model.config)
+    with torch.no_grad():
+        logits = model(*(torch.from_numpy(b) for b in batch))[0][:, 0].numpy()
+    kinds = np.array([e.category for e in test])
+    for kind in ("smooth", "flicker"):
+        chosen = np.isin(kinds, ["real", kind])
+        auc = roc_auc((kinds[chosen] != "real").astype(int), logits[chosen])
+        assert auc >= 0.8, f"{kind}: AUC {auc:.2f} against the real clips"
+    assert np.median(logits[kinds == "real"]) < 0  # reals inside the band
+    # a still face (every frame the same) has no motion to measure: it scores as a typical real
+    still = load_sample(test[0].sample)
+    still.faces[:] = still.faces[0]
+    with torch.no_grad():
+        outputs = model(*(torch.from_numpy(b) for b in model.batch_inputs([still], model.config)))
+    assert np.isnan(outputs[1].numpy()).all()
+    assert outputs[0].item() == pytest.approx(
+        (model.config.still_statistic - model.config.offset) * model.config.scale
+    )
+    assert outputs[0].item() < 0
+
+
+def test_onnx_parity(tmp_path):
+    import onnxruntime as ort
+
+    from models.onnx_export import export_onnx
+
+    model = create_model(
+        "temporal_band", windows=2, window_frames=12, img_size=32, features="smooth,smooth_coarse,fine"
+    ).eval()
+    model.set_band(np.full(6, -1.0), np.eye(6) * 0.5, 1.5, 2.0)
+    path = export_onnx(model, tmp_path / "tb.onnx")
+    inputs = model.example_inputs(3, seed=1)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"windows": inputs[0].numpy(), "frame_mask": inputs[1].numpy()})
+    with torch.no_grad():
+        want = [o.numpy() for o in model(*inputs)]
+    for a, b in zip(got, want, strict=True):
+        assert np.array_equal(np.isnan(a), np.isnan(b))
+        assert np.allclose(a[~np.isnan(a)], b[~np.isnan(b)], atol=1e-4)
+    assert json.loads(json.dumps(model.config.to_dict()))["region"]  # JSON-safe config
