@@ -82,7 +82,8 @@ COPY submission/ submission/
 # the preprocessor once.
 # librosa's numba functions compile on first use, ~15 s in every process that computes audio
 # features; compiled once here, they load from NUMBA_CACHE_DIR (numba uses only a writable one).
-RUN for f in detector.safetensors detector.json retinaface_mobilenetv2.safetensors retinaface_mobilenetv2.json; do \
+RUN for f in default.json detector.safetensors detector.json temporal_band.safetensors temporal_band.json \
+        retinaface_mobilenetv2.safetensors retinaface_mobilenetv2.json; do \
         test -f "weights/$f" || { echo "weights/$f is missing: the shipped default detector, or run make weights" >&2; exit 1; }; \
     done \
     && python -m compileall -q core models preprocess submission weights \

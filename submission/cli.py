@@ -55,7 +55,9 @@ FILE_FAULTS = frozenset(
 # at 6.9 nats and costs a correct confident prediction only 0.001; it is monotone, so a ranking
 # metric (AUC) changes only through ties beyond the clip.
 DEFAULT_CLIP_EPS = 1e-3
-DEFAULT_WEIGHTS = "detector"  # weights/detector.{safetensors,json}: the shipped default detector
+# weights/default.json: the shipped default, an ensemble of detector.* (blend seams) and
+# temporal_band.* (facial motion) with its own calibration (submission/ensemble.py)
+DEFAULT_WEIGHTS = "default"
 
 
 def available_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
@@ -281,10 +283,10 @@ def _weights_hint(given: str, message: str) -> str:
     if Path(given).is_dir():
         return ""  # the message says what the folder holds
     about_given = message.startswith(f"no weights named {given!r}")
-    if given == DEFAULT_WEIGHTS and (about_given or f"{DEFAULT_WEIGHTS}." in message.split(":", 1)[0]):
+    if given == DEFAULT_WEIGHTS:
         return (
-            "; the shipped default detector is tracked in git: `git checkout weights/detector.*` restores it, "
-            "`make train-default` rebuilds it; or pass --weights"
+            "; the shipped default (weights/default.json with detector.* and temporal_band.*) is tracked in "
+            "git: `git checkout weights/` restores it, `make train-default` rebuilds it; or pass --weights"
         )
     if about_given:
         names = ", ".join(_detector_names()) or "none"
@@ -311,7 +313,11 @@ def _detector_names() -> list[str]:
             continue
         if issubclass(model_class, DetectorModel):
             names.append(name)
-    return names
+    from submission.ensemble import is_ensemble
+    from weights.store import weights_dir
+
+    ensembles = [f"{p.stem} (ensemble)" for p in sorted(weights_dir().glob("*.json")) if is_ensemble(str(p))]
+    return ensembles + names
 
 
 def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScorer | None) -> int:

@@ -135,16 +135,21 @@ def test_the_image_holds_the_default_weights(dockerfile):
         )
     )
     face = DetectorConfig().weights  # what the image's preprocessing loads
-    assert required == {default, face} and face == "retinaface_mobilenetv2"
+    members = {
+        m["weights"] for m in json.loads((ROOT / "weights" / f"{default}.json").read_text())["members"]
+    }
+    assert required == {default, face} | members and face == "retinaface_mobilenetv2"
     assert "models.build_default" not in dockerfile  # its retinaface package is not in the image
     makefile = (ROOT / "Makefile").read_text()
     assert "python -m models.build_default" in makefile.replace("$(PY)", "python")
     assert "weights" in make_rules(makefile)["docker-test"][0]  # built before the image
     assert 'NAME = "retinaface_mobilenetv2"' in (ROOT / "models" / "build_default.py").read_text()
     patterns = dockerignore_patterns()
+    assert not dockerignored(f"weights/{default}.json", patterns)
     for suffix in (".safetensors", ".json"):
-        assert not dockerignored(f"weights/{default}{suffix}", patterns)
         assert not dockerignored(f"weights/{face}{suffix}", patterns)
+        for member in members:
+            assert not dockerignored(f"weights/{member}{suffix}", patterns)
         for other in ("syncnet", "fusion", "retinaface_resnet50"):
             assert dockerignored(f"weights/{other}{suffix}", patterns), other
     assert not dockerignored("weights/store.py", patterns) and dockerignored("weights/x.onnx", patterns)

@@ -41,8 +41,9 @@ def assert_rendered(png: Path) -> None:
 
 @pytest.fixture(scope="module")
 def synthetic_run(tmp_path_factory):
-    """Three synthetic talking-face videos and a broken file, scored by the shipped detector
-    through the real preprocessing, with --explain and --per-second."""
+    """Three synthetic talking-face videos and a broken file, scored by the shipped seam detector
+    (``weights/detector``, the default ensemble's frame member) through the real preprocessing,
+    with --explain and --per-second."""
     from preprocess.pipeline import Preprocessor
     from train.synth.videos import write_dataset
 
@@ -53,6 +54,7 @@ def synthetic_run(tmp_path_factory):
     out = tmp / "out"
     argv = ["-input", str(videos), "-output", str(out / "submission.csv"), "--workers", "0", "--no-progress"]
     argv += ["--device", "cpu", "--explain", str(out / "explain"), "--per-second", str(out / "seconds.csv")]
+    argv += ["--weights", "detector"]
     assert main(argv, preprocessor_factory=Preprocessor) == 0
     return out
 

@@ -375,7 +375,13 @@ def test_main_unwritable_output_fails_before_any_work(tmp_path, capsys):
     [
         ("{tmp}", ["{tmp}: a folder, not a weights file", "it holds no weights pair"]),
         ("{tmp}/mine/x.safetensors", ["{tmp}/mine/x.safetensors: weights not found", "check the path"]),
-        ("detectr", ["no weights named 'detectr'", "of those, detectors: detector (--weights NAME)"]),
+        (
+            "detectr",
+            [
+                "no weights named 'detectr'",
+                "of those, detectors: default (ensemble), detector, temporal_band (--weights NAME)",
+            ],
+        ),
     ],
 )
 def test_weights_errors_say_what_was_given_and_the_fix(tmp_path, capsys, given, expected):
@@ -395,12 +401,13 @@ def test_a_damaged_shipped_detector_is_restored_from_git(tmp_path, capsys, monke
     folder = make_folder(tmp_path / "in", ["a_p10.mp4"])
     shipped = tmp_path / "weights"
     shipped.mkdir()
-    (shipped / "detector.json").write_text((ROOT / "weights" / "detector.json").read_text())
+    for name in ("default.json", "detector.json", "temporal_band.json", "temporal_band.safetensors"):
+        (shipped / name).write_bytes((ROOT / "weights" / name).read_bytes())
     (shipped / "detector.safetensors").write_bytes(b"truncated")
     monkeypatch.setenv("AVDF_WEIGHTS", str(shipped))
     code = main(["-input", str(folder), "-output", str(tmp_path / "o.csv"), "--device", "cpu"])
     err = capsys.readouterr().err
-    assert code == 3 and "detector.safetensors: sha256" in err and "git checkout weights/detector" in err
+    assert code == 3 and "detector.safetensors: sha256" in err and "git checkout weights/" in err
 
 
 def test_main_missing_weights_is_one_clear_error(tmp_path, capsys, monkeypatch):
@@ -410,10 +417,8 @@ def test_main_missing_weights_is_one_clear_error(tmp_path, capsys, monkeypatch):
     code = main(["-input", str(folder), "-output", str(out), "--device", "cpu"])
     err = capsys.readouterr().err
     assert code == 3
-    assert "no weights named 'detector' in" in err and "no_weights_here" in err and "--weights" in err
-    assert (
-        "make train-default" in err and "git checkout weights/detector" in err
-    )  # the command that builds it
+    assert "no weights named 'default' in" in err and "no_weights_here" in err and "--weights" in err
+    assert "make train-default" in err and "git checkout weights/" in err  # the command that builds it
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
 
@@ -464,7 +469,7 @@ def test_cli_accepts_challenge_and_long_forms(tmp_path):
     b = parser.parse_args(["--input", "/data/input/", "--output", "/data/output/submission.csv"])
     assert (a.input, a.output) == (b.input, b.output) == ("/data/input/", "/data/output/submission.csv")
     assert (a.weights, a.runtime, a.aggregate, a.fallback, a.video_timeout) == (
-        "detector",
+        "default",
         "auto",
         None,  # the detector's own rule (max over face tracks for the fusion model)
         0.5,
@@ -506,7 +511,7 @@ def test_run_sh_help_lists_every_option_with_its_default_and_both_forms(tmp_path
         ("--video-timeout", "300.0"),
         ("--clip-eps", "0.001"),
         ("--format", "tmc"),
-        ("--weights", "detector"),
+        ("--weights", "default"),
         ("--runtime", "auto"),
     ]:
         assert option in out and f"(default: {default})" in out.split(option, 1)[1][:400], option
@@ -630,7 +635,7 @@ def test_detector_scorer_runtimes_agree(tiny_weights, caplog):
     probs, used = {}, {}
     for runtime in ("torch", "onnxruntime", "tensorrt"):
         scorer = DetectorScorer.from_weights(
-            tiny_weights / "detector", runtime=runtime, device="cpu", batch_size=2
+            tiny_weights / build_parser().get_default("weights"), runtime=runtime, device="cpu", batch_size=2
         )
         assert scorer.preprocess_config.media.window_s == 2.0  # from the weights' JSON
         probs[runtime] = scorer.score(samples)
@@ -643,7 +648,7 @@ def test_detector_scorer_runtimes_agree(tiny_weights, caplog):
 
 
 def test_check_loads_weights_and_preprocessor_without_videos(tiny_weights, tmp_path, capsys):
-    weights = str(tiny_weights / "detector")
+    weights = str(tiny_weights / build_parser().get_default("weights"))
     argv = ["--check", "--weights", weights, "--device", "cpu"]
     assert main(argv, preprocessor_factory=FakePreprocessor) == 0
     assert "check passed" in capsys.readouterr().err

@@ -276,6 +276,10 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     fit = fit_ensemble(members, args.manifest, args.split, sources)
     print(format_ensemble(fit))
     preprocess = load_model(args.preprocess_from).preprocess if args.preprocess_from else None
+    if args.preprocess_config:
+        from core.preprocess_config import load_preprocess_config
+
+        preprocess = load_preprocess_config(args.preprocess_config)
     names = [n.strip() for n in args.names.split(",")] if args.names else None
     print(f"wrote {write_ensemble(fit, args.out, preprocess, names)}")
     return 0
@@ -542,6 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--labels", type=Path, help="labels CSV with a 'source' column: the sources to be safe across"
     )
     n.add_argument("--preprocess-from", help="the member whose preprocessing the ensemble runs for all")
+    n.add_argument(
+        "--preprocess-config", type=Path, help="or a PreprocessConfig JSON: the ensemble's samples"
+    )
     n.add_argument("--names", help="comma-separated member names for the members CSV")
     n.add_argument(
         "--out", type=Path, required=True, help="the ensemble JSON to write (e.g. weights/default.json)"
