@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup venv repo-path weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test fuzz soak train-default eval-default train-compare train-avattn train-mds train-temporal
+.PHONY: setup venv repo-path weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test fuzz soak train-default eval-default train-compare train-avattn train-mds train-temporal train-ensemble
 
 setup: venv repo-path weights  ## virtualenv + pinned dependencies + default weights
 
@@ -98,6 +98,23 @@ train-default: weights  ## train the shipped default detector from $(SHARED)/tra
 	$(PY) -m train fit --manifest $(DEFAULT_RUN)/cache/manifest.csv --out $(DEFAULT_RUN)/fit $(DEFAULT_FIT) --quiet
 	$(PY) -m train export $(DEFAULT_RUN)/fit/checkpoints/last.ckpt --out weights/detector --labels $(DEFAULT_RUN)/labels.csv
 	$(MAKE) eval-default
+	$(MAKE) train-temporal
+	cp $(TEMPORAL_RUN)/temporal_band.safetensors $(TEMPORAL_RUN)/temporal_band.json $(TEMPORAL_RUN)/temporal_band.onnx weights/
+	$(MAKE) train-ensemble
+
+# The shipped default (weights/default.json): the seam detector and temporal_band on one
+# "windows" preprocessing at the seam detector's 224 px crops; member weights and the calibration
+# of their combined log-odds fitted on the labelled validation videos of $(SHARED)/train
+# (worst source), then evaluated on $(SHARED)/media (never fitted on).
+ENSEMBLE_PRE ?= $(DEFAULT_RUN)/windows224.json
+train-ensemble:  ## fit weights/default.json (detector + temporal_band) on $(SHARED)/train validation
+	awk -F, 'NR == 1 || $$3 == "val"' $(DEFAULT_RUN)/labels.csv > $(DEFAULT_RUN)/val_labels.csv
+	printf '%s\n' '{"sample": {"sampling": "windows", "windows": 4, "window_frames": 32}, "sync": {"weights": ""}}' > $(ENSEMBLE_PRE)
+	$(PY) -m preprocess $(SHARED)/train --labels $(DEFAULT_RUN)/val_labels.csv --out $(DEFAULT_RUN)/w224_val \
+		--config $(ENSEMBLE_PRE) --workers 2 --threads 1 --no-progress
+	$(PY) -m train ensemble --members weights/detector,weights/temporal_band --names seam,temporal_band \
+		--manifest $(DEFAULT_RUN)/w224_val/manifest.csv --split all --labels $(DEFAULT_RUN)/labels.csv \
+		--preprocess-config $(ENSEMBLE_PRE) --out weights/default.json
 
 # The other detectors on the same data and recipe (pseudo-fakes from real faces), each exported
 # to $(DEFAULT_RUN)/compare/NAME and evaluated like the default; then their ensemble with it.
