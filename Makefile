@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup venv weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test soak train-default eval-default train-compare train-avattn train-mds
+.PHONY: setup venv weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test soak train-default eval-default train-compare train-avattn train-mds train-syncnet
 
 setup: venv weights  ## virtualenv + pinned dependencies + default weights
 
@@ -84,6 +84,16 @@ train-default: weights  ## train the shipped default detector from $(SHARED)/tra
 	$(PY) -m train fit --manifest $(DEFAULT_RUN)/cache/manifest.csv --out $(DEFAULT_RUN)/fit $(DEFAULT_FIT) --quiet
 	$(PY) -m train export $(DEFAULT_RUN)/fit/checkpoints/last.ckpt --out weights/detector
 	$(MAKE) eval-default
+
+# The shipped sync model (weights/syncnet.*, model card in weights/README.md): lower-face crops
+# and audio of $(SHARED)/train's real speech extracted once into $(SYNC_CACHE), then the offset
+# softmax; held-out speakers choose the checkpoint. Then make bench's agreement block measures it.
+SYNC_CACHE   ?= data/sync_cache
+SYNC_SOURCES ?= real/,real_mouth/
+SYNC_STEPS   ?= 1000
+train-syncnet: weights  ## train the shipped sync model weights/syncnet from $(SHARED)/train (see weights/README.md)
+	nice -n 10 $(PY) -m train sync-train $(SHARED)/train --cache $(SYNC_CACHE) --sources $(SYNC_SOURCES) \
+		--steps $(SYNC_STEPS) --threads 1 --out weights/syncnet --tensorboard runs/syncnet/tb
 
 # The other detectors on the same data and recipe (pseudo-fakes from real faces), each exported
 # to $(DEFAULT_RUN)/compare/NAME and evaluated like the default; then their ensemble with it.

@@ -14,4 +14,5 @@ from models import (  # noqa: F401  (registration)
     mobilenet_frames,
     retinaface,
     syncnet,
+    syncnet_mouth,
 )

@@ -30,6 +30,7 @@ def test_the_project_models_are_registered_by_their_weights_names():
         "mobilenetv2_frames",
         "retinaface",
         "syncnet",
+        "syncnet_mouth",
     ]
     assert (FusionModel.arch, RetinaFace.arch, SyncNet.arch) == (
         "fusion_timesformer",
