@@ -90,7 +90,7 @@ train-default: weights  ## train the shipped default detector from $(SHARED)/tra
 # softmax; held-out speakers choose the checkpoint. Then make bench's agreement block measures it.
 SYNC_CACHE   ?= data/sync_cache
 SYNC_SOURCES ?= real/,real_mouth/
-SYNC_STEPS   ?= 1000
+SYNC_STEPS   ?= 1200
 train-syncnet: weights  ## train the shipped sync model weights/syncnet from $(SHARED)/train (see weights/README.md)
 	nice -n 10 $(PY) -m train sync-train $(SHARED)/train --cache $(SYNC_CACHE) --sources $(SYNC_SOURCES) \
 		--steps $(SYNC_STEPS) --threads 1 --out weights/syncnet --tensorboard runs/syncnet/tb

@@ -66,6 +66,12 @@ def _block(cin: int, cout: int, stride: int | tuple[int, int] = 1) -> nn.Sequent
     )
 
 
+def _head(channels: int, size: tuple[int, int], dim: int, kind: str) -> list[nn.Module]:
+    if kind == "pool":
+        return [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, dim)]
+    return [nn.Flatten(), nn.Linear(channels * size[0] * size[1], dim)]
+
+
 @dataclass(frozen=True)
 class SyncNetMouthConfig:
     embed_dim: int = 128
@@ -74,9 +80,21 @@ class SyncNetMouthConfig:
     # muted track) gives log(eps) = -36 against ~5..25 for any recorded sound: unfloored, those
     # windows dominate the first layer's batch statistics. None: no floor.
     c0_floor: float | None = None
+    # "flatten": the last 3x4 (lip) / 4x3 (audio) maps go whole into the embedding layer, keeping
+    # where in the mouth and when in the 0.2 s window a feature fired; "pool" averages them away.
+    head: str = "pool"
+
+    def __post_init__(self) -> None:
+        if self.head not in ("pool", "flatten"):
+            raise ValueError(f"syncnet_mouth head must be 'pool' or 'flatten', got {self.head!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"embed_dim": self.embed_dim, "width": self.width, "c0_floor": self.c0_floor}
+        return {
+            "embed_dim": self.embed_dim,
+            "width": self.width,
+            "c0_floor": self.c0_floor,
+            "head": self.head,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> SyncNetMouthConfig:
@@ -102,18 +120,14 @@ class SyncNetMouth(nn.Module):
             _block(2 * w, 4 * w, 2),  # 6x8
             _block(4 * w, 4 * w),
             _block(4 * w, 8 * w, 2),  # 3x4
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Linear(8 * w, d),
+            *_head(8 * w, (3, 4), d, self.config.head),
         )
         self.aud = nn.Sequential(
             _block(1, w),  # 13x20
             _block(w, 2 * w, (1, 2)),  # 13x10
             _block(2 * w, 4 * w, 2),  # 7x5
             _block(4 * w, 8 * w, 2),  # 4x3
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Linear(8 * w, d),
+            *_head(8 * w, (4, 3), d, self.config.head),
         )
 
     def forward_mouth(self, mouth: torch.Tensor) -> torch.Tensor:

@@ -195,6 +195,47 @@ def agreement(module, args) -> None:
     print_per_clip(per_clip_offsets(tracks, shifts, configs[0].vshift, sync.valid_only))
 
 
+def search_cost(module, args, clips: int = 4) -> None:
+    """SyncNet CPU-s of the full search and of each sampled configuration on the same tracks (the
+    first media/real clips), as ``SyncNetScorer.latency`` runs them: crops and MFCCs ready."""
+    from preprocess.audio import mfcc
+    from preprocess.tracks import crop_faces
+
+    cfg = PreprocessConfig()
+    pre = Preprocessor(cfg, syncnet=None)
+    searches = {"full": scorer(module, dataclasses.replace(cfg.sync, windows=0), fast=True)}
+    for w, r in AGREEMENT_CONFIGS:
+        searches[f"{w}/{r}"] = scorer(module, dataclasses.replace(cfg.sync, windows=w, runs=r), fast=True)
+    real = sorted(p for p in (args.media / "real").iterdir() if p.suffix in (".mp4", ".mpg"))[:clips]
+    spent = dict.fromkeys(searches, 0.0)
+    frames = 0
+    for path in real:
+        clip, track = pre.speaking_face(path)
+        start, stop = int(track.frame_indices[0]), int(track.frame_indices[-1]) + 1
+        faces = crop_faces(clip.frames, track, cfg.track)
+        per_frame = clip.sample_rate / clip.fps
+        features = mfcc(
+            clip.audio[int(round(start * per_frame)) : int(round(stop * per_frame))], clip.sample_rate
+        )
+        frames += len(faces)
+        for name, search in searches.items():
+            best = float("inf")
+            for _ in range(3):  # the fastest of 3: other jobs on the machine only add time
+                t = time.process_time()
+                search.latency(faces, features)
+                best = min(best, time.process_time() - t)
+            spent[name] += best
+    per_10s = 250 / max(frames, 1)
+    full = max(spent["full"], 1e-9)
+    print(
+        f"  search cost on {len(real)} media/real tracks ({frames} frames), CPU-s per 10 s of track: "
+        + ", ".join(
+            f"{k} {v * per_10s:.2f}" + ("" if k == "full" else f" ({v / full:.0%} of full)")
+            for k, v in spent.items()
+        )
+    )
+
+
 @dataclasses.dataclass
 class ClipOffsets:
     name: str
@@ -325,6 +366,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="runs per clip; the fastest counts")
     parser.add_argument("--copies", type=int, default=3, help="run.sh input: each 1080p clip this many times")
     parser.add_argument("--no-agreement", action="store_true", help="skip the agreement section (minutes)")
+    parser.add_argument(
+        "--agreement-only",
+        action="store_true",
+        help="only the agreement section (with its SyncNet cost per track)",
+    )
     parser.add_argument("--run-sh-args", nargs=argparse.REMAINDER, default=[], help="passed to run.sh")
     args = parser.parse_args(argv)
     if not args.media.is_dir():
@@ -337,6 +383,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{os.cpu_count()} CPUs; load average at start: {os.getloadavg()[0]:.2f}; torch threads {args.torch_threads}"
     )
+    if args.agreement_only:
+        agreement(module, args)
+        search_cost(module, args)
+        return 0
     big = find_clips(args.media, 1080)
     small = [args.media / rel for rel in SMALL_CLIPS if (args.media / rel).is_file()]
     print(f"\n1080p clips (ffmpeg -threads {args.threads}, best of {args.repeat}; seconds, SyncNet in CPU-s)")

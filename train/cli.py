@@ -270,7 +270,7 @@ def cmd_sync_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-SYNC_STEPS = 1000
+SYNC_STEPS = 1200
 
 
 def cmd_sync_train(args: argparse.Namespace) -> int:
@@ -281,7 +281,15 @@ def cmd_sync_train(args: argparse.Namespace) -> int:
     if not args.cached_only:
         build_cache(args.train, args.cache, sources, progress=not args.quiet)
     clips = load_cache(args.cache, sources)
-    cfg = SyncTrainConfig(steps=args.steps, seed=args.seed, threads=args.threads, eval_every=args.eval_every)
+    cfg = SyncTrainConfig(
+        steps=args.steps,
+        seed=args.seed,
+        threads=args.threads,
+        eval_every=args.eval_every,
+        init=args.init,
+        lr=args.lr,
+        source_weights=(("real/", 1.0), ("real_mouth/", 1.0), ("fake/", args.fake_weight)),
+    )
     result = train_sync_mouth(clips, args.out, cfg, progress=not args.quiet, tensorboard=args.tensorboard)
     print(result.summary())
     return 0
@@ -456,6 +464,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tensorboard", type=Path, help="TensorBoard log folder")
     t.add_argument(
         "--cached-only", action="store_true", help="train on what the cache holds; extract nothing"
+    )
+    t.add_argument("--init", help="start from these syncnet_mouth weights")
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument(
+        "--fake-weight", type=float, default=0.5, help="sampling multiplier of fake/ (generated) clips"
     )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--quiet", action="store_true")
