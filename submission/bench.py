@@ -45,7 +45,13 @@ SMALL_CLIPS = (  # short or small: fixed costs weigh most here
     "real/retalking_face_3.mp4",
     "fake/sadtalker_art_0__japanese_es1.mp4",
 )
-AGREEMENT_CONFIGS = ((16, 16), (16, 2), (24, 24), (28, 28), (32, 32))  # (windows, runs); the first is the default
+AGREEMENT_CONFIGS = (
+    (16, 16),
+    (16, 2),
+    (24, 24),
+    (28, 28),
+    (32, 32),
+)  # (windows, runs); the first is the default
 
 
 def load_syncnet_module(path: Path | None):
