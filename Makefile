@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup venv repo-path weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test fuzz soak train-default eval-default train-compare train-avattn train-mds train-temporal train-ensemble
+.PHONY: setup venv repo-path weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test fuzz soak train-default eval-default train-compare train-avattn train-mds train-temporal train-ensemble train-syncnet
 
 setup: venv repo-path weights  ## virtualenv + pinned dependencies + default weights
 
@@ -115,6 +115,16 @@ train-ensemble:  ## fit weights/default.json (detector + temporal_band) on $(SHA
 	$(PY) -m train ensemble --members weights/detector,weights/temporal_band --names seam,temporal_band \
 		--manifest $(DEFAULT_RUN)/w224_val/manifest.csv --split all --labels $(DEFAULT_RUN)/labels.csv \
 		--preprocess-config $(ENSEMBLE_PRE) --out weights/default.json
+
+# The shipped sync model (weights/syncnet.*, model card in weights/README.md): lower-face crops
+# and audio of $(SHARED)/train's real speech extracted once into $(SYNC_CACHE), then the offset
+# softmax; held-out speakers choose the checkpoint. Then make bench's agreement block measures it.
+SYNC_CACHE   ?= data/sync_cache
+SYNC_SOURCES ?= real/,real_mouth/
+SYNC_STEPS   ?= 1200
+train-syncnet: weights  ## train the shipped sync model weights/syncnet from $(SHARED)/train (see weights/README.md)
+	nice -n 10 $(PY) -m train sync-train $(SHARED)/train --cache $(SYNC_CACHE) --sources $(SYNC_SOURCES) \
+		--steps $(SYNC_STEPS) --threads 1 --out weights/syncnet --tensorboard runs/syncnet/tb
 
 # The other detectors on the same data and recipe (pseudo-fakes from real faces), each exported
 # to $(DEFAULT_RUN)/compare/NAME and evaluated like the default; then their ensemble with it.

@@ -14,5 +14,6 @@ from models import (  # noqa: F401  (registration)
     mobilenet_frames,
     retinaface,
     syncnet,
+    syncnet_mouth,
     temporal_band,
 )

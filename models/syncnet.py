@@ -26,7 +26,7 @@ from models.registry import (
     load_state_dict_strictly,
     register_model,
 )
-from weights.store import WeightsError, save_weights
+from weights.store import WeightsError, read_config, resolve, save_weights
 
 ARCH = "syncnet"
 EMBED_DIM = 1024
@@ -124,16 +124,34 @@ class SyncNet(nn.Module):
         return OnnxSpec.batch_first(("video", "audio"), ("lip", "aud"), example)
 
 
-def load_syncnet(name_or_path: str | os.PathLike) -> SyncNet:
-    """SyncNet in eval mode from our weights (a name under the weights folder or a path) or from
-    an upstream ``syncnet_v2.model``; ``WeightsError`` naming the file when it is missing,
-    corrupt or does not fit."""
+# Weights archs the offset search can run: this layout, and the compact lower-face model we train
+# and ship (models.syncnet_mouth); both take 224x224 face crops and 13x20 MFCC windows.
+SYNC_ARCHS = (ARCH, "syncnet_mouth")
+
+
+def load_syncnet(name_or_path: str | os.PathLike) -> nn.Module:
+    """A sync network in eval mode from our weights (a name under the weights folder or a path;
+    arch ``syncnet`` or ``syncnet_mouth``) or from an upstream ``syncnet_v2.model``;
+    ``WeightsError`` naming the file when it is missing, corrupt or does not fit."""
     path = Path(name_or_path)
     if path.suffix in UPSTREAM_SUFFIXES:
         model = SyncNet()
         load_state_dict_strictly(model, syncnet_v2_to_ours(load_syncnet_v2(path)), str(path))
         return model.eval()
-    return load_model(name_or_path, arch=ARCH).module
+    stored = read_config(name_or_path)
+    arch = stored.get("arch")
+    if arch not in SYNC_ARCHS:
+        raise WeightsError(
+            f"{resolve(name_or_path)}: holds a {arch!r} model, not {' or '.join(map(repr, SYNC_ARCHS))}"
+        )
+    return load_model(name_or_path, arch=arch).module
+
+
+def normalised_embeddings(module: nn.Module) -> bool:
+    """Whether the network's embeddings have unit length (``syncnet_mouth``): the offset search
+    then averages only over real audio windows, since the zero padding beyond the ends would sit
+    at distance 1, closer than an unrelated window (~1.4), and pull the answer to the ends."""
+    return getattr(module, "arch", ARCH) != ARCH
 
 
 # --- upstream checkpoint: joonson/syncnet_python's syncnet_v2.model -------------------------------

@@ -24,7 +24,7 @@ from scipy.signal import medfilt
 from core.preprocess_config import SyncConfig
 from core.runtime import Runtime, TorchRuntime
 from core.types import Latency
-from models.syncnet import UPSTREAM_SUFFIXES, load_syncnet
+from models.syncnet import UPSTREAM_SUFFIXES, load_syncnet, normalised_embeddings
 from weights.store import tensors_path
 
 MFCC_PER_FRAME = 4  # 100 Hz MFCCs against 25 fps video
@@ -102,6 +102,9 @@ class SyncNetScorer:
         if isinstance(runtime_or_module, torch.nn.Module):
             runtime_or_module = TorchRuntime(runtime_or_module)
         self.runtime: Runtime = runtime_or_module
+        module = getattr(runtime_or_module, "module", None)
+        # unit-length embeddings: the search ignores the zero padding beyond the audio's ends
+        self.valid_only = normalised_embeddings(module) if module is not None else False
 
     @classmethod
     def from_weights(
@@ -194,7 +197,7 @@ class SyncNetScorer:
         window (5 frames / 20 MFCC frames).
         """
         lip_emb, aud_emb, lip_frames = self.embed(faces, mfcc, frames, plan)
-        return offset_search(lip_emb, aud_emb, lip_frames, self.cfg.vshift)
+        return offset_search(lip_emb, aud_emb, lip_frames, self.cfg.vshift, valid_only=self.valid_only)
 
 
 def offset_search(
@@ -203,12 +206,16 @@ def offset_search(
     lip_frames: np.ndarray | None = None,
     vshift: int = 15,
     smooth: int = FRAME_CONF_SMOOTHING,
+    valid_only: bool = False,
 ) -> Latency:
     """Distance curve over offsets ``-vshift..vshift`` from precomputed embeddings.
 
     ``lip_emb[i]`` is the lip window at frame ``lip_frames[i]`` (default: 0..L-1); ``aud_emb[n]``
     the audio window at frame ``n``. ``frame_confidence[i]`` is ``median(curve)`` minus lip window
     i's distance at the chosen offset, median-filtered over ``smooth`` windows (official code).
+    ``valid_only``: each offset's mean covers only the lip windows whose audio window at that
+    offset exists (for unit-length embeddings, see ``models.syncnet.normalised_embeddings``);
+    otherwise windows beyond the ends count as zero vectors, as the official code pads.
     """
     lip = np.asarray(lip_emb, np.float32)
     aud = np.asarray(aud_emb, np.float32)
@@ -219,7 +226,13 @@ def offset_search(
     # torch's pairwise_distance adds eps to the difference; kept so scores match the official ones.
     dists = np.linalg.norm(lip[:, None, :] - candidates + 1e-6, axis=-1)  # (L, span)
 
-    curve = dists.mean(axis=0)
+    if valid_only:
+        where = frames[:, None] + np.arange(span)[None, :] - vshift
+        inside = (where >= 0) & (where < len(aud))
+        curve = np.where(inside, dists, 0).sum(axis=0) / np.maximum(inside.sum(axis=0), 1)
+        curve[inside.sum(axis=0) == 0] = np.max(curve)  # an offset with no audio at all: never chosen
+    else:
+        curve = dists.mean(axis=0)
     best = int(np.argmin(curve))
     median = float(np.median(curve))
     frame_conf = median - dists[:, best]

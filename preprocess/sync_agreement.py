@@ -126,20 +126,26 @@ def embed_tracks(
 
 
 def compare(
-    tracks: Sequence[TrackEmbeddings], configs: Sequence[SyncConfig], shifts: Sequence[int]
+    tracks: Sequence[TrackEmbeddings],
+    configs: Sequence[SyncConfig],
+    shifts: Sequence[int],
+    valid_only: bool = False,
 ) -> list[Agreement]:
-    """Each sampled configuration's agreement with the full search over ``tracks`` × ``shifts``."""
+    """Each sampled configuration's agreement with the full search over ``tracks`` × ``shifts``
+    (``valid_only``: the scorer's padding rule, ``SyncNetScorer.valid_only``)."""
     results = [Agreement(f"windows {c.windows}, runs {c.runs}") for c in configs]
     for track in tracks:
         n = len(track.lip)
         every = np.arange(n)
         for shift in shifts:
             audio = track.audio_shifted(shift)
-            full = offset_search(track.lip, audio, every, configs[0].vshift)
+            full = offset_search(track.lip, audio, every, configs[0].vshift, valid_only=valid_only)
             for config, agreement in zip(configs, results, strict=True):
                 # the same plan SyncNetScorer.latency makes on a track of this many windows
                 plan = SyncNetScorer(_NoRuntime(), config).plan(n + 4, 4 * n + 16)
-                sampled = offset_search(track.lip[plan.lip], audio, plan.lip, config.vshift)
+                sampled = offset_search(
+                    track.lip[plan.lip], audio, plan.lip, config.vshift, valid_only=valid_only
+                )
                 agreement.add(shift, full, sampled)
     return results
 

@@ -45,7 +45,13 @@ SMALL_CLIPS = (  # short or small: fixed costs weigh most here
     "real/retalking_face_3.mp4",
     "fake/sadtalker_art_0__japanese_es1.mp4",
 )
-AGREEMENT_CONFIGS = ((16, 16), (16, 2), (24, 24), (32, 32))  # (windows, runs); the first is the default
+AGREEMENT_CONFIGS = (
+    (16, 16),
+    (16, 2),
+    (24, 24),
+    (28, 28),
+    (32, 32),
+)  # (windows, runs); the first is the default
 
 
 def load_syncnet_module(path: Path | None):
@@ -181,16 +187,115 @@ def agreement(module, args) -> None:
 
     real = sorted(p for p in (args.media / "real").iterdir() if p.suffix in (".mp4", ".mpg"))
     started = time.perf_counter()
-    tracks = embed_tracks(real, scorer(module, SyncConfig(), fast=True))
+    sync = scorer(module, SyncConfig(), fast=True)
+    tracks = embed_tracks(real, sync)
     configs = [SyncConfig(windows=w, runs=r) for w, r in AGREEMENT_CONFIGS]
     shifts = range(-10, 11)
-    results = compare(tracks, configs, shifts)
+    results = compare(tracks, configs, shifts, valid_only=sync.valid_only)
     print(
         f"offset agreement, sampled vs full search: {len(tracks)} clips of media/real x shifts -10..+10"
         f" ({time.perf_counter() - started:.0f} s); chance of finding a shift ±1: 3/31 = 9.7 %"
     )
     for result in results:
         print("  " + result.row())
+    print_per_clip(per_clip_offsets(tracks, shifts, configs[0].vshift, sync.valid_only))
+
+
+def search_cost(module, args, clips: int = 4) -> None:
+    """SyncNet CPU-s of the full search and of each sampled configuration on the same tracks (the
+    first media/real clips), as ``SyncNetScorer.latency`` runs them: crops and MFCCs ready."""
+    from preprocess.audio import mfcc
+    from preprocess.tracks import crop_faces
+
+    cfg = PreprocessConfig()
+    pre = Preprocessor(cfg, syncnet=None)
+    searches = {"full": scorer(module, dataclasses.replace(cfg.sync, windows=0), fast=True)}
+    for w, r in AGREEMENT_CONFIGS:
+        searches[f"{w}/{r}"] = scorer(module, dataclasses.replace(cfg.sync, windows=w, runs=r), fast=True)
+    real = sorted(p for p in (args.media / "real").iterdir() if p.suffix in (".mp4", ".mpg"))[:clips]
+    spent = dict.fromkeys(searches, 0.0)
+    frames = 0
+    for path in real:
+        clip, track = pre.speaking_face(path)
+        start, stop = int(track.frame_indices[0]), int(track.frame_indices[-1]) + 1
+        faces = crop_faces(clip.frames, track, cfg.track)
+        per_frame = clip.sample_rate / clip.fps
+        features = mfcc(
+            clip.audio[int(round(start * per_frame)) : int(round(stop * per_frame))], clip.sample_rate
+        )
+        frames += len(faces)
+        for name, search in searches.items():
+            best = float("inf")
+            for _ in range(3):  # the fastest of 3: other jobs on the machine only add time
+                t = time.process_time()
+                search.latency(faces, features)
+                best = min(best, time.process_time() - t)
+            spent[name] += best
+    per_10s = 250 / max(frames, 1)
+    full = max(spent["full"], 1e-9)
+    print(
+        f"  search cost on {len(real)} media/real tracks ({frames} frames), CPU-s per 10 s of track: "
+        + ", ".join(
+            f"{k} {v * per_10s:.2f}" + ("" if k == "full" else f" ({v / full:.0%} of full)")
+            for k, v in spent.items()
+        )
+    )
+
+
+@dataclasses.dataclass
+class ClipOffsets:
+    name: str
+    offset: int  # full search on the unshifted clip (0 ± 1 when in sync)
+    confidence: float
+    shifted_confidence: float  # median over the shifted trials
+    hits: int  # shifts found ±1 (full search)
+    trials: int
+
+
+def per_clip_offsets(tracks, shifts, vshift: int, valid_only: bool) -> list[ClipOffsets]:
+    from preprocess.latency import offset_search
+
+    out = []
+    for track in tracks:
+        found = {
+            s: offset_search(track.lip, track.audio_shifted(s), None, vshift, valid_only=valid_only)
+            for s in shifts
+        }
+        zero = found.get(0) or offset_search(
+            track.lip, track.audio_shifted(0), None, vshift, valid_only=valid_only
+        )
+        moved = [found[s].confidence for s in shifts if s != 0]
+        hits = sum(abs(found[s].offset + s) <= 1 for s in shifts)
+        out.append(
+            ClipOffsets(track.name, zero.offset, zero.confidence, statistics.median(moved), hits, len(shifts))
+        )
+    return out
+
+
+def source_of(name: str) -> str:
+    """media/real file names start with their source (lipnet_GRID_…, pcavs_…, dfdc_…)."""
+    return name.split("_")[0]
+
+
+def print_per_clip(rows: list[ClipOffsets]) -> None:
+    print(
+        "  per clip (full search): unshifted offset / confidence | median confidence when shifted | shifts found ±1"
+    )
+    for r in rows:
+        print(
+            f"    {r.name:<36} offset {r.offset:+3d} conf {r.confidence:5.3f} | shifted {r.shifted_confidence:5.3f}"
+            f" | {r.hits:2d}/{r.trials}"
+        )
+    sources: dict[str, list[ClipOffsets]] = {}
+    for r in rows:
+        sources.setdefault(source_of(r.name), []).append(r)
+    print(
+        "  by source: "
+        + ", ".join(
+            f"{k} {sum(r.hits for r in v)}/{sum(r.trials for r in v)}" for k, v in sorted(sources.items())
+        )
+        + f"; unshifted clips at 0±1: {sum(abs(r.offset) <= 1 for r in rows)}/{len(rows)}"
+    )
 
 
 def tiny_detector(folder: Path) -> str:
@@ -267,6 +372,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="runs per clip; the fastest counts")
     parser.add_argument("--copies", type=int, default=3, help="run.sh input: each 1080p clip this many times")
     parser.add_argument("--no-agreement", action="store_true", help="skip the agreement section (minutes)")
+    parser.add_argument(
+        "--agreement-only",
+        action="store_true",
+        help="only the agreement section (with its SyncNet cost per track)",
+    )
     parser.add_argument("--run-sh-args", nargs=argparse.REMAINDER, default=[], help="passed to run.sh")
     args = parser.parse_args(argv)
     if not args.media.is_dir():
@@ -279,6 +389,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{os.cpu_count()} CPUs; load average at start: {os.getloadavg()[0]:.2f}; torch threads {args.torch_threads}"
     )
+    if args.agreement_only:
+        agreement(module, args)
+        search_cost(module, args)
+        return 0
     big = find_clips(args.media, 1080)
     small = [args.media / rel for rel in SMALL_CLIPS if (args.media / rel).is_file()]
     print(f"\n1080p clips (ffmpeg -threads {args.threads}, best of {args.repeat}; seconds, SyncNet in CPU-s)")

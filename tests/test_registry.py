@@ -31,6 +31,7 @@ def test_the_project_models_are_registered_by_their_weights_names():
         "retinaface",
         "syncnet",
         "temporal_band",
+        "syncnet_mouth",
     ]
     assert (FusionModel.arch, RetinaFace.arch, SyncNet.arch) == (
         "fusion_timesformer",

@@ -360,6 +360,31 @@ def cmd_sync_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+SYNC_STEPS = 1200
+
+
+def cmd_sync_train(args: argparse.Namespace) -> int:
+    from train.sync_data import build_cache, load_cache
+    from train.sync_mouth import SyncTrainConfig, train_sync_mouth
+
+    sources = tuple(s if s.endswith("/") else s + "/" for s in args.sources.split(","))
+    if not args.cached_only:
+        build_cache(args.train, args.cache, sources, progress=not args.quiet)
+    clips = load_cache(args.cache, sources)
+    cfg = SyncTrainConfig(
+        steps=args.steps,
+        seed=args.seed,
+        threads=args.threads,
+        eval_every=args.eval_every,
+        init=args.init,
+        lr=args.lr,
+        source_weights=(("real/", 1.0), ("real_mouth/", 1.0), ("fake/", args.fake_weight)),
+    )
+    result = train_sync_mouth(clips, args.out, cfg, progress=not args.quiet, tensorboard=args.tensorboard)
+    print(result.summary())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m train", description="Training, evaluation and export tools.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -605,6 +630,27 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--seed", type=int, default=0)
     y.add_argument("--quiet", action="store_true")
     y.set_defaults(func=cmd_sync_pretrain)
+
+    t = sub.add_parser("sync-train", help="train the shipped lower-face sync model (models.syncnet_mouth)")
+    t.add_argument("train", type=Path, help="training set with MANIFEST.tsv (split by its group column)")
+    t.add_argument("--cache", type=Path, default=Path("data/sync_cache"), help="extracted crops + audio")
+    t.add_argument("--sources", default="real/,real_mouth/", help="manifest path prefixes to train on")
+    t.add_argument("--out", default="weights/syncnet", help="output weights stem (+ .json, .onnx)")
+    t.add_argument("--steps", type=int, default=SYNC_STEPS)
+    t.add_argument("--eval-every", type=int, default=100, help="held-out shift recovery every N steps")
+    t.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    t.add_argument("--tensorboard", type=Path, help="TensorBoard log folder")
+    t.add_argument(
+        "--cached-only", action="store_true", help="train on what the cache holds; extract nothing"
+    )
+    t.add_argument("--init", help="start from these syncnet_mouth weights")
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument(
+        "--fake-weight", type=float, default=0.5, help="sampling multiplier of fake/ (generated) clips"
+    )
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_sync_train)
     return p
 
 
