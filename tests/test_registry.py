@@ -30,8 +30,8 @@ def test_the_project_models_are_registered_by_their_weights_names():
         "mobilenetv2_frames",
         "retinaface",
         "syncnet",
-        "temporal_band",
         "syncnet_mouth",
+        "temporal_band",
     ]
     assert (FusionModel.arch, RetinaFace.arch, SyncNet.arch) == (
         "fusion_timesformer",
