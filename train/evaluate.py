@@ -148,6 +148,19 @@ def report_for(
     )
 
 
+def save_figure(fig, path: Path) -> Path:
+    """Lay out, write atomically and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp)
+    finally:
+        plt.close(fig)
+    return path
+
+
 def plot_roc(
     labels: np.ndarray, scores: np.ndarray, report: DetectionReport, path: str | Path, title: str = ""
 ) -> Path:
@@ -169,13 +182,7 @@ def plot_roc(
     ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01))
     ax.set_title(title or f"ROC (n={report.n}, fakes {report.n_fake})", fontsize=10)
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_reliability(
@@ -207,13 +214,7 @@ def plot_reliability(
     ax.legend(loc="upper left", fontsize=8)
     ax_n.bar([(b.low + b.high) / 2 for b in bins], [b.n for b in bins], width=0.09, color="C1")
     ax_n.set(xlabel="predicted probability of fake", ylabel="videos")
-    fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_report(
