@@ -147,3 +147,18 @@ def test_stacking_weighs_members_by_the_sources_each_one_sees(seed):
     alone = [fit_minimax(sigmoid(z), y, sources).worst_calibrated for z in (a, b)]
     assert fit.worst_calibrated < min(alone) - 0.02
     assert 0.2 < weights[0] / weights[1] < 5
+
+
+def test_eval_report_has_brier_ece_and_a_reliability_diagram(tmp_path):
+    from train.evaluate import LabelledScores, report_for, write_report
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 60)
+    p = np.clip(0.5 + 0.3 * (2 * y - 1) + rng.normal(0, 0.2, 60), 0.01, 0.99)
+    scores = LabelledScores([f"v{i}" for i in range(60)], y, p, ["x"] * 60, [])
+    report = report_for(scores)
+    assert 0 < report.brier < 0.25 and 0 <= report.ece < 0.5 and report.balanced_log_loss < 0.693
+    json_path, _ = write_report(report, scores, tmp_path)
+    data = json.loads(json_path.read_text())
+    assert {"brier", "ece", "balanced_log_loss"} <= set(data)
+    assert (tmp_path / "reliability.png").stat().st_size > 1000
