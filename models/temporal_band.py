@@ -19,20 +19,22 @@ graph
    ``dup_rel`` × the window's mean change (or ``dup_abs``) is a copy — 15 fps content doubled
    to 30, pulldown, a 24 fps source shown at 25 — and the window is closed up over it, so every
    difference below is between distinct frames (the effective frame rate, not the container's);
-3. measures, in the upper and the lower half of the face (eyes vs mouth) or the whole square:
-   the first-difference energy E1 (how much changes per frame), the share of second-difference
-   energy E2 / E1 (0 for motion at constant speed, 3 for independent noise per frame: the
-   smoothness cue) and the share of E1 in fine spatial detail (the frame difference minus its
-   3×3 local mean: texture that flickers rather than moves); their logarithms are the features;
+3. measures ``features`` in the upper and the lower half of the face (eyes vs mouth; or the
+   whole square): by default only log E2/E1, the share of second-difference energy against the
+   first-difference energy (0 for motion at constant speed, log 3 for independent noise per
+   frame: the smoothness cue), at 32², where the face's motion rather than sensor grain sets
+   it. The others (``FEATURES``: the same after 4×4 pooling, the change over two frames
+   against one, log E1, E1's fine-detail share) were measured and not kept: log E1 separates
+   sources, not forgeries, and the two-frame change reads the codec (README, "The temporal band");
 4. scores the window by its Mahalanobis distance from the real windows' mean (``mean``,
    ``inv_cov``: buffers fitted on real footage), as an RMS z-score over the features.
 
 The sample's statistic is the mean over its windows; ``logits`` = (statistic − ``offset``) ×
 ``scale`` (both fitted with the band: see ``train.temporal_fit``). A track with no window of 4
 distinct frames (a still face: a photo in the shot, the reference image beside an animation)
-has no motion to measure and takes ``still_statistic``, the median real sample's. ``window_logits`` gives each
-window's own log-odds (NaN where a window is padding or has under 4 distinct frames), which
-``--per-second`` reads at the window's centre.
+has no motion to measure and takes ``still_statistic``, the median real sample's.
+``window_logits`` gives each window's own log-odds (NaN where a window is padding or has under
+4 distinct frames), which ``--per-second`` reads at the window's centre.
 """
 
 from __future__ import annotations
