@@ -185,8 +185,16 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="avdf-docker-check."))
     try:
         check(SHARED_MEDIA.is_dir(), f"{SHARED_MEDIA} is absent: the image check needs ../shared")
-        for f in ("detector.safetensors", "detector.json"):
-            check((ROOT / "weights" / f).is_file(), f"weights/{f} is missing: the shipped default detector")
+        for f in (
+            "default.json",
+            "detector.safetensors",
+            "detector.json",
+            "temporal_band.safetensors",
+            "temporal_band.json",
+        ):
+            check(
+                (ROOT / "weights" / f).is_file(), f"weights/{f} is missing: the shipped default (an ensemble)"
+            )
         build_s = build(args.image, args.base)
         size = int(
             subprocess.run(
