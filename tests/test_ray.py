@@ -30,6 +30,7 @@ from core.ray_pool import RayOptions, RayPool
 from preprocess.cache_build import run_preprocess
 from preprocess.datasets import load_dataset
 from preprocess.sample_file import load_sample
+from submission.cli import build_parser
 from submission.preprocess_pool import PreprocessPool
 
 TESTS = Path(__file__).resolve().parent
@@ -197,7 +198,9 @@ def weights_folder(tmp_path_factory) -> Path:
     cfg = FusionConfig.tiny()
     model = FusionModel(cfg).eval()
     pre = PreprocessConfig().replace("media", window_s=1.0).replace("sample", num_frames=cfg.num_frames)
-    save_weights(folder / "detector", model.state_dict(), model.arch, cfg.to_dict(), pre.to_dict())
+    # under run.sh's default weights name, so the runs below need no --weights
+    default = build_parser().get_default("weights")
+    save_weights(folder / default, model.state_dict(), model.arch, cfg.to_dict(), pre.to_dict())
     return folder
 
 

@@ -671,7 +671,7 @@ def test_run_sh_missing_weights_exits_with_one_message(tmp_path):
     empty.mkdir()
     proc = run_sh(folder, tmp_path / "out", empty)
     assert proc.returncode == 3
-    assert proc.stderr.count("\n") == 1 and "no weights named 'detector'" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "no weights named 'default'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out" / "submission.csv").exists()
 
