@@ -135,3 +135,45 @@ def test_shipped_weights_find_a_seven_frame_delay_of_a_real_clip():
     delayed = np.concatenate([np.zeros(7 * SAMPLES_PER_FRAME, np.int16), audio[: -7 * SAMPLES_PER_FRAME]])
     assert abs(scorer.latency(faces, mfcc(delayed, 16000)).offset + 7) <= 1
     assert abs(scorer.latency(faces, mfcc(audio, 16000)).offset) <= 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_TRAIN.is_dir(), reason="needs ../shared/train (a real clip)")
+def test_the_explain_page_finds_a_seven_frame_delay(tmp_path):
+    """The same held-out clip written out with its audio delayed by 7 frames, scored through
+    ``python -m submission --explain`` by a detector that reads latency (SyncNet on, full search):
+    the page's SyncNet curve has its minimum at the delay (-7: audio lags, within one frame)."""
+    import json
+
+    from models.fusion import FusionConfig, FusionModel
+    from preprocess.media import write_video
+    from preprocess.pipeline import Preprocessor
+    from submission.cli import main
+    from weights.store import save_weights
+
+    cfg = PreprocessConfig().replace("sync", windows=0).replace("media", window_s=6.0)
+    clip, _ = Preprocessor(cfg, syncnet=False).speaking_face(SHARED_TRAIN / "real/lrs2/00019.mp4")
+    delay = 7 * SAMPLES_PER_FRAME
+    delayed = np.concatenate([np.zeros(delay, np.int16), clip.audio[:-delay]])
+    videos = tmp_path / "in"
+    videos.mkdir()
+    write_video(videos / "delayed.mp4", clip.frames, clip.fps, delayed)
+    torch.manual_seed(0)
+    model = FusionModel(FusionConfig.tiny()).eval()
+    pre = cfg.replace("sample", num_frames=model.config.num_frames)
+    save_weights(tmp_path / "fusion", model.state_dict(), model.arch, model.config.to_dict(), pre.to_dict())
+    argv = [
+        "-input",
+        str(videos),
+        "-output",
+        str(tmp_path / "out" / "s.csv"),
+        "--weights",
+        str(tmp_path / "fusion"),
+    ]
+    assert main([*argv, "--workers", "0", "--no-progress", "--explain", str(tmp_path / "e")]) == 0
+    page = json.loads((tmp_path / "e" / "delayed.mp4.json").read_text())
+    latency = page["tracks"][0]["latency"]
+    assert latency is not None, page["tracks"][0]["latency_note"]
+    assert abs(latency["offset"] + 7) <= 1
+    distances = dict(zip(latency["offsets"], latency["distances"], strict=True))
+    assert min(distances, key=distances.get) == latency["offset"]
