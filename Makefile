@@ -91,7 +91,7 @@ DEFAULT_FIT ?= --model mobilenetv2_frames:num_frames=4 --init retinaface_mobilen
 	--pseudo-fakes self_blend,mouth_rerender,blend_flicker --balance category \
 	--optimizer adamw --lr 5e-4 --scheduler cosine --warmup-steps 100 --ema 0.995 \
 	--batch-size 16 --max-steps 1200 --epoch-size 3200 --epochs 100 --patience 0 --seed 0
-train-default: weights  ## train the shipped default detector from $(SHARED)/train (~35 min on 2 cores)
+train-default: weights  ## the shipped default from $(SHARED)/train: seam detector, temporal_band, ensemble (~75 min on 2 cores)
 	$(PY) -m train footage-labels $(SHARED)/train/MANIFEST.tsv --out $(DEFAULT_RUN)/labels.csv
 	$(PY) -m preprocess $(SHARED)/train --labels $(DEFAULT_RUN)/labels.csv --out $(DEFAULT_RUN)/cache \
 		--still-images --workers 2 --threads 1 --no-progress
