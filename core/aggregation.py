@@ -7,13 +7,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from core.calibration import IDENTITY, Calibration
+from core.calibration import IDENTITY, Calibration, log_odds, sigmoid
 
 AGGREGATIONS = ("max", "mean")
-# A member's probability is clipped this far from 0 and 1 before its log-odds are taken, so
-# one saturated member (p == 1.0 in float64 past logit ≈ 37) weighs like a very confident one
-# instead of deciding alone.
-LOG_ODDS_EPS = 1e-12
 
 
 def aggregate(probabilities: Sequence[float], how: str = "max") -> float:
@@ -33,12 +29,11 @@ def combine_log_odds(
 ) -> float:
     """An ensemble's probability: the sigmoid of the weighted mean of its members' log-odds,
     mapped by the ensemble's own ``calibration`` (identity unless its JSON fits one)."""
-    p = np.clip(np.asarray(probabilities, dtype=np.float64), LOG_ODDS_EPS, 1 - LOG_ODDS_EPS)
+    z = log_odds(probabilities)
     w = np.asarray(weights, dtype=np.float64)
-    if p.shape != w.shape or p.size == 0:
-        raise ValueError(f"{p.size} member probabilities for {w.size} weights")
-    log_odds = float(calibration.apply_log_odds(np.sum(w * (np.log(p) - np.log1p(-p))) / np.sum(w)))
-    return float(np.exp(-np.logaddexp(0.0, -log_odds)))
+    if z.shape != w.shape or z.size == 0:
+        raise ValueError(f"{z.size} member probabilities for {w.size} weights")
+    return float(sigmoid(calibration.apply_log_odds(np.sum(w * z) / np.sum(w))))
 
 
 def per_second(times: Sequence[float], log_odds: Sequence[float]) -> list[tuple[int, float]]:

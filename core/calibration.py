@@ -19,11 +19,14 @@ import numpy as np
 # Probabilities in this band are reported as uncertain (run summary, explain page): with the
 # mapping fitted to be safe across sources, a score inside it says little either way.
 UNCERTAIN_BAND = (0.35, 0.65)
-_EPS = 1e-12
+# A probability is clipped this far from 0 and 1 before its log-odds are taken, so one
+# saturated ensemble member (p == 1.0 in float64 past logit ≈ 37) weighs like a very confident
+# one instead of deciding alone.
+LOG_ODDS_EPS = 1e-12
 
 
 def log_odds(probabilities: Any) -> np.ndarray:
-    p = np.clip(np.asarray(probabilities, dtype=np.float64), _EPS, 1 - _EPS)
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), LOG_ODDS_EPS, 1 - LOG_ODDS_EPS)
     return np.log(p) - np.log1p(-p)
 
 

@@ -168,6 +168,15 @@ class LabelledVideos:
     sources: list[str]
 
 
+def fit_on_manifest(
+    model, manifest, split: str = "val", sources: dict[str, str] | None = None
+) -> CalibrationFit:
+    """``fit_minimax`` on the model's raw video probabilities of ``split`` of ``manifest``
+    (``ValueError`` when the split lacks labelled real or fake videos)."""
+    videos = manifest_videos(model, manifest, split, sources=sources)
+    return fit_minimax(videos.probabilities, videos.labels, videos.sources, f"{manifest} split {split}")
+
+
 def read_sources(labels_csv: str | Path) -> dict[str, str]:
     """``video path → source`` from a labels CSV's ``source`` column (``train footage-labels``
     writes it: a fake's generator, a real's folder); empty when the column is absent."""

@@ -249,18 +249,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from models.registry import load_model
-    from train.calibration import fit_minimax, format_fit, manifest_videos, read_sources
-    from weights.store import write_calibration
+    from train.calibration import fit_on_manifest, format_fit, read_sources
+    from weights.store import tensors_path, write_calibration
 
     if args.remove:
-        print(f"wrote {write_calibration(load_model(args.weights).path, None)}: no probability mapping")
+        print(f"wrote {write_calibration(tensors_path(args.weights), None)}: no probability mapping")
         return 0
     loaded = load_model(args.weights)
     sources = read_sources(args.labels) if args.labels else None
-    videos = manifest_videos(loaded.module, args.manifest, args.split, sources=sources)
-    fit = fit_minimax(
-        videos.probabilities, videos.labels, videos.sources, f"{args.manifest} split {args.split}"
-    )
+    fit = fit_on_manifest(loaded.module, args.manifest, args.split, sources)
     print(format_fit(fit))
     print(f"wrote {write_calibration(loaded.path, fit.calibration.to_dict(), fit.to_dict())}")
     return 0

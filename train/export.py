@@ -109,8 +109,8 @@ def export_checkpoint(
     module = load_checkpoint(checkpoint)
     model = module.scoring_model().eval()
     extra = checkpoint_extra(checkpoint)
+    manifest = Path(calibrate) if calibrate else run_manifest(checkpoint)
     if has_threshold(model):
-        manifest = Path(calibrate) if calibrate else run_manifest(checkpoint)
         if manifest is None:
             log.warning("%s: no manifest to choose the decision threshold on: kept the config's", checkpoint)
         else:
@@ -128,7 +128,6 @@ def export_checkpoint(
                 choice.fakes,
             )
     calibration = None
-    manifest = Path(calibrate) if calibrate else run_manifest(checkpoint)
     if probability_mapping and manifest is not None and manifest.is_file():
         fit = fit_probability_mapping(model, manifest, calibrate_split, sources)
         if fit is not None:
@@ -168,11 +167,10 @@ def fit_probability_mapping(
     """``train.calibration.fit_minimax`` on ``split`` of ``manifest`` (videos grouped by
     ``sources`` where given), logged; None (with a warning) when that split lacks real or fake
     videos."""
-    from train.calibration import fit_minimax, format_fit, manifest_videos
+    from train.calibration import fit_on_manifest, format_fit
 
     try:
-        videos = manifest_videos(model, manifest, split, sources=sources)
-        fit = fit_minimax(videos.probabilities, videos.labels, videos.sources, f"{manifest} split {split}")
+        fit = fit_on_manifest(model, manifest, split, sources)
     except ValueError as err:
         log.warning("no probability mapping fitted: %s", err)
         return None
