@@ -56,7 +56,8 @@ class Clip:
     """The analysis window of one video, resampled to a fixed frame rate."""
 
     info: VideoInfo
-    frames: np.ndarray  # (T, H, W, 3) uint8 RGB, upright
+    # (T, H, W, 3) uint8 RGB, upright; decode(lazy=True) may give an array-like FrameStore
+    frames: np.ndarray
     timestamps: np.ndarray  # (T,) float64 seconds of the source frame chosen for each slot
     fps: float
     audio: np.ndarray | None  # (N,) int16 mono at sample_rate; None when there is no audio

@@ -23,6 +23,7 @@ from av.video.reformatter import VideoReformatter
 from core.files import atomic_path
 from core.preprocess_config import MediaConfig
 from core.types import Clip, PreprocessError, VideoInfo
+from preprocess.frame_store import FrameStore, plane_bytes, stores_planes
 
 # Above this many bytes of RGB frames the window is downscaled (with a warning) rather than
 # risking an out-of-memory kill: 10 s of 1080p at 25 fps (1.56 GB) fits, 16 s (2.5 GB) does not.
@@ -226,6 +227,7 @@ def decode(
     cfg: MediaConfig | None = None,
     buffer: FrameBuffer | None = None,
     on_frames: FrameCallback | None = None,
+    lazy: bool = False,
 ) -> Clip:
     """The first ``cfg.window_s`` seconds as RGB frames at ``cfg.fps`` plus mono int16 audio.
 
@@ -238,6 +240,10 @@ def decode(
     by a larger one as the window grows) and the number filled. Slots below ``count`` never
     change again, so another thread may read them; the callback itself should return quickly.
     An exception it raises aborts the decode.
+
+    ``lazy``: the frames may come back as a ``FrameStore`` (the decoder's planes, RGB made where
+    read, same pixels) instead of an array, for 8-bit planar formats kept at their decoded size;
+    other streams still decode to an array.
     """
     cfg = cfg or MediaConfig()
     path = str(path)
@@ -249,7 +255,7 @@ def decode(
         cut = _cut_short(container, path)
         if cut:
             warnings.append(cut)
-        video = _read_video(container, stream, info, cfg, warnings, buffer, on_frames)
+        video = _read_video(container, stream, info, cfg, warnings, buffer, on_frames, lazy)
     info = dataclasses.replace(_with_rotation(info, video.rotation), variable_fps=video.variable_fps)
     audio = None
     if info.has_audio:
@@ -303,6 +309,8 @@ class _Video:
 class _SlotWriter:
     """Owns the output array; converts a source frame once and copies it into later slots."""
 
+    memory_scaled = False
+
     def __init__(
         self,
         capacity: int,
@@ -349,6 +357,10 @@ class _SlotWriter:
             self.times[slot] = time
             self.count = slot + 1
 
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(frames, timestamps) of the filled slots."""
+        return self.frames[: self.count], self.times[: self.count].copy()
+
     def _convert(self, frame: av.VideoFrame, out: np.ndarray) -> None:
         if (frame.width, frame.height) != self.coded:  # downscaling, or the size changed midway
             # Scaling the YUV planes first, then converting, is ~3x faster than one sws pass.
@@ -371,6 +383,42 @@ class _SlotWriter:
         self.frames, self.times = frames, times
 
 
+class _StoreWriter:
+    """``_SlotWriter``'s job with a ``FrameStore``: a source frame's planes are copied once,
+    and later slots showing it point at them; nothing is converted here."""
+
+    memory_scaled = False
+
+    def __init__(self, capacity: int, max_slots: int, first: av.VideoFrame, rotation: int, buffer):
+        self.frames = FrameStore(first, rotation, capacity, buffer.array if buffer is not None else None)
+        self.times = np.zeros(max(1, capacity), np.float64)
+        self.max_slots = max_slots
+        self.count = 0
+
+    @staticmethod
+    def suits(first: av.VideoFrame, capacity: int, max_side: int) -> bool:
+        """Planes at decoded size, within the memory budget (else the eager writer scales)."""
+        if max_side > 0 and max(first.width, first.height) > max_side:
+            return False
+        return stores_planes(first) and plane_bytes(first) * max(1, capacity) <= MAX_FRAME_BYTES
+
+    def fill(self, frame: av.VideoFrame, time: float, upto: int) -> None:
+        stored = None
+        for slot in range(self.count, min(upto, self.max_slots)):
+            if stored is None:
+                stored = self.frames.add(frame)
+            self.frames.show(slot, stored)
+            if slot >= len(self.times):
+                grown = np.zeros(min(self.max_slots, 2 * len(self.times)), np.float64)
+                grown[: len(self.times)] = self.times
+                self.times = grown
+            self.times[slot] = time
+            self.count = slot + 1
+
+    def result(self) -> tuple[FrameStore, np.ndarray]:
+        return self.frames, self.times[: self.count].copy()
+
+
 def _read_video(
     container,
     stream,
@@ -379,6 +427,7 @@ def _read_video(
     warnings: list[str],
     buffer: FrameBuffer | None,
     on_frames: FrameCallback | None,
+    lazy: bool = False,
 ) -> _Video:
     path = info.path
     max_slots = max(1, math.ceil(cfg.window_s * cfg.fps - 1e-9))
@@ -390,7 +439,7 @@ def _read_video(
     capacity = min(max_slots, math.ceil(min(cfg.window_s, expected or cfg.window_s) * cfg.fps) + 2)
 
     errors: list[str] = []
-    writer: _SlotWriter | None = None
+    writer: _SlotWriter | _StoreWriter | None = None
     start = 0.0
     rotation = 0
     prev: av.VideoFrame | None = None
@@ -402,7 +451,10 @@ def _read_video(
             if prev is None:
                 start = t if t is not None else 0.0
                 rotation = _rotation(frame, stream)
-                writer = _SlotWriter(capacity, max_slots, cfg.max_side, frame, rotation, buffer)
+                if lazy and _StoreWriter.suits(frame, capacity, cfg.max_side):
+                    writer = _StoreWriter(capacity, max_slots, frame, rotation, buffer)
+                else:
+                    writer = _SlotWriter(capacity, max_slots, cfg.max_side, frame, rotation, buffer)
                 prev, prev_t = frame, 0.0
                 times.append(0.0)
                 continue
@@ -439,9 +491,10 @@ def _read_video(
         warnings.append(f"video_truncated: decoded {decoded_s:.2f} s of {expected:.2f} s")
     if writer.memory_scaled:
         warnings.append(f"downscaled_for_memory: frames {writer.shape[1]}x{writer.shape[0]}")
+    frames, timestamps = writer.result()
     return _Video(
-        frames=writer.frames[: writer.count],
-        timestamps=writer.times[: writer.count].copy(),
+        frames=frames,
+        timestamps=timestamps,
         start=start,
         rotation=rotation,
         variable_fps=_is_variable(np.asarray(times)),

@@ -205,7 +205,9 @@ class Preprocessor:
         start, cpu_start = time.perf_counter(), time.process_time()
         with DetectionStage(self.detector, self.cfg.detector) as detection:
             with timer("decode"):
-                clip = decode(path, self.cfg.media, self.frame_buffer, on_frames=detection.on_frames)
+                clip = decode(
+                    path, self.cfg.media, self.frame_buffer, on_frames=detection.on_frames, lazy=True
+                )
             with timer("detect"):
                 detections = detection.finish(clip.frames)
         timer.seconds["detect_cpu"] = detection.cpu_seconds

@@ -17,6 +17,7 @@ from scipy.optimize import linear_sum_assignment
 from core.preprocess_config import TrackConfig
 from core.types import FaceDetections, Track
 from core.windows import window_runs
+from preprocess.frame_store import FrameStore
 
 # SyncNet pads frames with this grey so crops reaching past the border stay square.
 PAD_VALUE = 110
@@ -194,13 +195,22 @@ def crop_faces(
         y0, y1 = max(top, 0), min(bottom, height)
         x0, x1 = max(left, 0), min(right, width)
         if y0 == top and y1 == bottom and x0 == left and x1 == right:
-            patch = frames[frame_index, top:bottom, left:right]
+            patch = _region(frames, frame_index, top, bottom, left, right)
         else:  # the crop reaches past the frame: copy the visible part onto grey
             patch = np.full((max(1, bottom - top), max(1, right - left), 3), PAD_VALUE, np.uint8)
             if y1 > y0 and x1 > x0:
-                patch[y0 - top : y1 - top, x0 - left : x1 - left] = frames[frame_index, y0:y1, x0:x1]
+                patch[y0 - top : y1 - top, x0 - left : x1 - left] = _region(
+                    frames, frame_index, y0, y1, x0, x1
+                )
         cv2.resize(patch, (size, size), dst=out[i], interpolation=cv2.INTER_LINEAR)
     return out
+
+
+def _region(frames, index: int, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+    """``frames[index, top:bottom, left:right]``; a FrameStore converts only about that region."""
+    if isinstance(frames, FrameStore):
+        return frames.region(int(index), top, bottom, left, right)
+    return frames[index, top:bottom, left:right]
 
 
 def crop_landmarks(track: Track, cfg: TrackConfig, frame_indices: np.ndarray) -> np.ndarray:
