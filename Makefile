@@ -51,7 +51,7 @@ docker-base:
 SOAK_N ?= 1000
 soak: weights  ## score 1,000 short clips in one run; peak RSS every 100 videos
 	test -f data/soak$(SOAK_N)/labels.csv || $(PY) -m train synth data/soak$(SOAK_N) --n $(SOAK_N) --seconds 1 --workers 2 --quiet
-	$(PY) -m submission.soak data/soak$(SOAK_N) --out data/soak$(SOAK_N)_out
+	$(PY) -m bench.soak data/soak$(SOAK_N) --out data/soak$(SOAK_N)_out
 
 # Seeded fuzzing (tests/fuzz.py): FUZZ_N mutated real clips through `python -m submission`;
 # one row each, no crash, no time-out, a fallback only for files PyAV cannot decode either.
@@ -74,11 +74,11 @@ lint:
 	$(VENV)/bin/ruff format --check .
 
 bench:  ## decode floor, preprocessing with/without SyncNet, SyncNet before/after, offset agreement, run.sh videos/min; per-detector inference cost
-	$(PY) -m submission.bench
-	$(PY) -m submission.model_bench
+	$(PY) -m bench.pipeline
+	$(PY) -m bench.detectors
 
 bench-gpu:  ## run.sh videos/s on a GPU: torch fp32/fp16, ONNX Runtime CUDA (says so and stops without CUDA)
-	$(PY) -m submission.bench_gpu
+	$(PY) -m bench.gpu
 
 demo:  ## synthetic data → preprocess → train → export → run.sh → AUC
 	$(PY) -m train.demo

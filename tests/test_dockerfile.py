@@ -116,7 +116,7 @@ def test_every_copied_path_exists_and_is_in_the_build_context(dockerfile):
     # the image runs the submission: every package below it, the weights store and run.sh
     packages = {"core/", "models/", "preprocess/", "submission/", "weights/"}
     assert packages | {"run.sh", "requirements.txt", WHEELHOUSE} <= set(copied)
-    assert "train/" not in copied  # nothing the submission imports lives there
+    assert "train/" not in copied and "bench/" not in copied  # nothing the submission imports lives there
     # the wheelhouse is a build artifact: `make wheelhouse` makes it, git ignores it
     assert re.search(r"^wheelhouse: \.whl/", (ROOT / "Makefile").read_text(), re.M)
     assert ".whl/" in (ROOT / ".gitignore").read_text().split()

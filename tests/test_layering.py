@@ -1,6 +1,8 @@
 """The import layering the README promises: each package imports only the packages below it.
 
-    core  <  weights  <  models  <  preprocess  <  submission  <  train
+    core  <  weights  <  models  <  preprocess  <  submission  <  train  <  bench
+
+``bench`` (the benchmarks) sits on top: it may import anything, and nothing shipped imports it.
 
 Read from the source with ``ast`` (every ``import``, at module level or inside a function), so
 a lazy import cannot hide an arrow that runs back up.
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ("core", "weights", "models", "preprocess", "submission", "train")
+LAYERS = ("core", "weights", "models", "preprocess", "submission", "train", "bench")
 
 
 def imported_packages(source: str) -> list[tuple[int, str]]:
@@ -71,3 +73,15 @@ def test_no_package_imports_a_layer_above_it(package):
 def test_every_package_is_in_the_layering():
     packages = {p.parent.name for p in ROOT.glob("*/__init__.py")}
     assert packages == set(LAYERS), f"top-level packages not in LAYERS: {packages ^ set(LAYERS)}"
+
+
+def test_nothing_below_the_benchmarks_imports_them():
+    """The benchmarks left the shipped packages: an import of ``bench`` from any of them (or from
+    ``train``) is an arrow back up."""
+    assert upward_imports("submission", "from bench.pipeline import tiny_detector\n") == [
+        "line 1: imports bench"
+    ]
+    assert upward_imports("bench", "import train.cli\nfrom submission.scoring import DetectorScorer\n") == []
+    shipped = ("core", "weights", "models", "preprocess", "submission")
+    leftovers = [p.relative_to(ROOT) for pkg in shipped for p in (ROOT / pkg).glob("*bench*.py")]
+    assert leftovers == [], f"benchmarks inside shipped packages: {leftovers}"

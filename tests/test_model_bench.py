@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from bench.detectors import bench_samples, detector_names, main, model_cost
 from core.preprocess_config import PreprocessConfig
 from models.registry import create_model
-from submission.model_bench import bench_samples, detector_names, main, model_cost
 
 
 def test_bench_covers_every_detector_and_scores_like_the_submission(capsys):

@@ -416,7 +416,7 @@ def test_offset_search_matches_pairwise_distance_reference():
 def test_agreement_measure_on_a_perfect_network():
     """Embeddings of a network that matches lips and sound exactly: every shift is found by the
     full and the sampled search alike, so agreement is complete (and a sign error would show)."""
-    from preprocess.sync_agreement import TrackEmbeddings, compare
+    from bench.sync_agreement import TrackEmbeddings, compare
 
     rng = np.random.default_rng(4)
     n, pad = 120, 10

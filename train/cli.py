@@ -1,4 +1,4 @@
-"""``python -m train synth|fit|fit-temporal|eval|export|calibrate|ensemble|footage-labels|pseudo-fake-sheet|sync-pretrain``: the training tools' command line."""
+"""``python -m train synth|fit|fit-temporal|eval|compare|export|calibrate|ensemble|footage-labels|pseudo-fake-sheet|sync-pretrain``: the training tools' command line."""
 
 from __future__ import annotations
 
@@ -339,6 +339,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from train.compare import compare
+
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    result = compare(
+        args.reports,
+        args.val or (),
+        columns,
+        args.sort,
+        args.bold_best,
+        args.out_md,
+        args.out_csv,
+    )
+    print(result.markdown, end="")
+    for path in (result.md_path, result.csv_path):
+        if path is not None:
+            print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def cmd_sync_pretrain(args: argparse.Namespace) -> int:
     from train.sync_pretrain import SyncPretrainConfig, pretrain_syncnet
 
@@ -613,6 +633,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --weights: the detector's own probabilities, without its calibration",
     )
     v.set_defaults(func=cmd_eval)
+
+    m = sub.add_parser(
+        "compare",
+        help="the detectors table (Markdown + CSV) from `train eval` reports",
+        description="One row per evaluated report: AUC, AP, log loss, each fake category's AUC "
+        "against all reals, and with --val the validation report's AUC (LOGO AUC). A REPORT is "
+        "[NAME=]PATH: a report.json or the folder `train eval --out` wrote; NAME defaults to the "
+        "weights' name in the report's title, so a detector's evaluation and validation reports pair.",
+    )
+    m.add_argument("reports", nargs="+", metavar="REPORT", help="evaluation reports, one row each")
+    m.add_argument(
+        "--val", nargs="+", metavar="REPORT", help="validation reports: their AUC is the LOGO AUC column"
+    )
+    m.add_argument(
+        "--columns",
+        help="comma-separated columns (default: AUC,AP,log loss, each fake category, LOGO AUC); also "
+        "videos, fakes, EER, accuracy, Brier, ECE, balanced log loss",
+    )
+    m.add_argument("--sort", help="a column to sort by, best first (default: the reports' order)")
+    m.add_argument("--bold-best", action="store_true", help="Markdown: each metric's best value in bold")
+    m.add_argument("--out-md", type=Path, help="write the Markdown table here (it is printed too)")
+    m.add_argument("--out-csv", type=Path, help="write the table as CSV here (full precision)")
+    m.set_defaults(func=cmd_compare)
 
     y = sub.add_parser("sync-pretrain", help="self-supervised SyncNet training on unlabelled real videos")
     y.add_argument("videos", type=Path, help="folder of real talking-face videos")

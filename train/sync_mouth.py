@@ -18,7 +18,7 @@ band-limiting (all before the silence padding).
 
 Held-out figure (checkpoint choice): whole groups (other speakers) are held out; each held-out
 clip's audio is delayed by -10..+10 frames and the full offset search must find the shift within
-one frame, the protocol of ``make bench``'s agreement block (``preprocess.sync_agreement``).
+one frame, the protocol of ``make bench``'s agreement block (``bench.sync_agreement``).
 """
 
 from __future__ import annotations

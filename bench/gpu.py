@@ -37,11 +37,11 @@ def main(argv: list[str] | None = None) -> int:
             f"bench-gpu: skipped: no CUDA device here (torch {torch.__version__}, CUDA {torch.version.cuda})"
         )
         return 0
+    from bench.pipeline import tiny_detector
+    from bench.stages import find_clips
     from models.registry import load_model
-    from preprocess.bench import find_clips
     from preprocess.pipeline import Preprocessor
     from submission.batch import score_videos
-    from submission.bench import tiny_detector
     from submission.onnx_runtimes import make_runtime
     from submission.preprocess_pool import PreprocessPool
     from submission.scoring import DetectorScorer

@@ -1,6 +1,6 @@
 """Soak benchmark: does memory stay flat over a long scoring run?
 
-``python -m submission.soak VIDEOS [--every 100] [-- options of python -m submission]``
+``python -m bench.soak VIDEOS [--every 100] [-- options of python -m submission]``
 (``make soak`` generates 1,000 short synthetic clips first). Runs the real command,
 ``python -m submission``, on every video in VIDEOS with a fresh journal, and whenever another
 ``--every`` videos are in that journal prints the peak resident memory so far of the main
@@ -127,7 +127,7 @@ def soak(videos: Path, every: int, extra: list[str], out: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m submission.soak", description=__doc__.splitlines()[0], allow_abbrev=False
+        prog="python -m bench.soak", description=__doc__.splitlines()[0], allow_abbrev=False
     )
     parser.add_argument("videos", type=Path, help="folder of .mp4 clips")
     parser.add_argument("--every", type=int, default=100, help="report every N videos")

@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.models.split(",") if args.models else detector_names()
     unknown = sorted(set(names) - set(detector_names()))
     if unknown:
-        print(f"model_bench: unknown detectors {unknown}; known: {detector_names()}", file=sys.stderr)
+        print(f"bench.detectors: unknown detectors {unknown}; known: {detector_names()}", file=sys.stderr)
         return 2
     limit_threads(args.threads)
     torch.manual_seed(0)

@@ -6,7 +6,7 @@ one, all measured side by side in one run.
    ratios to that floor; SyncNet's CPU seconds with the full search (every frame, as before
    ``SyncConfig.windows``) against the sampled one, on the same track.
 2. Offset agreement: ``../shared/media/real`` with the audio shifted by -10..+10 frames, each
-   sampled configuration against the full search (``preprocess.sync_agreement``).
+   sampled configuration against the full search (``bench.sync_agreement``).
 3. ``bash run.sh`` on the 1080p clips (each ``--copies`` times): videos/min from the command's
    start to its end, and its per-stage seconds.
 
@@ -30,10 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.stages import ffmpeg_decode_seconds, find_clips
 from core.preprocess_config import PreprocessConfig, SyncConfig
 from core.runtime import TorchRuntime
 from core.threads import limit_threads
-from preprocess.bench import ffmpeg_decode_seconds, find_clips
 from preprocess.latency import SyncNetScorer
 from preprocess.media import probe
 from preprocess.pipeline import Preprocessor
@@ -183,7 +183,7 @@ def summarise(label: str, rows: list[ClipRow]) -> None:
 
 
 def agreement(module, args) -> None:
-    from preprocess.sync_agreement import compare, embed_tracks
+    from bench.sync_agreement import compare, embed_tracks
 
     real = sorted(p for p in (args.media / "real").iterdir() if p.suffix in (".mp4", ".mpg"))
     started = time.perf_counter()
