@@ -1,6 +1,13 @@
-"""Which torch device a command line's ``--device`` means."""
+"""What a command line's ``--device`` and ``--runtime`` may name.
+
+Kept free of torch, so that ``--help`` and argument checks stay fast; ``models.runtimes`` builds
+the runtimes these names stand for.
+"""
 
 from __future__ import annotations
+
+# what executes a network: "auto" picks TensorRT, then ONNX Runtime, then torch (models.runtimes)
+RUNTIMES = ("auto", "torch", "onnxruntime", "tensorrt")
 
 
 def resolve_device(text: str) -> str:

@@ -147,21 +147,21 @@ def load_model(name_or_path: str | os.PathLike, arch: str | None = None) -> Load
     config the model rejects, tensors that do not fit) is a ``WeightsError`` naming the file."""
     stored = load_weights(name_or_path)
     source = str(stored.path)
+    json_path = stored.path.with_suffix(".json")
     if arch is not None and stored.arch != arch:
         raise WeightsError(f"{source}: holds a {stored.arch!r} model, not {arch!r}")
+    # The JSON's sections first: a corrupt one fails before a network is built and loaded.
+    try:
+        preprocess = PreprocessConfig.from_dict(stored.preprocess) if stored.preprocess else None
+    except (TypeError, ValueError) as e:
+        raise WeightsError(f"{json_path}: weights config corrupt: preprocess section: {e}") from e
+    try:
+        calibration = Calibration.from_dict(stored.calibration) if stored.calibration else IDENTITY
+    except ValueError as e:
+        raise WeightsError(f"{json_path}: weights config corrupt: {e}") from e
     try:
         module = create_model(stored.arch, **stored.model_config)
     except (KeyError, TypeError, ValueError) as e:  # unknown arch, or a config it rejects
         raise WeightsError(f"{source}: {e}") from e
     load_state_dict_strictly(module, stored.state_dict, source)
-    try:
-        preprocess = PreprocessConfig.from_dict(stored.preprocess) if stored.preprocess else None
-    except (TypeError, ValueError) as e:
-        json_path = stored.path.with_suffix(".json")
-        raise WeightsError(f"{json_path}: weights config corrupt: preprocess section: {e}") from e
-    try:
-        calibration = Calibration.from_dict(stored.calibration) if stored.calibration else IDENTITY
-    except ValueError as e:
-        json_path = stored.path.with_suffix(".json")
-        raise WeightsError(f"{json_path}: weights config corrupt: {e}") from e
     return LoadedModel(module.eval(), stored.arch, preprocess, stored.extra, stored.path, calibration)

@@ -22,8 +22,8 @@ import torch
 from scipy.signal import medfilt
 
 from core.preprocess_config import SyncConfig
-from core.runtime import Runtime, TorchRuntime
 from core.types import Latency
+from models.runtimes import Runtime, TorchRuntime
 from models.syncnet import UPSTREAM_SUFFIXES, load_syncnet, normalised_embeddings
 from weights.store import tensors_path
 

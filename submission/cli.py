@@ -22,14 +22,14 @@ from typing import Any
 
 from core.aggregation import AGGREGATIONS
 from core.calibration import UNCERTAIN_BAND, is_uncertain
-from core.device import resolve_device
+from core.device import RUNTIMES, resolve_device
 from core.ray_pool import RayOptions, add_ray_arguments, ray_options
 from core.text import plural
 from core.threads import limit_threads
 from submission.folder import DEFAULT_EXTENSIONS, parse_extensions, scan_folder
 from submission.journal import Journal, run_identity
 from submission.per_second import write_per_second
-from submission.scoring import RUNTIMES, SampleScorer, VideoScore
+from submission.scoring import SampleScorer, VideoScore
 from submission.writer import (
     FORMATS,
     OutputError,

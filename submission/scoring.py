@@ -22,12 +22,10 @@ from core.preprocess_config import PreprocessConfig
 from core.types import Sample
 
 if TYPE_CHECKING:  # torch and the models load when a scorer is built, not for --help
-    from core.runtime import Runtime
     from models.detector import DetectorModel
+    from models.runtimes import Runtime
 
 log = logging.getLogger("submission")
-
-RUNTIMES = ("auto", "torch", "onnxruntime", "tensorrt")
 
 
 @dataclass(frozen=True)
@@ -209,6 +207,7 @@ class DetectorScorer:
         """
         from models.detector import DetectorModel
         from models.registry import load_model
+        from models.runtimes import make_model_runtime
         from weights.store import WeightsError
 
         loaded = load_model(weights)
@@ -244,36 +243,3 @@ class DetectorScorer:
             weights_path=loaded.path,
             calibration=loaded.calibration,
         )
-
-
-def make_model_runtime(
-    kind: str, module: Any, weights_path: Path, device: str, max_batch: int = 16
-) -> Runtime:
-    """The runtime asked for, or torch with a log line saying why when it cannot be had.
-
-    ONNX Runtime and TensorRT run the ``.onnx`` export that sits beside the weights
-    (``fusion.safetensors`` -> ``fusion.onnx``)."""
-    from submission.onnx_runtimes import make_runtime
-
-    if kind not in RUNTIMES:
-        raise ValueError(f"unknown runtime {kind!r}; choose from {RUNTIMES}")
-    onnx = weights_path.with_suffix(".onnx")
-    onnx_path = onnx if onnx.is_file() else None
-    if (
-        onnx_path is not None
-        and weights_path.is_file()
-        # a checkout writes both files within moments of each other, in either order
-        and onnx.stat().st_mtime < weights_path.stat().st_mtime - 60
-    ):
-        log.warning("%s is older than %s: re-export it if the weights changed", onnx, weights_path.name)
-    if kind in ("onnxruntime", "tensorrt") and onnx_path is None:
-        log.warning("--runtime %s needs %s, which is absent: using torch", kind, onnx)
-        kind = "torch"
-    try:
-        # max_batch: a TensorRT engine is built for batches up to this size
-        return make_runtime(kind, module=module, onnx_path=onnx_path, device=device, max_batch=max_batch)
-    except Exception as exc:  # any failure of an optional backend: torch always works
-        if kind == "torch":
-            raise
-        log.warning("runtime %s unavailable (%s: %s): using torch", kind, type(exc).__name__, exc)
-        return make_runtime("torch", module=module, onnx_path=None, device=device)

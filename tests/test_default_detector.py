@@ -70,7 +70,7 @@ def test_the_shipped_onnx_carries_frame_logits_and_matches_torch(real_samples):
     --from-weights``): both outputs, ONNX Runtime against torch on real faces."""
     from models.onnx_export import onnx_io_names
     from models.registry import load_model
-    from submission.onnx_runtimes import OnnxRuntimeRuntime
+    from models.runtimes import OnnxRuntimeRuntime
 
     assert onnx_io_names(WEIGHTS.with_suffix(".onnx")) == (["frames"], ["logits", "frame_logits"])
     scorer, samples = real_samples

@@ -15,8 +15,8 @@ import torch
 from conftest import shared_media
 
 from core.preprocess_config import PreprocessConfig
-from core.runtime import TorchRuntime
 from models.fusion import FusionConfig, FusionModel
+from models.runtimes import TorchRuntime
 from models.syncnet import SyncNet
 from preprocess.faces.detector import FaceDetector
 from preprocess.media import decode

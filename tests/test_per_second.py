@@ -17,8 +17,8 @@ from submission_fakes import TimedFakePreprocessor
 
 from core.aggregation import combine_log_odds, per_second
 from core.preprocess_config import PreprocessConfig
-from core.runtime import TorchRuntime
 from models.detector import DetectorModel
+from models.runtimes import TorchRuntime
 from submission.cli import main
 from submission.ensemble import EnsembleScorer
 from submission.scoring import DetectorScorer
@@ -125,7 +125,7 @@ def test_per_second_rows_match_per_second_of_the_detectors_outputs(tmp_path):
 def test_per_second_through_onnx_runtime(tmp_path):
     """Outputs beyond the first come back from ONNX Runtime too."""
     from models.onnx_export import export_onnx
-    from submission.onnx_runtimes import OnnxRuntimeRuntime
+    from models.runtimes import OnnxRuntimeRuntime
 
     onnx = export_onnx(TimedDetector().eval(), tmp_path / "timed.onnx")
     sc = scorer(runtime=OnnxRuntimeRuntime(onnx, providers="cpu", threads=1))

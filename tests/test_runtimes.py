@@ -15,13 +15,13 @@ import onnx
 import pytest
 import torch
 
-from core.runtime import TorchRuntime
 from models.fusion import FusionConfig, FusionModel
 from models.onnx_export import OnnxSpec, export_onnx, onnx_io_names
-from submission.onnx_runtimes import (
+from models.runtimes import (
     OnnxRuntimeRuntime,
     RuntimeUnavailable,
     TensorRTRuntime,
+    TorchRuntime,
     choose_providers,
     engine_cache_path,
     make_runtime,

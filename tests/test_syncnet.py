@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from core.preprocess_config import SyncConfig
-from core.runtime import TorchRuntime
+from models.runtimes import TorchRuntime
 from models.syncnet import SyncNet, convert_syncnet_v2, load_syncnet_v2, syncnet_v2_to_ours
 from preprocess.audio import mfcc as compute_mfcc
 from preprocess.latency import (

@@ -40,8 +40,8 @@ import torch
 from torch.nn import functional as F
 
 from core.preprocess_config import PreprocessConfig
-from core.runtime import TorchRuntime
 from core.types import PreprocessError
+from models.runtimes import TorchRuntime
 from models.syncnet import ARCH as SYNCNET_ARCH
 from models.syncnet import SyncNet, load_syncnet
 from preprocess.audio import mfcc as compute_mfcc

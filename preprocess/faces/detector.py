@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from core.preprocess_config import DetectorConfig
-from core.runtime import Runtime, TorchRuntime
 from core.types import FaceDetections
 from models.retinaface import RetinaFaceConfig, fuse_batchnorm, load_retinaface
+from models.runtimes import Runtime, TorchRuntime
 from preprocess.faces.priors import PriorBoxes, batched_nms, decode_boxes, decode_landmarks
 
 PRE_NMS_TOP_K = 2000  # candidates per batch entering NMS; bounds the IoU matrix
