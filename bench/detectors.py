@@ -30,7 +30,7 @@ from models.detector import DetectorModel
 from models.fusion import FusionConfig
 from models.onnx_export import export_onnx
 from models.registry import create_model, model_entry, registered_models
-from submission.onnx_runtimes import make_runtime
+from models.runtimes import make_runtime
 from submission.scoring import DetectorScorer
 
 VIDEOS_PER_BATCH = 8

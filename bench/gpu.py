@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from models.registry import load_model
     from preprocess.pipeline import Preprocessor
     from submission.batch import score_videos
-    from submission.onnx_runtimes import make_runtime
+    from models.runtimes import make_runtime
     from submission.preprocess_pool import PreprocessPool
     from submission.scoring import DetectorScorer
 

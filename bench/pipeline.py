@@ -32,7 +32,7 @@ from pathlib import Path
 
 from bench.stages import ffmpeg_decode_seconds, find_clips
 from core.preprocess_config import PreprocessConfig, SyncConfig
-from core.runtime import TorchRuntime
+from models.runtimes import TorchRuntime
 from core.threads import limit_threads
 from preprocess.latency import SyncNetScorer
 from preprocess.media import probe
