@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     from bench.pipeline import tiny_detector
     from bench.stages import find_clips
     from models.registry import load_model
+    from models.runtimes import make_runtime
     from preprocess.pipeline import Preprocessor
     from submission.batch import score_videos
-    from models.runtimes import make_runtime
     from submission.preprocess_pool import PreprocessPool
     from submission.scoring import DetectorScorer
 

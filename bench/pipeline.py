@@ -32,8 +32,8 @@ from pathlib import Path
 
 from bench.stages import ffmpeg_decode_seconds, find_clips
 from core.preprocess_config import PreprocessConfig, SyncConfig
-from models.runtimes import TorchRuntime
 from core.threads import limit_threads
+from models.runtimes import TorchRuntime
 from preprocess.latency import SyncNetScorer
 from preprocess.media import probe
 from preprocess.pipeline import Preprocessor
