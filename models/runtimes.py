@@ -155,9 +155,12 @@ class OnnxRuntimeRuntime:
         threads: int = 0,
         cache_dir: str | os.PathLike | None = None,
         fp16: bool = True,
+        spinning: bool = True,
     ):
         """``threads``: intra-op threads (0 = onnxruntime's default, all cores). ``cache_dir``
-        and ``fp16`` apply to ONNX Runtime's own TensorRT provider when it is chosen."""
+        and ``fp16`` apply to ONNX Runtime's own TensorRT provider when it is chosen.
+        ``spinning=False``: idle pool threads sleep instead of spinning (for a network that
+        shares the cores with other work between calls)."""
         import onnxruntime as ort
 
         self.path = _require_file(onnx_path)
@@ -169,6 +172,8 @@ class OnnxRuntimeRuntime:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        if not spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=chosen)
         except Exception as e:  # onnxruntime raises its own exception types for bad files

@@ -131,7 +131,7 @@ def test_the_image_holds_the_default_weights(dockerfile):
     default = build_parser().get_default("weights")
     required = set(
         re.findall(
-            r"\b([a-z0-9_]+)\.(?:safetensors|json)\b", dockerfile.split("for f in", 1)[1].split(";")[0]
+            r"\b([a-z0-9_]+)\.(?:safetensors|json|onnx)\b", dockerfile.split("for f in", 1)[1].split(";")[0]
         )
     )
     face = DetectorConfig().weights  # what the image's preprocessing loads
@@ -153,6 +153,8 @@ def test_the_image_holds_the_default_weights(dockerfile):
         for other in ("syncnet", "fusion", "retinaface_resnet50"):
             assert dockerignored(f"weights/{other}{suffix}", patterns), other
     assert not dockerignored("weights/store.py", patterns) and dockerignored("weights/x.onnx", patterns)
+    # RetinaFace runs on ONNX Runtime on CPU: its exported graph goes in, and the build checks it
+    assert not dockerignored(f"weights/{face}.onnx", patterns) and f"{face}.onnx" in dockerfile
     assert "python -m submission --check" in dockerfile
 
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from core.preprocess_config import DetectorConfig
 from core.types import FaceDetections
 from models.retinaface import RetinaFaceConfig, fuse_batchnorm, load_retinaface
+from models.retinaface_onnx import cpu_runtime
 from models.runtimes import Runtime, TorchRuntime
 from preprocess.faces.priors import PriorBoxes, batched_nms, decode_boxes, decode_landmarks
 
@@ -38,8 +39,18 @@ class FaceDetector:
         self._bgr = config.input.channel_order == "bgr"
 
     @classmethod
-    def from_weights(cls, name_or_path: str, cfg: DetectorConfig, device: str = "cpu") -> FaceDetector:
+    def from_weights(
+        cls, name_or_path: str, cfg: DetectorConfig, device: str = "cpu", runtime: str = "auto"
+    ) -> FaceDetector:
+        """``runtime``: "auto" runs ONNX Runtime on CPU when ``make weights`` exported these
+        weights (weights/<name>.onnx), else torch; "torch" always torch."""
+        if runtime not in ("auto", "torch"):
+            raise ValueError(f"face detector runtime must be 'auto' or 'torch', got {runtime!r}")
         net = load_retinaface(name_or_path)
+        if runtime == "auto" and device == "cpu":
+            onnx = cpu_runtime(name_or_path, threads=torch.get_num_threads())
+            if onnx is not None:
+                return cls(onnx, net.config, cfg)
         # channels-last lets oneDNN run the depthwise/1x1 convs without layout shuffles (~2x on CPU)
         net = fuse_batchnorm(net).to(memory_format=torch.channels_last)
         return cls(TorchRuntime(net, device), net.config, cfg)
