@@ -165,10 +165,26 @@ def clip_rows(paths: list[Path], module, args) -> list[ClipRow]:
     return rows
 
 
+# Issue 18's targets (2-core machine): median wall ratio to ffmpeg's decode, without / with SyncNet
+# (None: no target); run.sh videos/min on the 10 s 1080p clips.
+TARGETS = {"1080p": (1.2, 2.0), "short/small": (3.0, None)}
+RUN_SH_TARGET = 40.0
+
+
+def against(value: float, target: float | None, unit: str = "x", more_is_better: bool = False) -> str:
+    """``value`` with its target beside it: "1.31x (target <= 1.2x: missed)"."""
+    if target is None:
+        return f"{value:.2f}{unit}"
+    met = value >= target if more_is_better else value <= target
+    sign = ">=" if more_is_better else "<="
+    return f"{value:.2f}{unit} (target {sign} {target:g}{unit}: {'met' if met else 'MISSED'})"
+
+
 def summarise(label: str, rows: list[ClipRow]) -> None:
     if not rows:
         print(f"{label}: no clips")
         return
+    target_plain, target_synced = TARGETS.get(label, (None, None))
     plain = statistics.median(r.plain / r.floor for r in rows)
     synced = statistics.median(r.synced / r.floor for r in rows)
     plain_cpu = statistics.median(r.plain_cpu / r.floor_cpu for r in rows)
@@ -176,7 +192,8 @@ def summarise(label: str, rows: list[ClipRow]) -> None:
     full = sum(r.sync_cpu_full for r in rows) / sum(r.tracks for r in rows)
     now = sum(r.sync_cpu_sampled for r in rows) / sum(r.tracks for r in rows)
     print(
-        f"{label}: median ratio to ffmpeg decode: without SyncNet {plain:.2f}x, with SyncNet {synced:.2f}x"
+        f"{label}: median ratio to ffmpeg decode: without SyncNet {against(plain, target_plain)},"
+        f" with SyncNet {against(synced, target_synced)}"
         f" (CPU seconds: {plain_cpu:.2f}x, {synced_cpu:.2f}x);"
         f" SyncNet CPU-s per track: full search {full:.2f}, sampled {now:.2f} ({full / now:.1f}x less)"
     )
@@ -323,14 +340,22 @@ def run_sh(clips: list[Path], module, args) -> None:
         weights, videos = tmp / "weights", tmp / "in"
         weights.mkdir()
         videos.mkdir()
-        detector = PreprocessConfig().detector.weights
-        for suffix in (".safetensors", ".json"):
-            (weights / f"{detector}{suffix}").symlink_to(ROOT / "weights" / f"{detector}{suffix}")
-        save_weights(weights / "syncnet", module.state_dict(), "syncnet", module.config.to_dict(), None)
+        # the project's weights (RetinaFace and its ONNX file, the shipped default and its
+        # members), with the SyncNet this run measures
+        for path in (ROOT / "weights").iterdir():
+            if path.suffix in (".safetensors", ".json", ".onnx") and not path.stem.startswith("syncnet"):
+                (weights / path.name).symlink_to(path)
+        from models.syncnet_mouth import ARCH as MOUTH_ARCH
+        from models.syncnet_mouth import SyncNetMouth
+
+        arch = MOUTH_ARCH if isinstance(module, SyncNetMouth) else "syncnet"
+        save_weights(weights / "syncnet", module.state_dict(), arch, module.config.to_dict(), None)
         if args.weights:
             model, described = str(Path(args.weights).resolve()), str(args.weights)
+        elif (ROOT / "weights" / "default.json").is_file():
+            model, described = "default", "weights/default (the shipped default)"
         elif (ROOT / "weights" / "detector.safetensors").is_file():
-            model, described = str(ROOT / "weights" / "detector"), "weights/detector (the shipped default)"
+            model, described = "detector", "weights/detector"
         else:
             model, described = "fusion", tiny_detector(weights)
         for clip in clips:
@@ -351,8 +376,9 @@ def run_sh(clips: list[Path], module, args) -> None:
             f"run.sh on {n} videos (1080p, 10 s; {len(clips)} clips x {args.copies}), detector: {described}"
         )
         print(
-            f"  {60 * n / wall:.1f} videos/min from start to exit ({wall:.1f} s, process start and model"
-            f" loading included); {inner.group(1) if inner else '?'} videos/min once running"
+            f"  {against(60 * n / wall, RUN_SH_TARGET, ' videos/min', more_is_better=True)} from start to"
+            f" exit ({wall:.1f} s, process start and model loading included);"
+            f" {inner.group(1) if inner else '?'} videos/min once running"
         )
         table = done.stderr[done.stderr.find("stage") :].splitlines()
         print("\n".join("  " + line for line in table if line.strip() and not line.startswith("submission:")))
