@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -146,9 +145,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
         resume=args.resume,
         syncnet=args.syncnet,
         progress=not args.quiet,
+        log_every=args.log_every,
+        keep_in_memory=not args.no_keep_in_memory,
+        record_ranks=args.record_ranks,
     )
     result = fit(cfg)
-    if os.environ.get("RANK", "0") != "0":  # DDP: other ranks stay quiet
+    if result.global_rank != 0:  # DDP: other ranks stay quiet
         return 0
     print(f"best checkpoint: {result.best_checkpoint} (val AUC {result.best_val_auc})")
     print(
@@ -455,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--label-smoothing", type=float, default=0.0)
     f.add_argument("--ema", type=float, default=0.0, help="weight-average decay, e.g. 0.995 (0: off)")
     f.add_argument("--max-time", type=float, help="stop training after this many seconds")
-    f.add_argument("--batch-size", type=int, default=8)
+    f.add_argument("--batch-size", type=int, default=8, help="per process (a step takes × devices × nodes)")
     f.add_argument("--epochs", type=int, default=30)
     f.add_argument("--epoch-size", type=int, help="training samples per epoch (default: the train split)")
     f.add_argument("--max-steps", type=int, default=-1)
@@ -471,15 +473,24 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--no-augment", action="store_true")
     f.add_argument("--precision", default="auto", help="auto | 32-true | 16-mixed | bf16-mixed")
     f.add_argument("--accelerator", default="auto")
-    f.add_argument("--devices", default="auto")
-    f.add_argument("--strategy", default="auto", help="e.g. ddp")
-    f.add_argument("--num-nodes", type=int, default=1)
+    f.add_argument("--devices", default="auto", help="processes per machine, e.g. 8 (or auto)")
+    f.add_argument("--strategy", default="auto", help="e.g. ddp (several devices or machines)")
+    f.add_argument("--num-nodes", type=int, default=1, help="machines (each runs --devices processes)")
     f.add_argument("--num-workers", type=int, default=0)
+    f.add_argument(
+        "--no-keep-in-memory", action="store_true",
+        help="read samples from the cache at every draw instead of keeping them (caches larger than memory / ranks)",
+    )  # fmt: skip
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--resume", type=Path, help="checkpoint to resume from (e.g. RUN/checkpoints/last.ckpt)")
     f.add_argument(
         "--syncnet", choices=("frozen",), default="frozen",
         help="cached samples carry SyncNet's output only, so SyncNet stays frozen",
+    )  # fmt: skip
+    f.add_argument("--log-every", type=int, default=10, help="steps between logged training metrics")
+    f.add_argument(
+        "--record-ranks", action="store_true",
+        help="each process writes OUT/ranks/rankN.json: its final weights' digest and the samples it read",
     )  # fmt: skip
     f.add_argument("--quiet", action="store_true")
     f.set_defaults(func=cmd_fit)

@@ -12,6 +12,13 @@ Class balance: ``balance="sampler"`` draws training samples with a ``WeightedRan
 weights for the loss; ``"category"`` makes each manifest ``category`` equally likely per draw
 (training on reals alone with pseudo-fakes: video frames and photos in equal shares, however
 many of each the cache holds); ``"none"`` does neither.
+
+Several processes (DDP): Lightning puts each rank on a disjoint shard of every epoch. A
+shuffle or a plain split becomes a ``DistributedSampler``; the balanced samplers are wrapped
+in ``DistributedSamplerWrapper``, which has every rank draw the whole epoch and keep its own
+positions of it — so their generator is seeded alike on every rank (``seed``), and each rank
+reads ``epoch_size / world_size`` samples per epoch. (A ``RandomSampler`` would be replaced by a
+plain ``DistributedSampler``, dropping ``epoch_size``: uniform draws use a weighted sampler.)
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from core.preprocess_config import PreprocessConfig
 from core.types import Sample
@@ -102,7 +109,8 @@ def cache_preprocess_config(manifest: str | Path) -> PreprocessConfig | None:
 
 class SampleDataset(Dataset):
     """Manifest entries → dicts of ``detector``'s inputs (by their ``input_names``) plus
-    ``label``, ``video``, ``video_index`` and ``category``. ``transform`` (training only) changes
+    ``label``, ``video``, ``video_index``, ``category`` and ``index`` (the entry's position:
+    under DDP it tells which samples a rank read, and which a padded shard repeats). ``transform`` (training only) changes
     each sample and its label before the inputs are made. Loaded samples are kept on the object
     when ``keep_in_memory`` (small datasets: decompressing a .npz costs more than a training step)."""
 
@@ -149,6 +157,7 @@ class SampleDataset(Dataset):
             "video": entry.video,
             "video_index": torch.tensor(self._video_index[entry.video], dtype=torch.long),
             "category": entry.category,
+            "index": torch.tensor(index, dtype=torch.long),
         }
 
 
@@ -275,9 +284,11 @@ class ManifestDataModule(L.LightningDataModule):
                 dataset, sampler=WeightedRandomSampler(weights, size, replacement=True, generator=generator)
             )
         if self.epoch_size:
+            # uniform draws with replacement; not a RandomSampler, which DDP would swap for a plain
+            # DistributedSampler over the split (losing epoch_size)
+            uniform = [1.0] * len(dataset)
             return self._loader(
-                dataset,
-                sampler=RandomSampler(dataset, replacement=True, num_samples=size, generator=generator),
+                dataset, sampler=WeightedRandomSampler(uniform, size, replacement=True, generator=generator)
             )
         return self._loader(dataset, shuffle=True)
 

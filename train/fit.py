@@ -2,7 +2,13 @@
 for any registered detector (``FitConfig.arch`` + ``FitConfig.model``).
 
 Outputs under ``out``: ``checkpoints/best.ckpt`` (highest ``val_auc``), ``checkpoints/last.ckpt``
-(for ``--resume``), ``logs/csv/.../metrics.csv`` and ``logs/tb`` (TensorBoard).
+(for ``--resume``), ``logs/csv/.../metrics.csv`` and ``logs/tb`` (TensorBoard); with
+``record_ranks``, ``ranks/rank{N}.json`` per process (``train.rank_record``).
+
+Several processes (``devices`` > 1 or ``num_nodes`` > 1 with ``strategy="ddp"``, or launched by
+``torchrun`` / SLURM): every rank runs this same function; rank 0 alone writes the
+checkpoints, the logs and ``fit_config.json``. ``batch_size`` is per process, and nothing is
+rescaled for the world size (see train/README.md, "Several GPUs or machines").
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from models.registry import model_entry
 from train.augment import AugmentConfig
 from train.data import ManifestDataModule
 from train.module import DetectorLitModule, OptimConfig
+from train.rank_record import RankRecord
 from train.sample_transforms import SampleTransform
 
 log = logging.getLogger("train")
@@ -65,6 +72,7 @@ class FitConfig:
     syncnet: str = "frozen"
     progress: bool = True
     keep_in_memory: bool = True
+    record_ranks: bool = False  # each process writes out/ranks/rank{N}.json (train.rank_record)
 
 
 @dataclass
@@ -75,6 +83,7 @@ class FitResult:
     epochs: int
     steps: int
     log_dir: Path
+    global_rank: int = 0  # this process's rank (0 when not distributed)
 
 
 class ValidationPrinter(Callback):
@@ -100,6 +109,20 @@ class ValidationPrinter(Callback):
         )
 
 
+class DistinctRankDraws(Callback):
+    """Under DDP every rank starts from the same seed (Lightning re-seeds each alike), so the
+    k-th sample of every rank would get the same augmentation, pseudo-fake and dropout draws.
+    Each rank gets its own torch stream once set up; the samplers keep their own generators,
+    seeded alike, which keeps the shards disjoint. Rank 0 and single-process runs are unchanged."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.world_size > 1 and trainer.global_rank > 0:
+            torch.manual_seed(self.seed + trainer.global_rank)
+
+
 def auto_precision(accelerator: str = "auto") -> str:
     """Mixed precision where it pays: bf16 on GPUs that have it, fp16 on older ones, fp32 on CPU."""
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
@@ -112,9 +135,16 @@ def build_trainer(cfg: FitConfig) -> L.Trainer:
     best = ModelCheckpoint(
         dirpath=ckpt_dir, filename="best", monitor="val_auc", mode="max", save_top_k=1, save_last=True
     )
-    callbacks: list[Any] = [best, LearningRateMonitor(logging_interval="epoch"), ValidationPrinter()]
+    callbacks: list[Any] = [
+        best,
+        LearningRateMonitor(logging_interval="epoch"),
+        ValidationPrinter(),
+        DistinctRankDraws(cfg.seed),
+    ]
     if cfg.patience > 0:
         callbacks.append(EarlyStopping(monitor="val_auc", mode="max", patience=cfg.patience))
+    if cfg.record_ranks:
+        callbacks.append(RankRecord(cfg.out / "ranks"))
     loggers = [CSVLogger(cfg.out / "logs", name="csv"), TensorBoardLogger(cfg.out / "logs", name="tb")]
     return L.Trainer(
         accelerator=cfg.accelerator,
@@ -193,9 +223,10 @@ def fit(cfg: FitConfig) -> FitResult:
         module.model.init_from_upstream(str(cfg.init))
         if module.ema is not None:
             module.ema.load_state_dict(module.model.state_dict())
+    trainer = build_trainer(cfg)  # knows this process's rank from the launcher's environment
     cfg.out.mkdir(parents=True, exist_ok=True)
-    (cfg.out / "fit_config.json").write_text(json.dumps(_jsonable(asdict(cfg)), indent=1) + "\n")
-    trainer = build_trainer(cfg)
+    if trainer.is_global_zero:
+        (cfg.out / "fit_config.json").write_text(json.dumps(_jsonable(asdict(cfg)), indent=1) + "\n")
     trainer.fit(module, datamodule=data, ckpt_path=str(cfg.resume) if cfg.resume else None)
     # ModelCheckpoint's last.ckpt is written at validation ends; a run stopped by max_steps or
     # max_time after its last validation would leave an earlier state there (seen: step 1000 of
@@ -212,6 +243,7 @@ def fit(cfg: FitConfig) -> FitResult:
         epochs=trainer.current_epoch,
         steps=trainer.global_step,
         log_dir=cfg.out / "logs",
+        global_rank=trainer.global_rank,
     )
 
 

@@ -122,8 +122,9 @@ class DetectorLitModule(L.LightningModule):
         if loss is None:
             loss = binary_loss(logit, batch["label"], self.class_weights, self.optim.label_smoothing)
         acc = ((logit > 0).long() == batch["label"]).float().mean()
-        self.log("train_loss", loss, prog_bar=True, batch_size=len(logit))
-        self.log("train_acc", acc, batch_size=len(logit))
+        # the mean over every rank's batch (one small all-reduce per step beside the gradients')
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(logit), sync_dist=True)
+        self.log("train_acc", acc, batch_size=len(logit), sync_dist=True)
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -131,16 +132,19 @@ class DetectorLitModule(L.LightningModule):
         self._val["prob"].append(prob.detach())
         self._val["label"].append(batch["label"])
         self._val["video"].append(batch["video_index"])
+        self._val["index"].append(batch["index"])
 
     def on_validation_epoch_end(self) -> None:
         if not self._val["prob"]:
             return
-        # Every rank scores a shard: gather all, so each computes the same AUC over every video
-        # (DistributedSampler's padding repeats a few samples; a max per video absorbs them,
-        # a mean moves by a repeated track's share).
-        parts = [torch.cat(self._val[k]) for k in ("prob", "label", "video")]
+        # Every rank scores a shard: gather all, so each computes the same metrics over every
+        # video (and ReduceLROnPlateau and early stopping decide alike on every rank).
+        parts = [torch.cat(self._val[k]) for k in ("prob", "label", "video", "index")]
         self._val.clear()
-        probs, labels, videos = (self.all_gather(t).reshape(-1).cpu().numpy() for t in parts)
+        probs, labels, videos, indices = (self.all_gather(t).reshape(-1).cpu().numpy() for t in parts)
+        # DistributedSampler pads the last shard with repeated samples: each sample counts once
+        _, once = np.unique(indices, return_index=True)
+        probs, labels, videos = probs[once], labels[once], videos[once]
         _, labels, probs = video_scores(videos.tolist(), labels, probs, self.model.video_aggregation)
         auc = roc_auc(labels, probs)
         # AUC is undefined with one class (tiny sanity sets): report 0.5 so monitors keep working
