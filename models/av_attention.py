@@ -56,7 +56,7 @@ import torch
 from torch import nn
 
 from core.preprocess_config import AudioConfig, PreprocessConfig
-from core.types import Sample
+from core.preprocess_data import Sample
 from models.detector import DetectorModel
 from models.face_frames import (
     IMAGENET_MEAN,

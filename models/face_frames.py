@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.types import Sample
+from core.preprocess_data import Sample
 from models.detector import DetectorModel
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)  # 0-255 RGB, as torchvision and timm normalise

@@ -385,7 +385,7 @@ def load_retinaface(name_or_path: str | os.PathLike) -> RetinaFace:
     if not resolve(name_or_path).is_file():
         raise WeightsError(
             f"{resolve(name_or_path)}: weights not found"
-            " (the default detector is built by `python -m models.build_default`)"
+            " (the default face detector is built by `python -m models.build_retinaface`)"
         )
     return load_model(name_or_path, arch=ARCH).module
 

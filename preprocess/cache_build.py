@@ -27,9 +27,9 @@ from tqdm import tqdm
 from core.files import atomic_write, remove_stale_temp_files
 from core.isolated_pool import JobFailure, WorkerStartError
 from core.preprocess_config import PreprocessConfig
+from core.preprocess_data import PreprocessError, VideoResult
 from core.ray_pool import RayOptions
 from core.threads import limit_threads
-from core.types import PreprocessError, VideoResult
 from core.worker_pool import make_pool
 from preprocess.cache_layout import (
     FAILURES,

@@ -24,9 +24,9 @@ from typing import Any
 
 from core.isolated_pool import JobFailure, WorkerStartError
 from core.preprocess_config import PreprocessConfig
+from core.preprocess_data import PreprocessError, VideoResult
 from core.ray_pool import RayOptions
 from core.threads import limit_threads
-from core.types import PreprocessError, VideoResult
 from core.worker_pool import make_pool
 
 log = logging.getLogger("submission")
