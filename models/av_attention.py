@@ -56,7 +56,7 @@ import torch
 from torch import nn
 
 from core.preprocess_config import AudioConfig, PreprocessConfig
-from core.types import Sample
+from core.preprocess_data import Sample
 from models.detector import DetectorModel
 from models.face_frames import (
     IMAGENET_MEAN,
@@ -68,9 +68,8 @@ from models.face_frames import (
     pick_frames,
     region_from_json,
 )
+from models.mobilenetv2 import MobileNetV2
 from models.registry import FlatConfig, register_model
-from models.retinaface import MobileNetV2
-from weights.store import load_weights
 
 BACKBONES = ("mobilenetv2", "compact")
 # The cached MFCC's timing (``core.preprocess_config.AudioConfig``; ``preprocess_problem`` refuses
@@ -198,7 +197,7 @@ class MobileNetBody(nn.Module):
         self.body = MobileNetV2()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([f.mean(dim=(2, 3)) for f in self.body(x)], dim=1)
+        return self.body.pooled(x)
 
 
 class TemporalConv(nn.Module):
@@ -392,12 +391,4 @@ class AvAttentionDetector(DetectorModel):
             raise ValueError(
                 f"backbone {self.config.backbone!r} has no upstream checkpoint (use mobilenetv2)"
             )
-        stored = load_weights(path)
-        body = {k[len("body.") :]: v for k, v in stored.state_dict.items() if k.startswith("body.")}
-        if not body:
-            raise ValueError(f"{path}: no 'body.*' tensors: not a RetinaFace-MobileNetV2 checkpoint")
-        missing, unexpected = self.cnn.body.load_state_dict(body, strict=False)
-        if missing or unexpected:
-            raise ValueError(
-                f"{path}: body does not match MobileNetV2 (missing {missing[:3]}, unexpected {unexpected[:3]})"
-            )
+        self.cnn.body.load_from_retinaface(path)

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from core.preprocess_config import PreprocessConfig
-from core.types import Sample
+from core.preprocess_data import Sample
 from models.onnx_export import OnnxSpec
 
 

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from models.checkpoints import ConversionError, read_torch_checkpoint, unwrap_state_dict
-from models.registry import FlatConfig, check_state_dict
+from models.registry import FlatConfig, check_state_dict, load_state_dict_strictly
 from weights.store import WeightsError
 
 # (block type, repeats, kernel, stride, expansion, output channels) per stage: timm's arch_def
@@ -210,6 +210,11 @@ class EfficientNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x).mean((2, 3))
+
+    def load_imagenet(self, path: str | os.PathLike) -> None:
+        """Take timm's or torchvision's ImageNet EfficientNet-B0 weights (``.pth`` or
+        ``.safetensors``, ``load_efficientnet_checkpoint``): a detector's ``--init``."""
+        load_state_dict_strictly(self, load_efficientnet_checkpoint(path, self.config), str(path))
 
 
 # --- upstream checkpoints ---------------------------------------------------------------------

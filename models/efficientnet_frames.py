@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from torch import nn
 
-from models.efficientnet import EfficientNet, EfficientNetDetectorConfig, load_efficientnet_checkpoint
-from models.face_frames import PerFrameDetector, frame_outputs
-from models.registry import load_state_dict_strictly, register_model
+from models.efficientnet import EfficientNet, EfficientNetDetectorConfig
+from models.face_frames import PerFrameDetector
+from models.registry import register_model
 
 
 @dataclass(frozen=True)
@@ -34,15 +33,10 @@ class EfficientNetFrames(PerFrameDetector):
         cfg = config or EfficientNetFramesConfig()
         self.config = cfg
         self.backbone = EfficientNet(cfg.backbone)
-        self.head_drop = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(self.backbone.num_features, 1)
+        self.add_linear_head(self.backbone.num_features, cfg.dropout)
 
-    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.check_frames(frames)
-        features = self.backbone(frames.reshape(-1, *frames.shape[2:]))  # (B*T, C)
-        return frame_outputs(self.head(self.head_drop(features)), frames.shape[0])
+    def forward_features(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.backbone(frames)  # pooled: (N, num_features)
 
     def init_from_upstream(self, path: str) -> None:
-        load_state_dict_strictly(
-            self.backbone, load_efficientnet_checkpoint(path, self.config.backbone), path
-        )
+        self.backbone.load_imagenet(path)

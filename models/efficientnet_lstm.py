@@ -23,9 +23,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from models.efficientnet import EfficientNet, EfficientNetDetectorConfig, load_efficientnet_checkpoint
+from models.efficientnet import EfficientNet, EfficientNetDetectorConfig
 from models.face_frames import FaceFramesDetector
-from models.registry import load_state_dict_strictly, register_model
+from models.registry import register_model
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,4 @@ class EfficientNetLSTM(FaceFramesDetector):
         return self.head(self.head_drop(sequence[:, -1]))  # the state after the whole window
 
     def init_from_upstream(self, path: str) -> None:
-        load_state_dict_strictly(
-            self.backbone, load_efficientnet_checkpoint(path, self.config.backbone), path
-        )
+        self.backbone.load_imagenet(path)

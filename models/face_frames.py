@@ -7,10 +7,12 @@ its ``img_size``² and normalises them with its own pixel mean and standard devi
 ``FaceFramesDetector`` is the base of the detectors that read nothing else: one input,
 ``frames`` (B, T, 3, H, W). A frame-level network (MesoNet, EfficientNet per frame, the
 MobileNetV2 default) is a ``PerFrameDetector``: it scores each frame and averages the frame
-logits inside the graph (``frame_outputs``), so the ONNX export, training and the submission all
-see one logit per sample as output 0, and the video's score is then the detector's
-``video_aggregation`` over its face tracks. Its second output, ``frame_logits`` (B, T), keeps
-each frame's log-odds: where in time a sample looks fake (``time_columns``/``time_logits``).
+logits inside the graph, so the ONNX export, training and the submission all see one logit per
+sample as output 0, and the video's score is then the detector's ``video_aggregation`` over its
+face tracks. Its second output, ``frame_logits`` (B, T), keeps each frame's log-odds: where in
+time a sample looks fake (``time_columns``/``time_logits``). A new one writes only its
+``forward_features`` (timm's split: frames → features; ``forward_head``: features → a frame's
+log-odds, by default dropout → one linear unit, ``add_linear_head``).
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 import torch
+from torch import nn
 
-from core.types import Sample
+from core.preprocess_data import Sample
 from models.detector import DetectorModel
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)  # 0-255 RGB, as torchvision and timm normalise
@@ -91,14 +94,6 @@ def normalise(rgb: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) 
     return (rgb.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
 
 
-def frame_outputs(frame_logits: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B*T, 1) per-frame fake log-odds → ``(logits (B, 1), frame_logits (B, T))``: the sample's
-    logit is the mean over its frames (the number the detectors always gave), and the frame
-    logits come along so a runtime can say which moments looked fake."""
-    per_frame = frame_logits.reshape(batch, -1)
-    return per_frame.mean(dim=1, keepdim=True), per_frame
-
-
 class FaceFramesDetector(DetectorModel):
     """A detector whose only input is ``frames`` (B, T, 3, img_size, img_size), float32,
     normalised with ``pixel_mean``/``pixel_std`` (0-255 scale). Its config has ``num_frames``
@@ -141,9 +136,36 @@ class PerFrameDetector(FaceFramesDetector):
     """A ``FaceFramesDetector`` that scores every frame on its own and averages: outputs
     ``logits`` (B, 1), the sample's fake log-odds (what every score reads), and
     ``frame_logits`` (B, T), each picked frame's own log-odds, in the order ``sample_inputs``
-    picks them. The second output adds no parameters: weights saved before it existed load."""
+    picks them. The second output adds no parameters: weights saved before it existed load.
+
+    A subclass builds its network and writes ``forward_features``; ``add_linear_head`` gives it
+    the usual head (``head_drop``, ``head``), or it writes its own ``forward_head``."""
 
     output_names = ("logits", "frame_logits")
+    head_drop: nn.Module
+    head: nn.Module
+
+    def add_linear_head(self, num_features: int, dropout: float) -> None:
+        """Dropout → one linear unit over a frame's ``num_features`` features: its log-odds."""
+        self.head_drop = nn.Dropout(dropout)
+        self.head = nn.Linear(num_features, 1)
+
+    def forward_features(self, frames: torch.Tensor) -> torch.Tensor:
+        """(N, 3, img_size, img_size) frames, each on its own → (N, ...) features."""
+        raise NotImplementedError
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, ...) features → (N, 1) each frame's fake log-odds."""
+        return self.head(self.head_drop(features))
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.check_frames(frames)
+        batch = frames.shape[0]
+        per_frame = self.forward_head(self.forward_features(frames.reshape(-1, *frames.shape[2:])))
+        per_frame = per_frame.reshape(batch, -1)
+        # the sample's logit is the mean over its frames (the number the detectors always gave);
+        # the frame logits come along so a runtime can say which moments looked fake
+        return per_frame.mean(dim=1, keepdim=True), per_frame
 
     @classmethod
     def time_columns(cls, sample: Sample, config: Any) -> np.ndarray:

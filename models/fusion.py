@@ -6,7 +6,7 @@
     latency (B,33) ─ fixed scaling ─ MLP 33→16→8 ─┐                                        ├─ Linear → logits (B,2)
     has_latency (B,) ─ where(has, mlp, learned "no audio" embedding) ─────── (B,8) ───────┘
 
-Latency vector layout (``core.types.Latency.vector``): ``2*vshift+1`` SyncNet distances,
+Latency vector layout (``core.preprocess_data.Latency.vector``): ``2*vshift+1`` SyncNet distances,
 then the offset (frames, in [-vshift, vshift]) and the confidence. Distances sit around 5..15 and
 confidence in 0..10, so they are centred and scaled by fixed constants kept in ``FusionConfig``
 (and thus in the weights' JSON): a learned BatchNorm would be skewed by the zero vectors of
@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from core.preprocess_config import PreprocessConfig
-from core.types import Sample
+from core.preprocess_data import Sample
 from models.detector import DetectorModel
 from models.face_frames import IMAGENET_MEAN, IMAGENET_STD, face_frames, normalise
 from models.mmaction_compat import build_timesformer

@@ -47,7 +47,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from core.preprocess_config import PreprocessConfig
-from core.types import Sample
+from core.preprocess_data import Sample
 from models.detector import DetectorModel, logits_to_log_odds
 from models.face_frames import Region, crop_region, pick_frames, resize_square
 from models.registry import FlatConfig, register_model

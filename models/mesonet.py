@@ -33,7 +33,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from models.face_frames import PerFrameDetector, frame_outputs
+from models.face_frames import PerFrameDetector
 from models.registry import FlatConfig, register_model
 
 KERAS_BN = {"eps": 1e-3}
@@ -116,11 +116,11 @@ class MesoNetBase(PerFrameDetector):
     def _build_head(self, cfg: MesoConfig) -> None:
         self.head = MesoHead(16 * (cfg.img_size // 32) ** 2, cfg.dropout)
 
-    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.check_frames(frames)
-        batch = frames.shape[0]
-        x = frames.reshape(-1, *frames.shape[2:])  # every frame on its own
-        return frame_outputs(self.head(self.features(x)), batch)
+    def forward_features(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.features(frames)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)  # the paper's head: its dropouts are inside
 
 
 @register_model("meso4", MesoConfig)

@@ -1,6 +1,6 @@
 """MobileNetV2 per frame, started from the face detector's own backbone: the shipped default.
 
-The body is RetinaFace's MobileNetV2 (``models.retinaface``, truncated after block 15), so
+The body is RetinaFace's MobileNetV2 (``models.mobilenetv2``, truncated after block 15), so
 ``init_from_upstream`` starts it from weights the setup already builds
 (``weights/retinaface_mobilenetv2``): a network that has seen millions of faces, where an
 ImageNet start has seen few. Its three feature maps (strides 8, 16, 32) are average-pooled and
@@ -25,16 +25,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from models.face_frames import (
-    PerFrameDetector,
-    Region,
-    check_region_and_size,
-    frame_outputs,
-    region_from_json,
-)
+from models.face_frames import PerFrameDetector, Region, check_region_and_size, region_from_json
+from models.mobilenetv2 import MobileNetV2
 from models.registry import FlatConfig, register_model
-from models.retinaface import MobileNetV2
-from weights.store import load_weights
 
 
 @dataclass(frozen=True)
@@ -65,8 +58,7 @@ class MobileNetFrames(PerFrameDetector):
         cfg = config or MobileNetFramesConfig()
         self.config = cfg
         self.body = MobileNetV2()
-        self.head_drop = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(sum(MobileNetV2.out_channels), 1)
+        self.add_linear_head(self.body.num_pooled_features, cfg.dropout)
         for module in self.frozen_modules():
             module.requires_grad_(False)
 
@@ -85,20 +77,9 @@ class MobileNetFrames(PerFrameDetector):
             module.eval()
         return self
 
-    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.check_frames(frames)
-        feats = self.body(frames.reshape(-1, *frames.shape[2:]))
-        pooled = torch.cat([f.mean(dim=(2, 3)) for f in feats], dim=1)
-        return frame_outputs(self.head(self.head_drop(pooled)), frames.shape[0])
+    def forward_features(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.body.pooled(frames)
 
     def init_from_upstream(self, path: str) -> None:
         """Start the body from a RetinaFace-MobileNetV2 checkpoint of ours (``body.*`` keys)."""
-        stored = load_weights(path)
-        body = {k[len("body.") :]: v for k, v in stored.state_dict.items() if k.startswith("body.")}
-        if not body:
-            raise ValueError(f"{path}: no 'body.*' tensors: not a RetinaFace-MobileNetV2 checkpoint")
-        missing, unexpected = self.body.load_state_dict(body, strict=False)
-        if missing or unexpected:
-            raise ValueError(
-                f"{path}: body does not match MobileNetV2 (missing {missing[:3]}, unexpected {unexpected[:3]})"
-            )
+        self.body.load_from_retinaface(path)

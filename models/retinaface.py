@@ -2,8 +2,8 @@
 
 Module names follow biubug6/Pytorch_Retinaface (``fpn``, ``ssh1``, ``ClassHead.0.conv1x1`` …),
 so its checkpoints load with their own keys (``retinaface_from_biubug6``, below); the
-MobileNetV2 backbone mirrors the Keras application used by the TensorFlow graph of the
-``retinaface`` package (converted by ``models.retinaface_tf``). ``RetinaFaceConfig`` also says
+MobileNetV2 backbone (``models.mobilenetv2``) mirrors the Keras application used by the
+TensorFlow graph of the ``retinaface`` package (converted by ``models.retinaface_tf``). ``RetinaFaceConfig`` also says
 how the network wants its pixels (``InputSpec``) and where its anchors sit (``PriorSpec``): both
 travel in the weights' JSON. Anchor generation, decoding and NMS run in the detection wrapper
 (``preprocess.faces``), on this network's raw outputs.
@@ -31,6 +31,7 @@ from models.checkpoints import (
     strip_prefix,
     unwrap_state_dict,
 )
+from models.mobilenetv2 import MobileNetV2
 from models.onnx_export import OnnxSpec
 from models.registry import load_model, load_state_dict_strictly, register_model
 from weights.store import WeightsError, resolve
@@ -57,85 +58,6 @@ def conv_bn(
 
 def _act(leaky: float) -> nn.Module:
     return nn.LeakyReLU(leaky, inplace=True) if leaky > 0 else nn.ReLU(inplace=True)
-
-
-# --- MobileNetV2 (Keras application layout, as in the retinaface package's graph) --------------
-
-
-class KerasStridedConv2d(nn.Conv2d):
-    """Stride-2 3x3 conv padded as Keras' MobileNetV2 does: one zero row/column at the bottom and
-    right only (torch's symmetric ``padding=1`` would shift every later feature by half a pixel).
-
-    Computed as a 4x4 kernel whose first row/column are zero, with symmetric padding 1: output
-    ``i`` then reads input rows ``2i .. 2i+2`` exactly like the padded 3x3, without materialising
-    a padded copy of the (large, early-layer) input — ~20% faster on CPU, bit-identical."""
-
-    def __init__(self, cin: int, cout: int, groups: int = 1):
-        super().__init__(cin, cout, 3, stride=2, padding=1, groups=groups, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.onnx.is_in_onnx_export():
-            # exporters want static kernel shapes; Pad + Conv is fused by ONNX Runtime anyway
-            return F.conv2d(
-                F.pad(x, (0, 1, 0, 1)), self.weight, self.bias, self.stride, 0, self.dilation, self.groups
-            )
-        weight = F.pad(self.weight, (1, 0, 1, 0))
-        return F.conv2d(x, weight, self.bias, self.stride, 1, self.dilation, self.groups)
-
-
-def _keras_conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, relu6: bool = True):
-    if stride == 1:
-        conv = nn.Conv2d(cin, cout, kernel, 1, padding=kernel // 2, groups=groups, bias=False)
-    else:
-        assert kernel == 3 and stride == 2, "Keras MobileNetV2 strides only its 3x3 convs"
-        conv = KerasStridedConv2d(cin, cout, groups=groups)
-    layers: list[nn.Module] = [conv, nn.BatchNorm2d(cout)]
-    if relu6:
-        layers.append(nn.ReLU6(inplace=True))
-    return nn.Sequential(*layers)
-
-
-class InvertedResidual(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int, expansion: int):
-        super().__init__()
-        hidden = cin * expansion
-        self.expand = _keras_conv_bn(cin, hidden, 1) if expansion != 1 else None
-        self.depthwise = _keras_conv_bn(hidden, hidden, 3, stride, groups=hidden)
-        self.project = _keras_conv_bn(hidden, cout, 1, relu6=False)
-        self.residual = stride == 1 and cin == cout
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.expand(x) if self.expand is not None else x
-        y = self.project(self.depthwise(y))
-        return x + y if self.residual else y
-
-
-class MobileNetV2(nn.Module):
-    """Width 1.0, truncated after block 15; features at strides 8, 16, 32 (32, 96, 160 channels)."""
-
-    # (expansion, out channels, repeats, first stride) per stage, blocks 0..15
-    STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2))
-    RETURN_BLOCKS = (5, 12, 15)
-    out_channels = (32, 96, 160)
-
-    def __init__(self):
-        super().__init__()
-        self.stem = _keras_conv_bn(3, 32, 3, stride=2)
-        blocks, cin = [], 32
-        for expansion, cout, repeats, stride in self.STAGES:
-            for i in range(repeats):
-                blocks.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expansion))
-                cin = cout
-        self.blocks = nn.ModuleList(blocks)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(x)
-        feats = []
-        for i, block in enumerate(self.blocks):
-            x = block(x)
-            if i in self.RETURN_BLOCKS:
-                feats.append(x)
-        return feats
 
 
 # --- MobileNet-0.25 (biubug6 layout: body.stage1/2/3) --------------------------------------------
@@ -463,7 +385,7 @@ def load_retinaface(name_or_path: str | os.PathLike) -> RetinaFace:
     if not resolve(name_or_path).is_file():
         raise WeightsError(
             f"{resolve(name_or_path)}: weights not found"
-            " (the default detector is built by `python -m models.build_default`)"
+            " (the default face detector is built by `python -m models.build_retinaface`)"
         )
     return load_model(name_or_path, arch=ARCH).module
 

@@ -49,7 +49,7 @@ import torch
 from torch.nn import functional as F
 
 from core.preprocess_config import PreprocessConfig
-from core.types import Sample
+from core.preprocess_data import Sample
 from core.windows import window_runs
 from models.detector import DetectorModel
 from models.face_frames import Region, crop_region, region_from_json, resize_square

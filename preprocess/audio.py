@@ -14,7 +14,7 @@ import numpy as np
 import scipy.fft
 
 from core.preprocess_config import AudioConfig
-from core.types import AudioFeatures
+from core.preprocess_data import AudioFeatures
 
 # python_speech_features defaults, which SyncNet's training features used; not tunable on purpose.
 MFCC_FILTERS = 26

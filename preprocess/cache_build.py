@@ -1,7 +1,7 @@
 """Preprocess a dataset into a cache of Samples: ``run_preprocess`` (``python -m preprocess``).
 
-Workers are spawned processes (torch and fork do not mix), each building its Preprocessor
-once (``core.isolated_pool.IsolatedPool``). Every video is isolated: a failure is recorded
+Workers are spawned processes (torch and fork do not mix) or Ray tasks, each building its
+Preprocessor once (``core.worker_pool.make_pool``). Every video is isolated: a failure is recorded
 with its reason; a worker that dies takes only its video down (``worker_crashed``), one stuck
 past ``video_timeout`` is killed (``timeout``), and a new worker takes over the rest. What a
 rerun skips, and where everything goes: ``preprocess.cache_layout``.
@@ -25,11 +25,12 @@ from typing import Any, Protocol
 from tqdm import tqdm
 
 from core.files import atomic_write, remove_stale_temp_files
-from core.isolated_pool import IsolatedPool, JobFailure, WorkerStartError
+from core.isolated_pool import JobFailure, WorkerStartError
 from core.preprocess_config import PreprocessConfig
-from core.ray_pool import RayOptions, RayPool
+from core.preprocess_data import PreprocessError, VideoResult
+from core.ray_pool import RayOptions
 from core.threads import limit_threads
-from core.types import PreprocessError, VideoResult
+from core.worker_pool import make_pool
 from preprocess.cache_layout import (
     FAILURES,
     MANIFEST,
@@ -176,67 +177,42 @@ def _preprocess_on_node(preprocessor: VideoProcessor, item: VideoItem) -> tuple[
     return preprocess_item(preprocessor, item)
 
 
-def _run_in_pool(
+def _run_pooled(
     todo: Sequence[VideoItem],
     cache: Path,
     cfg_hash: str,
     on_outcome: Callable[[VideoOutcome], None],
     *,
     workers: int,
+    ray: RayOptions | None,
     factory: PreprocessorFactory,
     cfg: PreprocessConfig,
     device: str,
-    threads: int,
+    threads: int | None,
     video_timeout: float = 0.0,
 ) -> int:
-    """Runs ``todo`` in worker processes; a video that crashes its worker or runs past
-    ``video_timeout`` seconds fails alone. Returns how many workers were lost that way."""
-    pool = IsolatedPool(
-        _build_in_worker,
-        (factory, cfg, device, threads),
-        _job_in_worker,
-        workers=workers,
-        kill_after=video_timeout,
-    )
-    jobs = [(item, cache, cfg_hash) for item in todo]
+    """Runs ``todo`` in ``workers`` processes, or with ``ray`` as Ray tasks (one per video); a
+    video that crashes its worker or runs past ``video_timeout`` seconds fails alone. Local
+    workers write their own samples; Ray's send them back and this process writes them. Returns
+    how many workers were lost."""
+    if ray is not None:
+        device = "cuda" if ray.gpus > 0 else "cpu"
+        threads = max(1, math.ceil(ray.cpus))
+        init, init_args, job = _build_on_node, (factory, cfg, device, threads, cfg_hash), _preprocess_on_node
+        jobs: list[Any] = list(todo)
+    else:
+        threads = threads or max(1, (os.cpu_count() or 1) // workers)
+        init, init_args, job = _build_in_worker, (factory, cfg, device, threads), _job_in_worker
+        jobs = [(item, cache, cfg_hash) for item in todo]
+    pool = make_pool(init, init_args, job, workers=workers, ray=ray, kill_after=video_timeout)
     try:
-        for index, outcome in pool.run(jobs):
-            if isinstance(outcome, JobFailure):
-                outcome = VideoOutcome.failure(todo[index], cfg_hash, outcome.code, outcome.detail)
-            on_outcome(outcome)
-    except WorkerStartError as err:
-        raise WorkerInitError(f"building the preprocessor failed: {err}") from err
-    return pool.restarts
-
-
-def _run_on_ray(
-    todo: Sequence[VideoItem],
-    cache: Path,
-    cfg_hash: str,
-    on_outcome: Callable[[VideoOutcome], None],
-    *,
-    options: RayOptions,
-    factory: PreprocessorFactory,
-    cfg: PreprocessConfig,
-    video_timeout: float = 0.0,
-) -> int:
-    """Runs ``todo`` as Ray tasks, one per video; this process writes every sample and marker.
-    Same isolation as ``_run_in_pool``. Returns how many workers were lost."""
-    device = "cuda" if options.gpus > 0 else "cpu"
-    threads = max(1, math.ceil(options.cpus))
-    pool = RayPool(
-        _build_on_node,
-        (factory, cfg, device, threads, cfg_hash),
-        _preprocess_on_node,
-        options,
-        kill_after=video_timeout,
-    )
-    try:
-        for index, done in pool.run(todo):
+        for index, done in pool.run(jobs):
             item = todo[index]
             if isinstance(done, JobFailure):
                 outcome = VideoOutcome.failure(item, cfg_hash, done.code, done.detail)
-            else:
+            elif isinstance(done, VideoOutcome):  # a local worker wrote it
+                outcome = done
+            else:  # a Ray task's (VideoResult, seconds)
                 outcome = store_result(done[0], item, cache, cfg_hash, done[1])
             on_outcome(outcome)
     except WorkerStartError as err:
@@ -352,18 +328,7 @@ def run_preprocess(
         bar.set_postfix(failed=failed_now[True], refresh=False)
 
     try:
-        if ray is not None and todo:
-            summary.pool_rebuilds = _run_on_ray(
-                todo,
-                cache,
-                cfg_hash,
-                record,
-                options=ray,
-                factory=preprocessor_factory,
-                cfg=cfg,
-                video_timeout=video_timeout,
-            )
-        elif workers <= 0 and todo:
+        if workers <= 0 and ray is None and todo:
             try:
                 if threads:
                     limit_threads(threads)
@@ -377,13 +342,13 @@ def run_preprocess(
             for item in todo:
                 record(process_item(preprocessor, item, cache, cfg_hash))
         elif todo:
-            threads = threads or max(1, (os.cpu_count() or 1) // workers)
-            summary.pool_rebuilds = _run_in_pool(
+            summary.pool_rebuilds = _run_pooled(
                 todo,
                 cache,
                 cfg_hash,
                 record,
                 workers=workers,
+                ray=ray,
                 factory=preprocessor_factory,
                 cfg=cfg,
                 device=device,

@@ -22,7 +22,7 @@ import torch
 from scipy.signal import medfilt
 
 from core.preprocess_config import SyncConfig
-from core.types import Latency
+from core.preprocess_data import Latency
 from models.runtimes import Runtime, TorchRuntime
 from models.syncnet import UPSTREAM_SUFFIXES, load_syncnet, normalised_embeddings
 from weights.store import tensors_path

@@ -22,7 +22,7 @@ from av.video.reformatter import VideoReformatter
 
 from core.files import atomic_path
 from core.preprocess_config import MediaConfig
-from core.types import Clip, PreprocessError, VideoInfo
+from core.preprocess_data import Clip, PreprocessError, VideoInfo
 from preprocess.frame_store import FrameStore, plane_bytes, stores_planes
 
 # Above this many bytes of RGB frames the window is downscaled (with a warning) rather than

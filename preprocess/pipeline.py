@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from core.preprocess_config import DetectorConfig, PreprocessConfig
-from core.types import (
+from core.preprocess_data import (
     AudioFeatures,
     Clip,
     FaceDetections,

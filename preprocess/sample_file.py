@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from core.files import atomic_path
-from core.types import Latency, PreprocessError, Sample, SampleMeta
+from core.preprocess_data import Latency, PreprocessError, Sample, SampleMeta
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # format 1 lacks landmarks

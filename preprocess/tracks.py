@@ -15,7 +15,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from core.preprocess_config import TrackConfig
-from core.types import FaceDetections, Track
+from core.preprocess_data import FaceDetections, Track
 from core.windows import window_runs
 from preprocess.frame_store import FrameStore
 

@@ -29,7 +29,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from core.aggregation import aggregate, combine_log_odds
 from core.calibration import IDENTITY, Calibration
-from core.types import VideoResult
+from core.preprocess_data import VideoResult
 from submission.per_second import video_seconds
 from submission.preprocess_pool import PreprocessPool
 from submission.scoring import SampleScore, SampleScorer, VideoScore, score_detailed

@@ -37,7 +37,7 @@ import numpy as np
 
 from core.calibration import IDENTITY, Calibration
 from core.preprocess_config import PreprocessConfig
-from core.types import Sample
+from core.preprocess_data import Sample
 from submission.scoring import DetectorScorer, SampleScore
 from weights.store import WeightsError, is_name, tensors_path, weights_dir
 

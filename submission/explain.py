@@ -25,7 +25,7 @@ from core.aggregation import combine_log_odds
 from core.calibration import IDENTITY, Calibration
 from core.files import sha256_file
 from core.preprocess_config import PreprocessConfig
-from core.types import Sample
+from core.preprocess_data import Sample
 from submission.batch import VideoDetail
 from submission.scoring import SecondScores
 

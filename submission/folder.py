@@ -83,7 +83,7 @@ def _names(paths: list[Path]) -> str:
 def holds_video(path: Path) -> bool:
     """Whether PyAV finds footage in the file (its first frame decodes; images and text do not
     count)."""
-    from core.types import PreprocessError
+    from core.preprocess_data import PreprocessError
     from preprocess.media import probe
 
     try:

@@ -26,7 +26,7 @@ import numpy as np
 
 from core.aggregation import combine_log_odds, per_second
 from core.calibration import IDENTITY, Calibration
-from core.types import Sample
+from core.preprocess_data import Sample
 from submission.scoring import SampleScore, SecondScores, VideoScore
 from submission.writer import write_csv_atomic
 

@@ -4,12 +4,12 @@
 order, exactly once per path. Each worker builds its preprocessor once.
 
 - A worker that dies (a decoder segfault, the OOM killer) fails only the video it held
-  (``worker_crashed``); ``core.isolated_pool.IsolatedPool`` starts another worker for the rest.
+  (``worker_crashed``); the pool (``core.worker_pool.make_pool``) starts another worker for the rest.
 - A video running past ``video_timeout`` is interrupted inside the worker by SIGALRM (reason
   ``timeout``). Native code that never returns to Python cannot be interrupted that way, so a
   video still running ``startup_grace`` seconds later has its worker killed.
-- With ``ray`` options the workers are Ray tasks on a cluster, one per video
-  (``core.ray_pool.RayPool``), with the same guarantees; results come back to this process.
+- With ``ray`` options the workers are Ray tasks on a cluster, one per video, with the same
+  guarantees; results come back to this process.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.isolated_pool import IsolatedPool, JobFailure, WorkerStartError
+from core.isolated_pool import JobFailure, WorkerStartError
 from core.preprocess_config import PreprocessConfig
-from core.ray_pool import RayOptions, RayPool
+from core.preprocess_data import PreprocessError, VideoResult
+from core.ray_pool import RayOptions
 from core.threads import limit_threads
-from core.types import PreprocessError, VideoResult
+from core.worker_pool import make_pool
 
 log = logging.getLogger("submission")
 
@@ -169,18 +170,15 @@ class PreprocessPool:
     def _pooled(self, paths: list[str]) -> Iterator[tuple[int, VideoResult]]:
         kill_after = self.video_timeout + self.startup_grace if self.video_timeout > 0 else 0.0
         init_args = (self.factory, self.config, self.device, self.threads_per_worker, self.video_timeout)
-        pool: IsolatedPool | RayPool
-        if self.ray is not None:
-            pool = RayPool(_init_worker, init_args, _process_video, self.ray, kill_after=kill_after)
-        else:
-            pool = IsolatedPool(
-                _init_worker,
-                init_args,
-                _process_video,
-                workers=self.workers,
-                kill_after=kill_after,
-                poll_s=self.poll_s,
-            )
+        pool = make_pool(
+            _init_worker,
+            init_args,
+            _process_video,
+            workers=self.workers,
+            ray=self.ray,
+            kill_after=kill_after,
+            poll_s=self.poll_s,
+        )
         pending = set(range(len(paths)))
         try:
             for index, packed in pool.run(paths):

@@ -19,7 +19,7 @@ import numpy as np
 
 from core.calibration import IDENTITY, Calibration
 from core.preprocess_config import PreprocessConfig
-from core.types import Sample
+from core.preprocess_data import Sample
 
 if TYPE_CHECKING:  # torch and the models load when a scorer is built, not for --help
     from models.detector import DetectorModel

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from core.preprocess_config import PreprocessConfig
-from core.types import PreprocessError, Sample, SampleMeta, VideoResult
+from core.preprocess_data import PreprocessError, Sample, SampleMeta, VideoResult
 
 BAD_MODEL_VALUE = 255  # a track value the fake model refuses
 

@@ -21,7 +21,7 @@ import pytest
 from conftest import ROOT, shared_media
 
 from core.preprocess_config import PreprocessConfig, load_preprocess_config
-from core.types import PreprocessError, Sample, SampleMeta, VideoResult
+from core.preprocess_data import PreprocessError, Sample, SampleMeta, VideoResult
 from preprocess import cache_layout
 from preprocess.cache_build import RunSummary, WorkerInitError, run_preprocess
 from preprocess.cache_layout import VideoOutcome, config_hash, marker_path, sample_path

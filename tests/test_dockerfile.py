@@ -139,11 +139,11 @@ def test_the_image_holds_the_default_weights(dockerfile):
         m["weights"] for m in json.loads((ROOT / "weights" / f"{default}.json").read_text())["members"]
     }
     assert required == {default, face} | members and face == "retinaface_mobilenetv2"
-    assert "models.build_default" not in dockerfile  # its retinaface package is not in the image
+    assert "models.build_retinaface" not in dockerfile  # its retinaface package is not in the image
     makefile = (ROOT / "Makefile").read_text()
-    assert "python -m models.build_default" in makefile.replace("$(PY)", "python")
+    assert "python -m models.build_retinaface" in makefile.replace("$(PY)", "python")
     assert "weights" in make_rules(makefile)["docker-test"][0]  # built before the image
-    assert 'NAME = "retinaface_mobilenetv2"' in (ROOT / "models" / "build_default.py").read_text()
+    assert 'NAME = "retinaface_mobilenetv2"' in (ROOT / "models" / "build_retinaface.py").read_text()
     patterns = dockerignore_patterns()
     assert not dockerignored(f"weights/{default}.json", patterns)
     for suffix in (".safetensors", ".json"):

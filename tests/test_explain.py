@@ -151,7 +151,7 @@ def test_syncnet_curve_and_timeline_in_the_page():
     from submission_fakes import fake_sample
 
     from core.preprocess_config import PreprocessConfig
-    from core.types import Latency, VideoResult
+    from core.preprocess_data import Latency, VideoResult
     from submission.batch import VideoDetail
     from submission.explain import ModelInfo, explain_video
     from submission.explain_html import render_video
@@ -186,7 +186,7 @@ def test_page_shows_weights_under_the_working_directory_relative(tmp_path, monke
     from submission_fakes import fake_sample
 
     from core.preprocess_config import PreprocessConfig
-    from core.types import VideoResult
+    from core.preprocess_data import VideoResult
     from submission.batch import VideoDetail
     from submission.explain import ModelInfo, explain_video
     from submission.explain_html import render_video

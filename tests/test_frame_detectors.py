@@ -8,12 +8,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT
 from submission_fakes import fake_sample
 
 from core.preprocess_config import PreprocessConfig
 from models.detector import DetectorModel
 from models.efficientnet_frames import EfficientNetFrames
 from models.efficientnet_lstm import EfficientNetLSTM
+from models.face_frames import PerFrameDetector
 from models.mesonet import Meso4, MesoConfig, MesoInception4
 from models.mobilenet_frames import MobileNetFrames, MobileNetFramesConfig
 from models.onnx_export import export_onnx, onnx_io_names
@@ -128,6 +130,51 @@ def _only(sample, picked):
     out = copy.deepcopy(sample)
     out.faces, out.face_frame_indices = sample.faces[picked], sample.face_frame_indices[picked]
     return out
+
+
+class _MeanColour(PerFrameDetector):
+    """A frame detector that writes only its features: each frame's mean colour."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.add_linear_head(3, dropout=0.5)
+
+    def forward_features(self, frames):
+        return frames.mean(dim=(2, 3))
+
+
+def test_a_new_frame_detector_writes_only_its_features():
+    """The base reshapes the frames, adds the head (dropout → linear) and returns the sample's
+    logit (the mean over frames) and each frame's, in input order."""
+    model = _MeanColour(MesoConfig(num_frames=3, img_size=64)).eval()
+    (frames,) = model.example_inputs(2, seed=5)
+    with torch.no_grad():
+        logits, per_frame = model(frames)
+        colours = frames.mean(dim=(3, 4))  # (B, T, 3)
+        want = colours @ model.head.weight[0] + model.head.bias
+    assert sorted(model.state_dict()) == ["head.bias", "head.weight"]
+    torch.testing.assert_close(per_frame, want)
+    torch.testing.assert_close(logits, want.mean(dim=1, keepdim=True))
+    with pytest.raises(ValueError, match=r"frames must be \(B, 3, 3, 64, 64\)"):
+        model(frames[:, :2])
+
+
+def test_the_shipped_detector_computes_what_its_onnx_was_exported_from():
+    """``weights/detector.safetensors`` loads strictly into today's module, which gives on fixed
+    frames what the ``.onnx`` exported beside it (from the module as it was then) gives."""
+    from models.runtimes import OnnxRuntimeRuntime
+
+    weights = ROOT / "weights" / "detector"
+    model = load_model(weights).module
+    inputs = tuple(t.numpy() for t in model.example_inputs(3, seed=7))
+    with torch.no_grad():
+        torch_out = [t.numpy() for t in model(*(torch.from_numpy(x) for x in inputs))]
+    onnx_out = OnnxRuntimeRuntime(weights.with_suffix(".onnx"), providers="cpu", threads=1)(*inputs)
+    assert len(onnx_out) == len(torch_out) == 2
+    for got, want in zip(onnx_out, torch_out, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-4)
+    assert np.ptp(torch_out[0]) > 1e-3  # the frames matter
 
 
 def test_the_lstm_has_no_time_outputs():

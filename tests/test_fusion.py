@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from core.aggregation import aggregate
-from core.types import Latency, Sample, SampleMeta
+from core.preprocess_data import Latency, Sample, SampleMeta
 from models.checkpoints import ConversionError
 from models.fusion import MEAN, STD, FusionConfig, FusionModel, mel_frames
 from models.mmaction_compat import build_timesformer

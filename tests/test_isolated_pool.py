@@ -110,3 +110,19 @@ def test_malloc_arena_cap_is_accepted_by_glibc():
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
     assert proc.stdout.strip() == "True", proc.stderr
+
+
+def test_the_pool_factory_runs_locally_unless_ray_names_a_cluster():
+    from core.ray_pool import RayOptions, RayPool
+    from core.worker_pool import make_pool
+
+    local = make_pool(make_state, ("t",), run_job, workers=2, kill_after=30.0)
+    assert isinstance(local, IsolatedPool) and (local.workers, local.kill_after) == (2, 30.0)
+    out = results(local, ["a", "crash", "b"])
+    assert out[0].startswith("t:a:") and out[2].startswith("t:b:")
+    assert out[1].code == "worker_crashed" and local.restarts >= 1
+    remote = make_pool(
+        make_state, ("t",), run_job, workers=2, ray=RayOptions("auto", cpus=2.0), kill_after=30.0
+    )
+    assert isinstance(remote, RayPool) and remote.options.cpus == 2.0 and remote.kill_after == 30.0
+    assert multiprocessing.active_children() == []

@@ -43,7 +43,7 @@ def upward_imports(package: str, source: str) -> list[str]:
 def test_the_checker_sees_module_level_and_lazy_imports():
     source = (
         "import numpy\n"
-        "from core.types import Sample\n"
+        "from core.preprocess_data import Sample\n"
         "from models.registry import load_model\n"
         "def late():\n"
         "    import submission.cli\n"

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from core.preprocess_config import PreprocessConfig, SampleConfig
-from core.types import Sample, SampleMeta
+from core.preprocess_data import Sample, SampleMeta
 from models.mds import MdsConfig, MdsModel, sample_chunks
 from models.registry import create_model
 from preprocess.tracks import per_second_indices

@@ -13,7 +13,7 @@ from clips import make_audio_only, make_clip, make_png, pattern, read_index, ton
 from conftest import shared_media
 
 from core.preprocess_config import MediaConfig
-from core.types import PreprocessError
+from core.preprocess_data import PreprocessError
 from preprocess import media
 from preprocess.media import FrameBuffer, decode, probe, write_video
 

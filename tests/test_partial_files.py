@@ -14,7 +14,7 @@ import pytest
 from conftest import shared_media
 from remux import cut, moov_first, remux
 
-from core.types import PreprocessError
+from core.preprocess_data import PreprocessError
 from preprocess.media import decode
 from submission.cli import main
 

@@ -11,7 +11,7 @@ from clips import make_clip
 from conftest import shared_media
 
 from core.preprocess_config import PreprocessConfig
-from core.types import PreprocessError
+from core.preprocess_data import PreprocessError
 from preprocess import pipeline
 from preprocess.faces.detector import FaceDetector
 from preprocess.media import decode
@@ -32,7 +32,7 @@ def one_torch_thread():
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory) -> FaceDetector:
     """The default RetinaFace, converted from the retinaface package's graph into a temp folder."""
-    from models.build_default import build, find_graph
+    from models.build_retinaface import build, find_graph
 
     try:
         graph = find_graph()

@@ -68,7 +68,7 @@ def iou(a, b) -> float:
 @pytest.fixture(scope="module")
 def tf_weights(tmp_path_factory) -> Path:
     """The default weights, converted from the retinaface package's graph into a temp folder."""
-    from models.build_default import build, find_graph
+    from models.build_retinaface import build, find_graph
 
     try:
         graph = find_graph()
@@ -209,7 +209,7 @@ def test_onnx_export_runs_at_other_sizes(tmp_path):
 
 
 def test_tf_converter_refuses_incomplete_graphs():
-    from models.build_default import find_graph
+    from models.build_retinaface import find_graph
     from models.checkpoints import ConversionError
     from models.retinaface_tf import TFGraph, read_graph, retinaface_from_tf_graph
 
@@ -432,7 +432,7 @@ def test_bad_checkpoints_name_file_and_problem(tmp_path, tf_weights):
     torch.save(torch.zeros(3), notdict)
     cases[notdict] = "not a state dict"
     cases[tmp_path / "absent.pth"] = "not found"
-    cases[tmp_path / "absent_name"] = "not found .*python -m models.build_default"
+    cases[tmp_path / "absent_name"] = "not found .*python -m models.build_retinaface"
     for path, problem in cases.items():
         with pytest.raises(WeightsError, match=problem) as err:
             FaceDetector.from_weights(str(path), DetectorConfig())
@@ -449,8 +449,8 @@ def test_bad_checkpoints_name_file_and_problem(tmp_path, tf_weights):
         FaceDetector.from_weights(str(stem.with_suffix(".safetensors")), DetectorConfig())
 
 
-def test_build_default_is_idempotent(tmp_path):
-    from models.build_default import build, find_graph
+def test_build_retinaface_is_idempotent(tmp_path):
+    from models.build_retinaface import build, find_graph
     from weights.store import read_config
 
     try:

@@ -82,7 +82,7 @@ def test_unreadable_and_wrong_files(tmp_path):
 
 
 def test_real_graph_matches_tensorflow_parser():
-    from models.build_default import find_graph
+    from models.build_retinaface import find_graph
 
     try:
         path = find_graph()

@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from core.types import Latency, PreprocessError, Sample, SampleMeta
+from core.preprocess_data import Latency, PreprocessError, Sample, SampleMeta
 from preprocess import sample_file as sample_io
 from preprocess.cache_layout import sample_path, video_key
 from preprocess.sample_file import FORMAT_VERSION, load_sample, sample_to_arrays, save_sample

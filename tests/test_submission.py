@@ -621,7 +621,7 @@ def test_run_sh_end_to_end_on_real_and_broken_videos(tiny_weights, mixed_input, 
 def test_detector_scorer_runtimes_agree(tiny_weights, caplog):
     """The real fusion model through each runtime on the same samples: ONNX Runtime (the
     detector.onnx beside the weights) matches torch; TensorRT, absent here, falls back to torch."""
-    from core.types import Latency
+    from core.preprocess_data import Latency
     from submission.scoring import DetectorScorer
 
     rng = np.random.default_rng(0)

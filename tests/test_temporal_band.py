@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from core.preprocess_config import PreprocessConfig
-from core.types import Sample, SampleMeta, Track
+from core.preprocess_data import Sample, SampleMeta, Track
 from core.windows import window_runs
 from models.registry import create_model, load_model
 from models.temporal_band import FEATURES, drop_repeats, motion_features

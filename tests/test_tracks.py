@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from core.preprocess_config import TrackConfig
-from core.types import FaceDetections, Track
+from core.preprocess_data import FaceDetections, Track
 from preprocess.tracks import (
     build_tracks,
     crop_faces,

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from core.types import Sample, SampleMeta
+from core.preprocess_data import Sample, SampleMeta
 from train.augment import AugmentConfig, ClipAugmenter, augment_audio, augment_faces
 
 

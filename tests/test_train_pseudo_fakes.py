@@ -10,7 +10,7 @@ import pytest
 from conftest import shared_media
 
 from core.preprocess_config import PreprocessConfig
-from core.types import Latency, Sample
+from core.preprocess_data import Latency, Sample
 from train.pseudo_fakes import (
     AudioShift,
     BlendFlicker,

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from core.preprocess_config import AudioConfig
-from core.types import Sample
+from core.preprocess_data import Sample
 from preprocess.audio import log_mel
 
 

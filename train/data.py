@@ -35,7 +35,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from core.preprocess_config import PreprocessConfig
-from core.types import Sample
+from core.preprocess_data import Sample
 from models.detector import DetectorModel
 from preprocess.cache_layout import read_settings
 from preprocess.datasets import parse_segment

@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
-from core.types import Latency, Sample
+from core.preprocess_data import Latency, Sample
 
 LEFT_EYE, RIGHT_EYE, NOSE, MOUTH_LEFT, MOUTH_RIGHT = range(5)
 

@@ -21,7 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
-from core.types import Sample
+from core.preprocess_data import Sample
 
 
 class SampleTransform(Protocol):

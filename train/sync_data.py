@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from core.preprocess_config import PreprocessConfig
-from core.types import PreprocessError
+from core.preprocess_data import PreprocessError
 from models.syncnet_mouth import mouth_region
 
 log = logging.getLogger("train")

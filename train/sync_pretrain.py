@@ -40,7 +40,7 @@ import torch
 from torch.nn import functional as F
 
 from core.preprocess_config import PreprocessConfig
-from core.types import PreprocessError
+from core.preprocess_data import PreprocessError
 from models.runtimes import TorchRuntime
 from models.syncnet import ARCH as SYNCNET_ARCH
 from models.syncnet import SyncNet, load_syncnet

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import torch
 
-from core.types import Sample
+from core.preprocess_data import Sample
 from models.registry import create_model
 from models.temporal_band import TemporalBand
 from preprocess.sample_file import load_sample

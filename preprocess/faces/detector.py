@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from core.preprocess_config import DetectorConfig
-from core.types import FaceDetections
+from core.preprocess_data import FaceDetections
 from models.retinaface import RetinaFaceConfig, fuse_batchnorm, load_retinaface
 from models.retinaface_onnx import cpu_runtime
 from models.runtimes import Runtime, TorchRuntime

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from core.preprocess_config import PreprocessConfig
-from core.types import Sample, SampleMeta
+from core.preprocess_data import Sample, SampleMeta
 from preprocess.audio import audio_features, log_mel, mfcc
 from preprocess.cache_layout import sample_path, write_settings
 from preprocess.datasets import ManifestRow, VideoItem, write_manifest

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import csv
 import io
-import multiprocessing
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +33,8 @@ import cv2
 import numpy as np
 
 from core.files import atomic_write
+from core.isolated_pool import JobFailure
+from core.worker_pool import make_pool
 from train.synth.audio import Speech, synthesize_speech
 from train.synth.face import Identity, inner_face_region, mouth_region
 from train.synth.scene import Scene, face_boxes, head_layer, make_scene, render_frames
@@ -334,6 +334,16 @@ def _write_shard(
     return rows
 
 
+def _shard_settings(*settings: object) -> tuple:
+    """A worker's state: what every shard of the dataset shares."""
+    return settings
+
+
+def _shard_job(settings: tuple, shard: tuple[int, int]) -> list[dict[str, object]]:
+    out, n, seconds, seed, categories, fps, progress, partial = settings
+    return _write_shard(out, n, seconds, seed, categories, fps, shard, progress, partial)
+
+
 def write_dataset(
     out: str | Path,
     n: int,
@@ -351,16 +361,16 @@ def write_dataset(
     ``workers`` > 1 renders shards in that many processes (same files as one process)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    args = (out, n, seconds, seed, list(categories), fps)
+    settings = (out, n, seconds, seed, list(categories), fps, progress, partial)
     if workers <= 1:
-        rows = _write_shard(*args, (0, 1), progress, partial)
+        rows = _shard_job(settings, (0, 1))
     else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            shards = [
-                pool.submit(_write_shard, *args, (i, workers), progress, partial) for i in range(workers)
-            ]
-            parts = [shard.result() for shard in shards]
+        pool = make_pool(_shard_settings, settings, _shard_job, workers=workers)
+        parts = []
+        for i, part in pool.run([(i, workers) for i in range(workers)]):
+            if isinstance(part, JobFailure):
+                raise RuntimeError(f"{out}: rendering shard {i} of {workers} failed: {part.detail}")
+            parts.append(part)
         rows = sorted(
             (r for part in parts for r in part),
             key=lambda r: (str(r["original"] or r["filename"]), r["label"]),

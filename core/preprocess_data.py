@@ -1,4 +1,5 @@
-"""Typed objects passed between preprocessing stages.
+"""The data preprocessing passes between its stages and hands on: from ``VideoInfo`` and
+``Clip`` through face tracks and audio features to each ``Sample`` and a video's ``VideoResult``.
 
 Arrays keep fixed dtypes and layouts so stages, the ``.npz`` cache and the models agree:
 frames are RGB uint8 (T, H, W, 3); boxes are float32 (x1, y1, x2, y2) in pixels of the
