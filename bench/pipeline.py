@@ -132,10 +132,18 @@ def best_run(pre: Preprocessor, path: Path, repeat: int) -> dict[str, float] | N
 
 def clip_rows(paths: list[Path], module, args) -> list[ClipRow]:
     cfg = PreprocessConfig()
-    plain = Preprocessor(cfg, syncnet=None)
-    sampled = Preprocessor(cfg, detector=plain.detector, syncnet=scorer(module, cfg.sync, fast=True))
+    # the decoder gets ffmpeg's threads (--threads), the networks --torch-threads
+    plain = Preprocessor(cfg, syncnet=None, decode_threads=args.threads)
+    sampled = Preprocessor(
+        cfg, detector=plain.detector, syncnet=scorer(module, cfg.sync, fast=True), decode_threads=args.threads
+    )
     full_cfg = dataclasses.replace(cfg.sync, windows=0)  # before: every window, channels-first
-    full = Preprocessor(cfg, detector=plain.detector, syncnet=scorer(module, full_cfg, fast=False))
+    full = Preprocessor(
+        cfg,
+        detector=plain.detector,
+        syncnet=scorer(module, full_cfg, fast=False),
+        decode_threads=args.threads,
+    )
     print(
         " ".join(
             f"{h:>{w}}" if i else f"{h:<{w}}" for i, (h, w) in enumerate(zip(HEADER, WIDTHS, strict=True))

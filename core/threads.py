@@ -7,10 +7,15 @@ spin against each other and the video decoder.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
+from pathlib import Path
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# The budget limit_threads last set, for code that sizes its own threads (the video decoder);
+# in the environment, so a worker process started with it inherits it until it sets its own.
+BUDGET_ENV_VAR = "AVDF_THREADS"
 
 
 def limit_threads(threads: int) -> None:
@@ -19,9 +24,46 @@ def limit_threads(threads: int) -> None:
     worker a second even when its job needs neither, so a caller that imports them afterwards
     calls this again."""
     threads = max(1, int(threads))
-    for var in THREAD_ENV_VARS:
+    for var in (*THREAD_ENV_VARS, BUDGET_ENV_VAR):
         os.environ[var] = str(threads)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
     if "cv2" in sys.modules:
         sys.modules["cv2"].setNumThreads(threads)
+
+
+def thread_budget() -> int:
+    """Threads this process may use: what ``limit_threads`` last set (a worker's share of the
+    cores), else every CPU it may run on (``available_cpus``)."""
+    try:
+        return max(1, int(os.environ[BUDGET_ENV_VAR]))
+    except (KeyError, ValueError):
+        return available_cpus()
+
+
+def available_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may use: its CPU set (``docker --cpuset-cpus``), capped by a cgroup
+    CPU quota (``docker --cpus 2`` on a 16-core host: 2, not 16 workers in 3 GB)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_quota(cgroup)
+    return max(1, min(cpus, math.ceil(quota))) if quota else cpus
+
+
+def _cgroup_quota(root: Path) -> float | None:
+    """CPUs of the cgroup's quota (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``); None: no limit."""
+    try:
+        text = (root / "cpu.max").read_text().split()  # "max 100000" or "200000 100000"
+        if text and text[0] != "max":
+            return int(text[0]) / int(text[1])
+        return None
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None

@@ -228,6 +228,8 @@ def decode(
     buffer: FrameBuffer | None = None,
     on_frames: FrameCallback | None = None,
     lazy: bool = False,
+    threads: int = 0,
+    thread_type: str = "AUTO",
 ) -> Clip:
     """The first ``cfg.window_s`` seconds as RGB frames at ``cfg.fps`` plus mono int16 audio.
 
@@ -244,13 +246,19 @@ def decode(
     ``lazy``: the frames may come back as a ``FrameStore`` (the decoder's planes, RGB made where
     read, same pixels) instead of an array, for 8-bit planar formats kept at their decoded size;
     other streams still decode to an array.
+
+    ``threads``: the decoder's threads (0: FFmpeg's choice, one per core it sees, which in a
+    container limited to 2 CPUs of a 64-core host is 64); ``thread_type`` "AUTO" (frame and
+    slice threads), "FRAME" or "SLICE".
     """
     cfg = cfg or MediaConfig()
     path = str(path)
     warnings: list[str] = []
     with _open(path, cfg.still_images) as container:
         stream = _video_stream(container, path)
-        stream.thread_type = "AUTO"  # frame + slice threads: decoding is most of the cost
+        stream.thread_type = thread_type  # decoding is most of the cost: threads pay
+        if threads > 0:
+            stream.codec_context.thread_count = threads
         info = _describe(container, stream, path)
         cut = _cut_short(container, path)
         if cut:

@@ -28,6 +28,7 @@ from core.preprocess_data import (
     Track,
     VideoResult,
 )
+from core.threads import thread_budget
 from preprocess.audio import audio_features
 from preprocess.faces.detector import FaceDetector
 from preprocess.latency import SyncNetScorer
@@ -168,8 +169,13 @@ class Preprocessor:
         device: str = "cpu",
         detector: FaceDetector | None = None,
         syncnet: SyncNetScorer | None | bool = True,
+        decode_threads: int = 0,
     ):
+        """``decode_threads``: the video decoder's threads; 0: this process's thread budget
+        (``core.threads.thread_budget``: a worker's share of the cores, not FFmpeg's one thread
+        per core it sees, which in a container limited to 2 CPUs of a big host is dozens)."""
         self.cfg = cfg or PreprocessConfig()
+        self.decode_threads = decode_threads
         self.detector = detector or FaceDetector.from_weights(
             self.cfg.detector.weights, self.cfg.detector, device
         )
@@ -206,7 +212,12 @@ class Preprocessor:
         with DetectionStage(self.detector, self.cfg.detector) as detection:
             with timer("decode"):
                 clip = decode(
-                    path, self.cfg.media, self.frame_buffer, on_frames=detection.on_frames, lazy=True
+                    path,
+                    self.cfg.media,
+                    self.frame_buffer,
+                    on_frames=detection.on_frames,
+                    lazy=True,
+                    threads=self.decode_threads or thread_budget(),
                 )
             with timer("detect"):
                 detections = detection.finish(clip.frames)

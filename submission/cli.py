@@ -25,7 +25,7 @@ from core.calibration import UNCERTAIN_BAND, is_uncertain
 from core.device import RUNTIMES, resolve_device
 from core.ray_pool import RayOptions, add_ray_arguments, ray_options
 from core.text import plural
-from core.threads import limit_threads
+from core.threads import available_cpus, limit_threads
 from submission.folder import DEFAULT_EXTENSIONS, parse_extensions, scan_folder
 from submission.journal import Journal, run_identity
 from submission.per_second import write_per_second
@@ -58,34 +58,6 @@ DEFAULT_CLIP_EPS = 1e-3
 # weights/default.json: the shipped default, an ensemble of detector.* (blend seams) and
 # temporal_band.* (facial motion) with its own calibration (submission/ensemble.py)
 DEFAULT_WEIGHTS = "default"
-
-
-def available_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
-    """CPUs this process may use: its CPU set (``docker --cpuset-cpus``), capped by a cgroup
-    CPU quota (``docker --cpus 2`` on a 16-core host: 2, not 16 workers in 3 GB)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count() or 1
-    quota = _cgroup_quota(cgroup)
-    return max(1, min(cpus, math.ceil(quota))) if quota else cpus
-
-
-def _cgroup_quota(root: Path) -> float | None:
-    """CPUs of the cgroup's quota (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``); None: no limit."""
-    try:
-        text = (root / "cpu.max").read_text().split()  # "max 100000" or "200000 100000"
-        if text and text[0] != "max":
-            return int(text[0]) / int(text[1])
-        return None
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
-        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
-    except (OSError, ValueError):
-        return None
-    return quota / period if quota > 0 and period > 0 else None
 
 
 USAGE = """bash run.sh INPUT_DIR OUTPUT_DIR [options]          (writes OUTPUT_DIR/submission.csv)

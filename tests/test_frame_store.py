@@ -101,3 +101,25 @@ def test_cached_samples_equal_the_rgb_decode(monkeypatch, name):
         assert (a.latency is None) == (b.latency is None)
         if a.latency is not None:
             np.testing.assert_array_equal(a.latency.vector(), b.latency.vector())
+
+
+def test_the_decoder_takes_the_process_thread_budget(monkeypatch, tmp_path):
+    """A worker's share of the cores, not FFmpeg's one thread per core it sees."""
+    from core.threads import thread_budget
+
+    seen = []
+    real = pipeline.decode
+
+    def spy(*args, threads=0, **kwargs):
+        seen.append(threads)
+        return real(*args, threads=threads, **kwargs)
+
+    monkeypatch.setattr(pipeline, "decode", spy)
+    monkeypatch.setenv("AVDF_THREADS", "3")
+    path = make_clip(tmp_path / "clip.mp4", seconds=0.4)
+    pre = Preprocessor(PreprocessConfig(), syncnet=None)
+    pre.process(path)
+    monkeypatch.setenv("AVDF_THREADS", "1")  # what limit_threads(1) in a worker sets
+    pre.process(path)
+    Preprocessor(PreprocessConfig(), detector=pre.detector, syncnet=None, decode_threads=2).process(path)
+    assert seen == [3, 1, 2] and thread_budget() == 1

@@ -677,7 +677,7 @@ def test_run_sh_missing_weights_exits_with_one_message(tmp_path):
 
 
 def test_available_cpus_honours_a_cgroup_quota(tmp_path):
-    from submission.cli import available_cpus
+    from core.threads import available_cpus
 
     affinity = len(os.sched_getaffinity(0))
     assert available_cpus(tmp_path) == affinity  # no cgroup files: the CPU set
