@@ -1,4 +1,5 @@
-"""CUDA paths of inference: fp32 against the CPU, fp16 against fp32, for the three networks.
+"""CUDA paths of inference: fp32 against the CPU, fp16 against fp32, for the three networks; and
+SyncNet pretraining in fp16 mixed precision.
 
 CI has no GPU, so these skip there; on a GPU machine run ``pytest tests/test_gpu.py
 tests/test_train_module.py`` (the latter then trains in bf16-mixed, ``auto_precision``).
@@ -8,6 +9,7 @@ The real-frame test needs ../shared (or ``AVDF_SHARED``).
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -69,3 +71,39 @@ def test_syncnet_distances_on_cuda_fp16():
     d_cpu = np.linalg.norm(cpu_lip - cpu_aud, axis=1)
     d_fp16 = np.linalg.norm(fp16_lip - fp16_aud, axis=1)
     assert np.abs(d_fp16 - d_cpu).max() < 2e-2 * d_cpu.max()
+
+
+def test_sync_pretraining_on_cuda_in_mixed_precision_resumes(tmp_path):
+    """``train sync-pretrain --device cuda --amp``: fp16 autocast with a live gradient scaler,
+    the loss falls, the checkpoint holds the scaler and a resume continues to the end (prints
+    the windows/s, for the README's GPU figure)."""
+    from preprocess.audio import mfcc
+    from train.sync_pretrain import SyncClip, SyncPretrainConfig, pretrain_syncnet
+    from train.synth.samples import crop_square
+    from train.synth.videos import generate_videos
+
+    clips = []
+    for v in generate_videos(5, seconds=1.0, seed=4):
+        faces = np.stack([crop_square(f, b, 0.4, 224) for f, b in zip(v.frames, v.boxes, strict=True)])
+        clips.append(SyncClip(v.filename, faces, v.audio, mfcc(v.audio, v.sample_rate), v.sample_rate))
+    cfg = SyncPretrainConfig(
+        epochs=10, batch_size=2, eval_clips=1, eval_shifts=(0, 6), device=DEVICE, amp=True, log_every=4
+    )
+    first = pretrain_syncnet(None, None, cfg, clips=clips, progress=False, checkpoint=tmp_path / "ck.pt")
+    assert first.precision == "fp16" and first.loss_last < first.loss_first
+    state = torch.load(tmp_path / "ck.pt", weights_only=True)
+    assert state["step"] == 20 and state["scaler"]["scale"] > 0
+    longer = dataclasses.replace(cfg, epochs=12)
+    resumed = pretrain_syncnet(
+        None,
+        None,
+        longer,
+        clips=clips,
+        progress=False,
+        checkpoint=tmp_path / "ck.pt",
+        resume=tmp_path / "ck.pt",
+    )
+    assert resumed.steps == 24 and resumed.steps_this_run == 4
+    print(
+        f"sync pretraining on {torch.cuda.get_device_name()}: {first.windows_per_second:.1f} windows/s (batch 2)"
+    )

@@ -11,7 +11,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from core.calibration import IDENTITY
-from core.device import resolve_device
 from core.text import plural
 
 log = logging.getLogger("train")
@@ -361,20 +360,28 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+SYNC_PRETRAIN_CHECKPOINT = Path("runs/sync-pretrain/last.pt")
+
+
 def cmd_sync_pretrain(args: argparse.Namespace) -> int:
     from train.sync_pretrain import SyncPretrainConfig, pretrain_syncnet
 
     cfg = SyncPretrainConfig(
         steps=args.steps,
+        epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
         eval_clips=args.eval_clips,
         seed=args.seed,
         init=args.init,
-        device=resolve_device(args.device),
+        device=args.device,  # checked (CUDA present?) before any work
+        amp=args.amp,
         max_frames=args.max_frames,
     )
-    result = pretrain_syncnet(args.videos, args.out, cfg, progress=not args.quiet)
+    checkpoint = args.checkpoint or args.resume or SYNC_PRETRAIN_CHECKPOINT
+    result = pretrain_syncnet(
+        args.videos, args.out, cfg, progress=not args.quiet, checkpoint=checkpoint, resume=args.resume
+    )
     print(result.summary())
     return 0
 
@@ -669,15 +676,37 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_compare)
 
     y = sub.add_parser("sync-pretrain", help="self-supervised SyncNet training on unlabelled real videos")
-    y.add_argument("videos", type=Path, help="folder of real talking-face videos")
+    y.add_argument(
+        "videos",
+        type=Path,
+        help="folder of real talking-face videos: SPEAKER/CLIP.mp4 or SPEAKER/VIDEO/CLIP.mp4 "
+        "(LRS2, LRS3, VoxCeleb2; split by speaker), or the clips themselves",
+    )
     y.add_argument("--out", default="weights/syncnet", help="output weights stem")
     y.add_argument("--steps", type=int, default=300)
+    y.add_argument(
+        "--epochs", type=int, help="train this many epochs instead of --steps (an epoch: one window per clip)"
+    )
     y.add_argument("--batch-size", type=int, default=8)
     y.add_argument("--lr", type=float, default=1e-4)
-    y.add_argument("--eval-clips", type=int, default=4, help="videos held out to measure shift recovery")
+    y.add_argument(
+        "--eval-clips",
+        type=int,
+        default=4,
+        help="clips of held-out speakers (whole speakers held out) to measure shift recovery",
+    )
     y.add_argument("--init", help="start from these SyncNet weights (ours or syncnet_v2.model)")
     y.add_argument("--max-frames", type=int, default=100, help="frames kept per clip (its main face track)")
     y.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
+    y.add_argument(
+        "--amp", action="store_true", help="mixed precision: fp16 + gradient scaling on CUDA, bf16 on CPU"
+    )
+    y.add_argument(
+        "--checkpoint",
+        type=Path,
+        help=f"training state written after every epoch (default: the --resume file, else {SYNC_PRETRAIN_CHECKPOINT})",
+    )
+    y.add_argument("--resume", type=Path, help="continue from this checkpoint (same videos and options)")
     y.add_argument("--seed", type=int, default=0)
     y.add_argument("--quiet", action="store_true")
     y.set_defaults(func=cmd_sync_pretrain)
