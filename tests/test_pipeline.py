@@ -142,13 +142,13 @@ def test_decode_failure_leaves_no_worker(tmp_path, detector, monkeypatch):
     """A decode that fails midway, with batches queued, returns its error and joins the worker."""
     path = make_clip(tmp_path / "clip.mp4", seconds=3.0)
 
-    def failing_decode(path, cfg, buffer, on_frames, lazy=False):
+    def failing_decode(path, cfg, buffer, on_frames, **options):
         def hook(frames: np.ndarray, count: int) -> None:
             on_frames(frames, count)
             if count >= 40:
                 raise PreprocessError(str(path), "decode_error", "simulated failure midway")
 
-        return decode(path, cfg, buffer, on_frames=hook, lazy=lazy)
+        return decode(path, cfg, buffer, on_frames=hook, **options)
 
     pre = Preprocessor(CFG, detector=detector, syncnet=None)
     with monkeypatch.context() as patch:
