@@ -53,7 +53,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_fit(manifest: Path, out: Path, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_fit(manifest: Path, out: Path, *extra: str, timeout: float = 1200) -> subprocess.CompletedProcess:
     """``python -m train fit`` on 2 CPU processes; Lightning starts rank 1 itself (a second
     ``python -m train fit``). Its own session, so a stuck run is killed with every rank."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
