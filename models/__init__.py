@@ -13,6 +13,7 @@ from models import (  # noqa: F401  (registration)
     mesonet,
     mobilenet_frames,
     retinaface,
+    sync_evidence,
     syncnet,
     syncnet_mouth,
     temporal_band,

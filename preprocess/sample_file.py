@@ -100,6 +100,30 @@ def load_sample(path: str | Path) -> Sample:
     return sample_from_arrays(arrays, str(path))
 
 
+def load_latency(path: str | Path) -> tuple[SampleMeta, Latency | None]:
+    """Only the metadata and the latency of a sample file (the crops are not decompressed):
+    what a detector of the latency alone reads. Errors as ``load_sample``."""
+    path = Path(path)
+    if not path.is_file():
+        raise PreprocessError(str(path), "missing_sample", "no such sample file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            header = json.loads(npz["meta"].tobytes().decode("utf-8"))
+            lat = header["latency"]
+            latency = None
+            if lat is not None:
+                latency = Latency(
+                    distances=npz["latency_distances"],
+                    offset=int(lat["offset"]),
+                    min_distance=lat["min_distance"],
+                    confidence=lat["confidence"],
+                    frame_confidence=npz["latency_frame_confidence"],
+                )
+            return SampleMeta(**header["meta"]), latency
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError, TypeError) as err:
+        raise PreprocessError(str(path), "corrupt_sample", f"{type(err).__name__}: {err}") from err
+
+
 def sample_from_arrays(arrays: dict[str, np.ndarray], path: str = "<memory>") -> Sample:
     """Inverse of ``sample_to_arrays``; ``path`` only names the file in errors."""
     try:

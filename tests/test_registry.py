@@ -29,6 +29,7 @@ def test_the_project_models_are_registered_by_their_weights_names():
         "mesoinception4",
         "mobilenetv2_frames",
         "retinaface",
+        "sync_evidence",
         "syncnet",
         "syncnet_mouth",
         "temporal_band",

@@ -101,11 +101,13 @@ def test_fit_help_lists_every_detector_and_defaults_to_the_shipped_one(capsys):
         main(["fit", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert exit_.value.code == 0
-    # temporal_band has no learnt layers: `train fit-temporal` fits it, not `train fit`
+    # temporal_band and sync_evidence have no learnt layers: `train fit-temporal` and
+    # `train fit-sync-evidence` fit them, not `train fit`
     detectors = [
         a
         for a in registered_models()
-        if issubclass(model_entry(a).model_class, DetectorModel) and a != "temporal_band"
+        if issubclass(model_entry(a).model_class, DetectorModel)
+        and a not in ("temporal_band", "sync_evidence")
     ]
     assert "mds" in detectors and "mobilenetv2_frames" in detectors
     for arch in detectors:

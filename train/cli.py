@@ -1,4 +1,4 @@
-"""``python -m train synth|fit|fit-temporal|eval|compare|export|calibrate|ensemble|footage-labels|pseudo-fake-sheet|sync-pretrain``: the training tools' command line."""
+"""``python -m train synth|fit|fit-temporal|fit-sync-evidence|eval|compare|export|calibrate|ensemble|footage-labels|pseudo-fake-sheet|sync-pretrain``: the training tools' command line."""
 
 from __future__ import annotations
 
@@ -179,6 +179,35 @@ def cmd_fit_temporal(args: argparse.Namespace) -> int:
         f"wrote {result.weights} (band of {result.samples} real samples, {result.windows} windows; "
         f"offset {result.offset:.3f}, scale {result.scale:.3f})"
     )
+    if result.onnx:
+        print(f"wrote {result.onnx} (ONNX Runtime vs torch: max |diff| {result.onnx_max_abs_diff:.2e})")
+    return 0
+
+
+def cmd_fit_sync_evidence(args: argparse.Namespace) -> int:
+    from train.calibration import read_sources
+    from train.sync_evidence_fit import SyncFitConfig, fit_sync_evidence, format_validation
+
+    model = {"features": args.features} if args.features else {}
+    cfg = SyncFitConfig(
+        manifest=args.manifest,
+        out=args.out,
+        model=model,
+        mode=args.mode,
+        split=args.split,
+        fake_split=args.fake_split,
+        validation_split=args.validation_split,
+        sources=read_sources(args.labels) if args.labels else None,
+        balance_sources=args.balance_sources,
+        shrinkage=args.shrinkage,
+        band_quantile=args.band_quantile,
+        l2=args.l2,
+        onnx=not args.no_onnx,
+    )
+    result = fit_sync_evidence(cfg, check=not args.no_validation)
+    if result.validation is not None:
+        print(format_validation(result.validation, cfg.mode))
+    print(f"wrote {result.weights} ({cfg.mode}: {result.fit})")
     if result.onnx:
         print(f"wrote {result.onnx} (ONNX Runtime vs torch: max |diff| {result.onnx_max_abs_diff:.2e})")
     return 0
@@ -522,6 +551,36 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-onnx", action="store_true")
     t.set_defaults(func=cmd_fit_temporal)
+
+    se = sub.add_parser(
+        "fit-sync-evidence",
+        help="sync_evidence: fit the lip-sync detector on a cache's SyncNet latencies; leave-generator-out report",
+    )
+    se.add_argument("--manifest", type=Path, required=True, help="CACHE/manifest.csv made with SyncNet on")
+    se.add_argument("--out", type=Path, required=True, help="weights stem: STEM.safetensors/.json/.onnx")
+    se.add_argument("--mode", choices=("band", "logistic"), default="band", help="one-class band or logistic")
+    se.add_argument(
+        "--features",
+        default="",
+        help="comma-separated latency features (models.sync_evidence.FEATURES; default: the model's)",
+    )
+    se.add_argument("--split", default="train", help="the manifest split whose real clips the fit reads")
+    se.add_argument("--fake-split", default="val", help="logistic: the split whose labelled fakes it reads")
+    se.add_argument(
+        "--validation-split", default="val", help="reals of this split against each fake source (a generator)"
+    )
+    se.add_argument("--labels", type=Path, help="labels CSV with a 'source' column (train footage-labels)")
+    se.add_argument(
+        "--balance-sources", action="store_true", help="band: every real source folder weighs alike"
+    )
+    se.add_argument(
+        "--shrinkage", type=float, default=0.1, help="band: covariance shrinkage towards its diagonal"
+    )
+    se.add_argument("--band-quantile", type=float, default=0.95, help="band: real quantile that scores 0.5")
+    se.add_argument("--l2", type=float, default=0.01, help="logistic: ridge penalty on standardised weights")
+    se.add_argument("--no-validation", action="store_true", help="skip the leave-generator-out report")
+    se.add_argument("--no-onnx", action="store_true")
+    se.set_defaults(func=cmd_fit_sync_evidence)
 
     fl = sub.add_parser(
         "footage-labels", help="a real-footage set's MANIFEST.tsv -> labels CSV (reals train, fakes val)"
