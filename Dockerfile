@@ -8,16 +8,19 @@
 #   docker run --rm --read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges \
 #     --memory 3g --cpus 2 --pids-limit 256 --network none \
 #     -v "$PWD/in:/data/input:ro" -v "$PWD/out:/data/output" avdf -input /data/input/ -output /data/output/submission.csv
-# It writes only to /data/output and /tmp: caches go to /tmp (ENV below; core/scratch.py copies
-# the numba cache compiled here to /tmp when /app is read-only).
+# It writes only to /data/output and /tmp: caches go to /tmp (ENV below).
 # CPU-only, on a local Debian bookworm base (what CI builds and runs: `make docker-test`):
 #   docker build --build-arg BASE=avdf-base:bookworm --build-arg GPU=0 -t avdf .
 # The default command reads /data/input/*.mp4 and writes /data/output/submission.csv (+ the
 # failures sidecar and the resume journal beside it); /data/output must be writable by uid 1000.
 #
-# torch 2.13.0 from PyPI is a CUDA 13 build whose CUDA libraries come as pip wheels
-# (requirements-gpu.txt), so the default base is CUDA's small "base" flavour: it carries the
-# settings the NVIDIA container runtime needs to expose the GPU; the host driver must support
+# The CPU image (GPU=0) has no torch and no librosa: it installs requirements.txt only (ten
+# packages) and runs every network (RetinaFace, the default's detector and temporal_band) on
+# ONNX Runtime from the .onnx files beside their weights; numpy does what torch and librosa did
+# around them, with the same numbers.
+# The GPU image adds requirements-gpu.txt: torch 2.13.0 from PyPI is a CUDA 13 build whose CUDA
+# libraries come as pip wheels, so the default base is CUDA's small "base" flavour: it carries
+# the settings the NVIDIA container runtime needs to expose the GPU; the host driver must support
 # CUDA 13. Any base with Python 3.11 (the lock's cp311 wheels) or apt's python3.11 works.
 ARG BASE=nvidia/cuda:13.0.1-base-ubuntu22.04
 ARG GPU=1
@@ -45,16 +48,23 @@ WORKDIR /src
 # Dependencies first: this layer and the install below are reused until the lock changes.
 COPY .whl/ /wheels/
 COPY requirements.txt requirements-gpu.txt ./
-# What scoring needs and nothing else (requirements.txt; CI installs it too, with the training
-# and development files beside it): the lock, no resolution.
+# What scoring needs and nothing else (requirements.txt, torch-free; CI installs it too, with
+# the training and development files beside it): the lock, no resolution.
 RUN pip install --no-cache-dir --no-index --find-links /wheels --no-deps -r requirements.txt
-# GPU additions, resolved by `make wheelhouse-gpu` but pinned by the lock (see requirements-gpu.txt).
+# GPU additions (torch, onnxruntime-gpu, TensorRT), resolved by `make wheelhouse-gpu` but pinned
+# by the lock (see requirements-gpu.txt).
 RUN if [ "$GPU" = 1 ]; then \
         test -d /wheels/gpu || { echo "GPU=1 needs .whl/gpu: run make wheelhouse-gpu (or build with --build-arg GPU=0)" >&2; exit 1; }; \
         pip uninstall -y onnxruntime \
         && pip install --no-cache-dir --no-index --find-links /wheels --find-links /wheels/gpu \
             -c requirements.txt -r requirements-gpu.txt; \
     fi
+
+# The installed packages' own test suites (scipy's and numpy's, ~40 MB) and the venv's
+# setuptools: scoring never runs or imports them (numpy.testing imports numpy/_core/tests: kept).
+RUN find /opt/venv/lib/python3.11/site-packages -type d -name tests ! -path "*/numpy/_core/tests" \
+        -prune -exec rm -rf {} + \
+    && pip uninstall -y -q setuptools
 
 FROM python AS runtime
 COPY --from=build /opt/venv /opt/venv
@@ -64,7 +74,6 @@ RUN useradd --create-home --uid 1000 --user-group --shell /usr/sbin/nologin app 
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     AVDF_WEIGHTS=/app/weights \
-    NUMBA_CACHE_DIR=/app/numba-cache \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 WORKDIR /app
@@ -80,16 +89,11 @@ COPY submission/ submission/
 # RetinaFace's weights are the ones `make weights` built from the retinaface package's graph
 # (requirements-train.txt: not in the image); --check loads them, the default detector and
 # the preprocessor once.
-# librosa's numba functions compile on first use, ~15 s in every process that computes audio
-# features; compiled once here, they load from NUMBA_CACHE_DIR (numba uses only a writable one).
 RUN for f in default.json detector.safetensors detector.json temporal_band.safetensors temporal_band.json \
         retinaface_mobilenetv2.safetensors retinaface_mobilenetv2.json retinaface_mobilenetv2.onnx; do \
         test -f "weights/$f" || { echo "weights/$f is missing: the shipped default detector, or run make weights" >&2; exit 1; }; \
     done \
     && python -m compileall -q core models preprocess submission weights \
-    && python -c "import numpy as np; from preprocess.audio import audio_features; \
-                  audio_features((3000 * np.sin(np.arange(16000) / 5)).astype(np.int16), 16000)" \
-    && chmod -R a+rwX "$NUMBA_CACHE_DIR" \
     && mkdir -p weights/cache /data/input /data/output \
     && chown app:app weights/cache /data/output \
     && python -m submission --check --device cpu

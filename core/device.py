@@ -6,14 +6,20 @@ the runtimes these names stand for.
 
 from __future__ import annotations
 
+from core.optional_torch import torch_available
+
 # what executes a network: "auto" picks TensorRT, then ONNX Runtime, then torch (models.runtimes)
 RUNTIMES = ("auto", "torch", "onnxruntime", "tensorrt")
 
 
 def resolve_device(text: str) -> str:
-    """``auto`` → ``cuda`` when torch sees a GPU, else ``cpu``; anything else unchanged."""
+    """``auto`` → ``cuda`` when torch sees a GPU, else ``cpu``; anything else unchanged.
+    Without torch (the CPU image, ``core.optional_torch``) ``auto`` is ``cpu``: the GPU image
+    carries torch."""
     if text != "auto":
         return text
+    if not torch_available():
+        return "cpu"
     import torch  # only when a command resolves "auto": importing torch takes a second
 
     return "cuda" if torch.cuda.is_available() else "cpu"

@@ -14,20 +14,24 @@ import os
 import sys
 from pathlib import Path
 
-# Top-level modules every entry point needs (found without importing them: cheap).
-REQUIRED = ("numpy", "torch", "av", "cv2", "safetensors", "tqdm")
+# Top-level modules every entry point needs (found without importing them: cheap): scoring's
+# (requirements.txt, the torch-free image), and what training and cache building add.
+REQUIRED = ("numpy", "av", "cv2", "safetensors", "tqdm")
+TRAINING = ("torch",)
 ROOT = Path(__file__).resolve().parents[1]
 _AGAIN = "AVDF_REEXEC"  # set on the second run: never loop
 
 
-def missing_modules() -> list[str]:
-    return [name for name in REQUIRED if importlib.util.find_spec(name) is None]
+def missing_modules(training: bool = False) -> list[str]:
+    names = REQUIRED + (TRAINING if training else ())
+    return [name for name in names if importlib.util.find_spec(name) is None]
 
 
-def ensure_dependencies(package: str, root: Path = ROOT) -> None:
-    """Return when this Python has the dependencies; else exec ``root/.venv/bin/python -m
-    package`` with the same arguments, or exit with a message naming the fix."""
-    missing = missing_modules()
+def ensure_dependencies(package: str, root: Path = ROOT, training: bool = False) -> None:
+    """Return when this Python has the dependencies (``training``: torch too); else exec
+    ``root/.venv/bin/python -m package`` with the same arguments, or exit with a message naming
+    the fix."""
+    missing = missing_modules(training)
     if not missing:
         return
     venv = root / ".venv"

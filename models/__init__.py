@@ -1,20 +1,6 @@
 """Every network: its config, its module, its upstream-checkpoint converters, by name.
 
-Importing the package registers the models below (``models.registry``); a new model is one
-module here with ``@register_model`` and one line in this list.
+``models.registry`` registers the torch networks (``MODEL_MODULES``, imported at its first
+look-up); ``models.detector_io`` gives the inputs and outputs of the detectors that score
+without torch. Importing this package imports neither torch nor any network.
 """
-
-from models import (  # noqa: F401  (registration)
-    av_attention,
-    efficientnet_frames,
-    efficientnet_lstm,
-    fusion,
-    mds,
-    mesonet,
-    mobilenet_frames,
-    retinaface,
-    sync_evidence,
-    syncnet,
-    syncnet_mouth,
-    temporal_band,
-)

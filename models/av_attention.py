@@ -58,7 +58,7 @@ from torch import nn
 from core.preprocess_config import AudioConfig, PreprocessConfig
 from core.preprocess_data import Sample
 from models.detector import DetectorModel
-from models.face_frames import (
+from models.face_frames_io import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Region,

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from core.files import sha256_file
 from models.registry import check_state_dict
-from models.retinaface import ARCH, RetinaFace, RetinaFaceConfig
+from models.retinaface import RetinaFace
+from models.retinaface_config import ARCH, RetinaFaceConfig
 from models.retinaface_onnx import export_retinaface_onnx
 from models.retinaface_tf import read_graph, retinaface_from_tf_graph
 from weights.store import WeightsError, load_weights, read_config, save_weights, weights_dir

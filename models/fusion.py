@@ -43,7 +43,7 @@ from torch import nn
 from core.preprocess_config import PreprocessConfig
 from core.preprocess_data import Sample
 from models.detector import DetectorModel
-from models.face_frames import IMAGENET_MEAN, IMAGENET_STD, face_frames, normalise
+from models.face_frames_io import IMAGENET_MEAN, IMAGENET_STD, face_frames, normalise
 from models.mmaction_compat import build_timesformer
 from models.registry import config_from_dict, load_state_dict_strictly, register_model
 from models.timesformer_convert import load_timesformer_checkpoint

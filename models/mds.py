@@ -48,8 +48,9 @@ from torch.nn import functional as F
 
 from core.preprocess_config import PreprocessConfig
 from core.preprocess_data import Sample
-from models.detector import DetectorModel, logits_to_log_odds
-from models.face_frames import Region, crop_region, pick_frames, resize_square
+from models.detector import DetectorModel
+from models.detector_io import logits_to_log_odds
+from models.face_frames_io import Region, crop_region, pick_frames, resize_square
 from models.registry import FlatConfig, register_model
 
 REGIONS: dict[str, Region | None] = {

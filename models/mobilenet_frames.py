@@ -18,41 +18,19 @@ faces 0.76 frozen-from-RetinaFace vs 0.60 from scratch).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar
-
 import torch
 from torch import nn
 
-from models.face_frames import PerFrameDetector, Region, check_region_and_size, region_from_json
+from models.face_frames import PerFrameDetector
+from models.mobilenet_frames_io import MobileNetFramesConfig, MobileNetFramesIO
 from models.mobilenetv2 import MobileNetV2
-from models.registry import FlatConfig, register_model
+from models.registry import register_model
 
-
-@dataclass(frozen=True)
-class MobileNetFramesConfig(FlatConfig):
-    arch: ClassVar[str] = "mobilenetv2_frames"
-    num_frames: int = 8  # face crops scored per sample
-    img_size: int = 128  # the face region is resized to this (a multiple of 32)
-    region: Region = (0.0, 16 / 224, 192 / 224)  # top, left, side: fractions of the crop
-    dropout: float = 0.3
-    frozen_blocks: int = 6  # stem + this many inverted-residual blocks keep their weights
-
-    def __post_init__(self):
-        check_region_and_size(self.region, self.img_size)
-        if self.num_frames < 1 or not 0 <= self.frozen_blocks <= 16:
-            raise ValueError(
-                f"num_frames {self.num_frames} >= 1 and 0 <= frozen_blocks {self.frozen_blocks} <= 16"
-            )
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> MobileNetFramesConfig:
-        return super().from_dict(region_from_json(data))
+__all__ = ["MobileNetFrames", "MobileNetFramesConfig"]
 
 
 @register_model("mobilenetv2_frames", MobileNetFramesConfig)
-class MobileNetFrames(PerFrameDetector):
+class MobileNetFrames(MobileNetFramesIO, PerFrameDetector):
     def __init__(self, config: MobileNetFramesConfig | None = None):
         super().__init__()
         cfg = config or MobileNetFramesConfig()
@@ -61,10 +39,6 @@ class MobileNetFrames(PerFrameDetector):
         self.add_linear_head(self.body.num_pooled_features, cfg.dropout)
         for module in self.frozen_modules():
             module.requires_grad_(False)
-
-    @classmethod
-    def face_region(cls, config: MobileNetFramesConfig) -> Region:
-        return config.region
 
     def frozen_modules(self) -> list[nn.Module]:
         if not self.config.frozen_blocks:

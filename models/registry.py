@@ -9,25 +9,46 @@ built from it, and registers the pair under the ``arch`` name our weights JSON c
 
 ``create_model("syncnet", embed_dim=1024)`` builds a freshly initialised one;
 ``load_model("weights/syncnet")`` builds whatever model a weights pair names and loads its
-tensors strictly. ``models/__init__.py`` imports every model module, so importing anything
-from ``models`` registers them all.
+tensors strictly. The first look-up (``model_entry``, ``registered_models``) imports every
+module of ``MODEL_MODULES``, so they are all registered; importing ``models`` itself imports
+no torch (the torch-free scoring path reads ``models.detector_io`` and ``models.runtimes``).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import importlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from core.calibration import IDENTITY, Calibration
 from core.preprocess_config import PreprocessConfig
+from models.flat_config import FlatConfig, config_from_dict
+from models.stored_sections import stored_calibration, stored_preprocess
 from weights.store import WeightsError, load_weights
+
+__all__ = ["FlatConfig", "config_from_dict"]  # the model modules import them from here too
+
+# Every network; a new model is one module with ``@register_model`` and one line here.
+MODEL_MODULES = (
+    "models.av_attention",
+    "models.efficientnet_frames",
+    "models.efficientnet_lstm",
+    "models.fusion",
+    "models.mds",
+    "models.mesonet",
+    "models.mobilenet_frames",
+    "models.retinaface",
+    "models.sync_evidence",
+    "models.syncnet",
+    "models.syncnet_mouth",
+    "models.temporal_band",
+)
 
 ModelT = TypeVar("ModelT", bound=type[nn.Module])
 
@@ -39,7 +60,7 @@ class ModelEntry:
     config_class: type  # a dataclass with from_dict(dict) and to_dict()
 
 
-# Filled once, at import time, by the ``register_model`` decorators of the model modules.
+# Filled by the ``register_model`` decorators as the model modules are imported (``_register_all``).
 _ENTRIES: dict[str, ModelEntry] = {}
 
 
@@ -52,17 +73,25 @@ def register_model(arch: str, config_class: type) -> Callable[[ModelT], ModelT]:
         if known is not None and known.model_class.__qualname__ != model_class.__qualname__:
             raise ValueError(f"model arch {arch!r} is already registered to {known.model_class.__qualname__}")
         model_class.arch = arch
+        model_class.config_class = config_class
         _ENTRIES[arch] = ModelEntry(arch, model_class, config_class)
         return model_class
 
     return register
 
 
+def _register_all() -> None:
+    for module in MODEL_MODULES:
+        importlib.import_module(module)
+
+
 def registered_models() -> list[str]:
+    _register_all()
     return sorted(_ENTRIES)
 
 
 def model_entry(arch: str) -> ModelEntry:
+    _register_all()
     try:
         return _ENTRIES[arch]
     except KeyError:
@@ -73,28 +102,6 @@ def create_model(arch: str, **config: Any) -> nn.Module:
     """A freshly initialised model by its registered name and (partial) config keywords."""
     entry = model_entry(arch)
     return entry.model_class(entry.config_class.from_dict(config))
-
-
-def config_from_dict(config_class: type, data: Mapping[str, Any] | None, what: str) -> Any:
-    """A flat config dataclass from a (partial) dict; unknown keys are an error naming ``what``."""
-    data = dict(data or {})
-    unknown = set(data) - {f.name for f in dataclasses.fields(config_class)}
-    if unknown:
-        raise ValueError(f"unknown {what} config keys: {sorted(unknown)}")
-    return config_class(**data)
-
-
-class FlatConfig:
-    """``to_dict``/``from_dict`` for a flat frozen config dataclass; ``arch`` names it in errors."""
-
-    arch: ClassVar[str]
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> Any:
-        return config_from_dict(cls, data, cls.arch)
 
 
 def _listing(keys: list[str], limit: int = 8) -> str:
@@ -147,18 +154,11 @@ def load_model(name_or_path: str | os.PathLike, arch: str | None = None) -> Load
     config the model rejects, tensors that do not fit) is a ``WeightsError`` naming the file."""
     stored = load_weights(name_or_path)
     source = str(stored.path)
-    json_path = stored.path.with_suffix(".json")
     if arch is not None and stored.arch != arch:
         raise WeightsError(f"{source}: holds a {stored.arch!r} model, not {arch!r}")
     # The JSON's sections first: a corrupt one fails before a network is built and loaded.
-    try:
-        preprocess = PreprocessConfig.from_dict(stored.preprocess) if stored.preprocess else None
-    except (TypeError, ValueError) as e:
-        raise WeightsError(f"{json_path}: weights config corrupt: preprocess section: {e}") from e
-    try:
-        calibration = Calibration.from_dict(stored.calibration) if stored.calibration else IDENTITY
-    except ValueError as e:
-        raise WeightsError(f"{json_path}: weights config corrupt: {e}") from e
+    preprocess = stored_preprocess(stored)
+    calibration = stored_calibration(stored)
     try:
         module = create_model(stored.arch, **stored.model_config)
     except (KeyError, TypeError, ValueError) as e:  # unknown arch, or a config it rejects

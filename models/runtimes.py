@@ -6,7 +6,10 @@ tuple of numpy arrays out, so preprocessing and scoring never know which one run
 Runtime, else torch; ``make_model_runtime`` does the same for a weights pair, running the
 ``.onnx`` export (``models.onnx_export``) that sits beside its tensors.
 
-TensorRT is imported lazily (it is not installable on CPU-only machines); the engine it builds
+torch is imported only by the runtimes that need it (torch itself; TensorRT, whose buffers are
+torch CUDA tensors): ONNX Runtime on a weights pair's ``.onnx`` runs in an install without torch
+(``make_model_runtime`` builds no torch module then). TensorRT is imported lazily too (it is not
+installable on CPU-only machines); the engine it builds
 from an ONNX file is cached on disk, keyed by everything that makes an engine non-portable:
 GPU model, compute capability, TensorRT version, the ONNX file's sha256, precision and the
 batch range of its optimisation profile.
@@ -19,16 +22,19 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import torch
 
-from core.device import RUNTIMES
+from core.device import RUNTIMES, resolve_device
 from core.files import atomic_write, sha256_file
+from core.optional_torch import INSTALL_HINT, require_torch, torch_available
 from core.scratch import scratch_dir, writable
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +76,8 @@ class TorchRuntime:
         fp16: bool = False,
         channels_last: bool = False,
     ):
+        import torch
+
         self.device = torch.device(device)
         self.fp16 = fp16 and self.device.type == "cuda"
         self.channels_last = channels_last
@@ -80,23 +88,27 @@ class TorchRuntime:
             for param in self.module.parameters():
                 param.data = _to_channels_last(param.data)
 
-    @torch.inference_mode()
     def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
-        tensors = []
-        for x in inputs:
-            t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
-            if self.fp16 and t.is_floating_point():
-                t = t.half()
-            if self.channels_last:
-                t = _to_channels_last(t)
-            tensors.append(t)
-        out = self.module(*tensors)
-        if isinstance(out, torch.Tensor):
-            out = (out,)
-        return tuple(o.float().cpu().numpy() if o.is_floating_point() else o.cpu().numpy() for o in out)
+        import torch
+
+        with torch.inference_mode():
+            tensors = []
+            for x in inputs:
+                t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+                if self.fp16 and t.is_floating_point():
+                    t = t.half()
+                if self.channels_last:
+                    t = _to_channels_last(t)
+                tensors.append(t)
+            out = self.module(*tensors)
+            if isinstance(out, torch.Tensor):
+                out = (out,)
+            return tuple(o.float().cpu().numpy() if o.is_floating_point() else o.cpu().numpy() for o in out)
 
 
 def _to_channels_last(t: torch.Tensor) -> torch.Tensor:
+    import torch
+
     if t.ndim == 4:
         return t.contiguous(memory_format=torch.channels_last)
     if t.ndim == 5:
@@ -221,10 +233,13 @@ def _import_tensorrt():
 
 
 def tensorrt_available() -> bool:
-    """TensorRT is importable and torch sees an NVIDIA (CUDA, not ROCm) GPU."""
+    """TensorRT and torch are importable and torch sees an NVIDIA (CUDA, not ROCm) GPU."""
+    if importlib.util.find_spec("tensorrt") is None or not torch_available():
+        return False
+    import torch
+
     return (
-        importlib.util.find_spec("tensorrt") is not None
-        and torch.cuda.is_available()
+        torch.cuda.is_available()
         and torch.version.cuda is not None
         and getattr(torch.version, "hip", None) is None
     )
@@ -282,16 +297,22 @@ def profile_shapes(
     return (1, *rest), (opt, *rest), (max_batch, *rest)
 
 
-_TORCH_DTYPES = {
-    "FLOAT": torch.float32,
-    "HALF": torch.float16,
-    "BF16": torch.bfloat16,
-    "INT8": torch.int8,
-    "UINT8": torch.uint8,
-    "INT32": torch.int32,
-    "INT64": torch.int64,
-    "BOOL": torch.bool,
-}
+_TORCH_DTYPES = ("FLOAT", "HALF", "BF16", "INT8", "UINT8", "INT32", "INT64", "BOOL")  # TensorRT's names
+
+
+def _torch_dtype_of(trt_name: str) -> torch.dtype:
+    import torch
+
+    return {
+        "FLOAT": torch.float32,
+        "HALF": torch.float16,
+        "BF16": torch.bfloat16,
+        "INT8": torch.int8,
+        "UINT8": torch.uint8,
+        "INT32": torch.int32,
+        "INT64": torch.int64,
+        "BOOL": torch.bool,
+    }[trt_name]
 
 
 class TensorRTRuntime:
@@ -311,6 +332,11 @@ class TensorRTRuntime:
     ):
         trt = _import_tensorrt()
         self._trt = trt
+        require_torch(
+            "the TensorRT runtime (its buffers are torch CUDA tensors)", "use --runtime onnxruntime"
+        )
+        import torch
+
         if not torch.cuda.is_available():
             raise RuntimeUnavailable("TensorRT needs a CUDA GPU and torch sees none")
         self.device = torch.device(device)
@@ -356,7 +382,7 @@ class TensorRTRuntime:
         dtype = self.engine.get_tensor_dtype(name)
         if dtype.name not in _TORCH_DTYPES:
             raise RuntimeError(f"{self.engine_path}: tensor {name!r} has unsupported type {dtype.name}")
-        return _TORCH_DTYPES[dtype.name]
+        return _torch_dtype_of(dtype.name)
 
     def _load_or_build(self):
         if self.engine_path.is_file():
@@ -410,6 +436,8 @@ class TensorRTRuntime:
         return tuple(np.concatenate([p[k] for p in parts]) for k in range(len(parts[0])))
 
     def _run(self, inputs: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+        import torch
+
         ctx = self.context
         with torch.cuda.device(self.device), torch.cuda.stream(self._stream):
             keep = []  # the buffers must outlive the asynchronous execution
@@ -453,14 +481,11 @@ def make_runtime(
     ``auto``: TensorRT when ``onnx_path`` is given, the device is an NVIDIA GPU and TensorRT is
     importable; else ONNX Runtime when ``onnx_path`` is given; else torch on ``module``.
     A TensorRT failure under ``auto`` falls back to ONNX Runtime with a warning.
-    ``device`` defaults to the first GPU when torch sees one, else the CPU.
+    ``device`` defaults to ``core.device.resolve_device("auto")`` (the first GPU torch sees,
+    else the CPU).
     """
-    dev = (
-        torch.device(device)
-        if device is not None
-        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    )
-    on_gpu = dev.type == "cuda"
+    dev = str(device) if device is not None else resolve_device("auto")
+    on_gpu = dev.startswith("cuda")
     if kind == "torch":
         if module is None:
             raise ValueError("the torch runtime needs a module")
@@ -491,13 +516,19 @@ def make_runtime(
 
 
 def make_model_runtime(
-    kind: str, module: torch.nn.Module, weights_path: Path, device: str, max_batch: int = 16
+    kind: str,
+    weights_path: Path,
+    device: str,
+    load_module: Callable[[], torch.nn.Module],
+    max_batch: int = 16,
 ) -> Runtime:
-    """The runtime asked for, for a model loaded from ``weights_path``, or torch with a log line
-    saying why when it cannot be had.
+    """The runtime asked for, for the model of the weights pair ``weights_path``, or torch with
+    a log line saying why when it cannot be had.
 
     ONNX Runtime and TensorRT run the ``.onnx`` export that sits beside the weights
-    (``fusion.safetensors`` -> ``fusion.onnx``)."""
+    (``fusion.safetensors`` -> ``fusion.onnx``); only torch runs the tensors, so
+    ``load_module`` (which builds the torch network from them) is called only then. Without
+    torch installed, a path that needs it raises ``TorchMissing`` naming the file or option."""
     if kind not in RUNTIMES:
         raise ValueError(f"unknown runtime {kind!r}; choose from {RUNTIMES}")
     onnx = weights_path.with_suffix(".onnx")
@@ -509,14 +540,28 @@ def make_model_runtime(
         and onnx.stat().st_mtime < weights_path.stat().st_mtime - 60
     ):
         log.warning("%s is older than %s: re-export it if the weights changed", onnx, weights_path.name)
-    if kind in ("onnxruntime", "tensorrt") and onnx_path is None:
-        log.warning("--runtime %s needs %s, which is absent: using torch", kind, onnx)
+    if onnx_path is None:
+        require_torch(
+            f"{weights_path} has no ONNX export ({onnx.name} is absent), and running its tensors",
+            f"write {onnx.name} where torch is installed (`python -m train export --from-weights "
+            f"{weights_path.with_suffix('')}`) and copy it beside the weights",
+        )
+        if kind in ("onnxruntime", "tensorrt"):
+            log.warning("--runtime %s needs %s, which is absent: using torch", kind, onnx)
         kind = "torch"
+    if kind == "torch":
+        require_torch(
+            "--runtime torch", "use --runtime auto or onnxruntime (the ONNX exports beside the weights)"
+        )
+        return make_runtime("torch", module=load_module(), device=device)
     try:
         # max_batch: a TensorRT engine is built for batches up to this size
-        return make_runtime(kind, module=module, onnx_path=onnx_path, device=device, max_batch=max_batch)
-    except Exception as exc:  # any failure of an optional backend: torch always works
-        if kind == "torch":
-            raise
+        return make_runtime(kind, onnx_path=onnx_path, device=device, max_batch=max_batch)
+    except Exception as exc:  # any failure of an optional backend: torch works where installed
+        if not torch_available():
+            raise RuntimeUnavailable(
+                f"runtime {kind} cannot run {onnx} ({type(exc).__name__}: {exc}), and torch, the "
+                f"fallback, is not installed: {INSTALL_HINT}"
+            ) from exc
         log.warning("runtime %s unavailable (%s: %s): using torch", kind, type(exc).__name__, exc)
-        return make_runtime("torch", module=module, onnx_path=None, device=device)
+        return make_runtime("torch", module=load_module(), device=device)

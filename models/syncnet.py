@@ -26,11 +26,10 @@ from models.registry import (
     load_state_dict_strictly,
     register_model,
 )
+from models.sync_archs import ARCH, SYNC_ARCHS, UPSTREAM_SUFFIXES, normalised_arch
 from weights.store import WeightsError, read_config, resolve, save_weights
 
-ARCH = "syncnet"
 EMBED_DIM = 1024
-UPSTREAM_SUFFIXES = (".model", ".pth", ".pt")  # syncnet_python's pickled state dict
 LIP_INPUT = (3, 5, 224, 224)  # BGR, 0..255, 5 frames of 224x224 face crops
 AUDIO_INPUT = (1, 13, 20)  # 13 MFCCs x 20 frames at 100 Hz
 
@@ -124,11 +123,6 @@ class SyncNet(nn.Module):
         return OnnxSpec.batch_first(("video", "audio"), ("lip", "aud"), example)
 
 
-# Weights archs the offset search can run: this layout, and the compact lower-face model we train
-# and ship (models.syncnet_mouth); both take 224x224 face crops and 13x20 MFCC windows.
-SYNC_ARCHS = (ARCH, "syncnet_mouth")
-
-
 def load_syncnet(name_or_path: str | os.PathLike) -> nn.Module:
     """A sync network in eval mode from our weights (a name under the weights folder or a path;
     arch ``syncnet`` or ``syncnet_mouth``) or from an upstream ``syncnet_v2.model``;
@@ -148,10 +142,8 @@ def load_syncnet(name_or_path: str | os.PathLike) -> nn.Module:
 
 
 def normalised_embeddings(module: nn.Module) -> bool:
-    """Whether the network's embeddings have unit length (``syncnet_mouth``): the offset search
-    then averages only over real audio windows, since the zero padding beyond the ends would sit
-    at distance 1, closer than an unrelated window (~1.4), and pull the answer to the ends."""
-    return getattr(module, "arch", ARCH) != ARCH
+    """Whether the network's embeddings have unit length (``models.sync_archs.normalised_arch``)."""
+    return normalised_arch(getattr(module, "arch", ARCH))
 
 
 # --- upstream checkpoint: joonson/syncnet_python's syncnet_v2.model -------------------------------

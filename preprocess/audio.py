@@ -2,19 +2,20 @@
 
 ``mfcc`` reproduces ``python_speech_features.mfcc`` with its default parameters on int16-scale
 samples, because that is the input SyncNet was trained on (syncnet_python passes the wav's int16
-samples straight to it). ``log_mel`` is the spectrogram the fusion model's audio branch consumes.
+samples straight to it). ``log_mel`` is the spectrogram the fusion model's audio branch consumes
+(librosa's, computed without librosa: ``preprocess.mel_spectrogram``).
 """
 
 from __future__ import annotations
 
 import math
 
-import librosa
 import numpy as np
 import scipy.fft
 
 from core.preprocess_config import AudioConfig
 from core.preprocess_data import AudioFeatures
+from preprocess.mel_spectrogram import log_mel_power
 
 # python_speech_features defaults, which SyncNet's training features used; not tunable on purpose.
 MFCC_FILTERS = 26
@@ -73,17 +74,7 @@ def log_mel(audio: np.ndarray, sample_rate: int, cfg: AudioConfig | None = None)
     n_frames = len(y) // cfg.mel_hop
     if n_frames == 0:
         return np.zeros((cfg.n_mels, 0), np.float32)
-    power = librosa.feature.melspectrogram(
-        y=y,
-        sr=sample_rate,
-        n_fft=cfg.mel_n_fft,
-        hop_length=cfg.mel_hop,
-        win_length=cfg.mel_win,
-        n_mels=cfg.n_mels,
-        power=2.0,
-        center=True,
-    )
-    db = librosa.power_to_db(power, ref=1.0, top_db=MEL_TOP_DB)
+    db = log_mel_power(y, sample_rate, cfg.mel_n_fft, cfg.mel_hop, cfg.mel_win, cfg.n_mels, MEL_TOP_DB)
     return np.ascontiguousarray(db[:, :n_frames], dtype=np.float32)
 
 

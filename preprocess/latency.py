@@ -14,18 +14,23 @@ sound comes ``offset`` frames before the lips move); a negative one means the au
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from scipy.signal import medfilt
 
+from core.optional_torch import require_torch, torch_available
 from core.preprocess_config import SyncConfig
 from core.preprocess_data import Latency
-from models.runtimes import Runtime, TorchRuntime
-from models.syncnet import UPSTREAM_SUFFIXES, load_syncnet, normalised_embeddings
-from weights.store import tensors_path
+from models.runtimes import Runtime, make_model_runtime
+from models.sync_archs import SYNC_ARCHS, UPSTREAM_SUFFIXES, normalised_arch
+from weights.store import WeightsError, read_config, tensors_path
+
+if TYPE_CHECKING:
+    import torch
 
 MFCC_PER_FRAME = 4  # 100 Hz MFCCs against 25 fps video
 LIP_WINDOW = 5  # frames; fixed by the network (its first conv spans 5 frames)
@@ -83,7 +88,14 @@ class SyncNetScorer:
       * ``batch_size``: lip windows per network call (memory, not results).
     """
 
-    def __init__(self, runtime_or_module: Runtime | torch.nn.Module, cfg: SyncConfig | None = None):
+    def __init__(
+        self,
+        runtime_or_module: Runtime | torch.nn.Module,
+        cfg: SyncConfig | None = None,
+        normalised: bool | None = None,
+    ):
+        """``normalised``: the network's embeddings have unit length (default: what a torch
+        module's arch says, ``models.sync_archs.normalised_arch``; False for a bare runtime)."""
         self.cfg = cfg or SyncConfig()
         if self.cfg.window != LIP_WINDOW:
             raise ValueError(
@@ -99,12 +111,16 @@ class SyncNetScorer:
             or c.runs < 1
         ):
             raise ValueError(f"invalid SyncConfig {self.cfg}")
-        if isinstance(runtime_or_module, torch.nn.Module):
+        if _is_torch_module(runtime_or_module):
+            from models.runtimes import TorchRuntime
+
             runtime_or_module = TorchRuntime(runtime_or_module)
         self.runtime: Runtime = runtime_or_module
         module = getattr(runtime_or_module, "module", None)
+        if normalised is None:
+            normalised = normalised_arch(getattr(module, "arch", "syncnet")) if module is not None else False
         # unit-length embeddings: the search ignores the zero padding beyond the audio's ends
-        self.valid_only = normalised_embeddings(module) if module is not None else False
+        self.valid_only = normalised
 
     @classmethod
     def from_weights(
@@ -112,6 +128,8 @@ class SyncNetScorer:
     ) -> SyncNetScorer:
         """Load our ``weights/<name>.safetensors`` (+ ``.json``) or an upstream ``syncnet_v2.model``.
 
+        Torch runs it; in an install without torch, ONNX Runtime runs the ``.onnx`` export beside
+        our weights (``core.optional_torch.TorchMissing`` naming it when there is none).
         Raises ``SyncNetWeightsMissing`` (a FileNotFoundError) when there is no such file, so the
         caller can mark samples "no SyncNet weights" rather than fake a latency; a file that exists
         but is corrupt or does not fit raises ``weights.store.WeightsError``.
@@ -121,6 +139,22 @@ class SyncNetScorer:
             path = tensors_path(name_or_path)
         if not path.is_file():
             raise SyncNetWeightsMissing(f"{path}: SyncNet weights not found")
+        if not torch_available() and path.suffix not in UPSTREAM_SUFFIXES:
+            arch = read_config(path)["arch"]
+            if arch not in SYNC_ARCHS:
+                raise WeightsError(
+                    f"{path}: holds a {arch!r} model, not {' or '.join(map(repr, SYNC_ARCHS))}"
+                )
+            runtime = make_model_runtime("onnxruntime", path, device, load_module=_no_torch_module)
+            return cls(runtime, cfg, normalised=normalised_arch(arch))
+        require_torch(
+            f"SyncNet from the upstream checkpoint {path}", "or convert it to our weights and export them"
+        )
+        import torch
+
+        from models.runtimes import TorchRuntime
+        from models.syncnet import load_syncnet
+
         # channels-last convolutions: 27 % less CPU time per lip window, same embeddings (measured)
         channels_last = torch.device(device).type == "cpu"
         return cls(TorchRuntime(load_syncnet(path), device, channels_last=channels_last), cfg)
@@ -214,7 +248,7 @@ def offset_search(
     the audio window at frame ``n``. ``frame_confidence[i]`` is ``median(curve)`` minus lip window
     i's distance at the chosen offset, median-filtered over ``smooth`` windows (official code).
     ``valid_only``: each offset's mean covers only the lip windows whose audio window at that
-    offset exists (for unit-length embeddings, see ``models.syncnet.normalised_embeddings``);
+    offset exists (for unit-length embeddings, see ``models.sync_archs.normalised_arch``);
     otherwise windows beyond the ends count as zero vectors, as the official code pads.
     """
     lip = np.asarray(lip_emb, np.float32)
@@ -269,3 +303,13 @@ def _audio_batch(mfcc: np.ndarray, frames: np.ndarray) -> np.ndarray:
     starts = frames * MFCC_PER_FRAME
     windows = np.stack([mfcc[:, s : s + AUDIO_WINDOW] for s in starts])
     return np.ascontiguousarray(windows[:, None], dtype=np.float32)
+
+
+def _is_torch_module(obj: Any) -> bool:
+    """A torch ``nn.Module`` (only possible when torch is imported already)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)
+
+
+def _no_torch_module() -> Any:
+    raise AssertionError("make_model_runtime builds no torch module in an install without torch")

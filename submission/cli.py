@@ -2,7 +2,8 @@
 
 Exit status: 0 when the CSV was written (individual videos may have failed: they get the
 fallback probability and are listed with their reason in ``<stem>_failures.csv``);
-2 bad arguments or input folder; 3 model weights missing or invalid; 4 output not writable;
+2 bad arguments or input folder (or options this install cannot serve: ``--runtime torch``, or
+weights without an ONNX export, where torch is not installed); 3 model weights missing or invalid; 4 output not writable;
 5 the CSV was written but EVERY video failed, and not only for faults of their own files
 (``all_failed_in_run``): the run itself is broken, and a host must not take the fallbacks
 for a result.
@@ -23,6 +24,7 @@ from typing import Any
 from core.aggregation import AGGREGATIONS
 from core.calibration import UNCERTAIN_BAND, is_uncertain
 from core.device import RUNTIMES, resolve_device
+from core.optional_torch import TorchMissing
 from core.ray_pool import RayOptions, add_ray_arguments, ray_options
 from core.text import plural
 from core.threads import available_cpus, limit_threads
@@ -98,7 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="detector weights: a name under the weights folder or a path; several comma-separated, "
         "or an ensemble JSON, average their logits (see submission/ensemble.py)",
     )
-    p.add_argument("--runtime", choices=RUNTIMES, default="auto", help="what executes the detector")
+    p.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="auto",
+        help="what executes the detector (auto: TensorRT on a GPU, else ONNX Runtime; torch needs the training install)",
+    )
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
     p.add_argument(
         "--preprocess-device", default=None, help="device of the workers' networks (default: --device)"
@@ -220,7 +227,7 @@ def _load_scorer(args: argparse.Namespace, device: str) -> SampleScorer:
 
 
 def _weights_errors() -> tuple[type[BaseException], ...]:
-    from weights.store import WeightsError  # imports torch: only once a command failed
+    from weights.store import WeightsError
 
     return (WeightsError,)
 
@@ -238,7 +245,7 @@ def main(
     try:
         _validate(args)
         return _run(args, preprocessor_factory, scorer)
-    except _UsageError as exc:
+    except (_UsageError, TorchMissing) as exc:
         return _fail(EXIT_USAGE, str(exc))
     except OutputError as exc:
         return _fail(EXIT_OUTPUT, str(exc))
@@ -271,20 +278,18 @@ def _weights_hint(given: str, message: str) -> str:
 
 
 def _detector_names() -> list[str]:
-    """The weights pairs in the weights folder that hold a detector (not, say, RetinaFace)."""
-    import models  # noqa: F401  registers every model
-    from models.detector import DetectorModel
-    from models.registry import model_entry
+    """The weights pairs in the weights folder that hold a detector (not, say, RetinaFace) this
+    install can score with."""
+    from models.detector_io import detector_io
     from weights.store import WeightsError, available, read_config
 
     names = []
     for name in available():
         try:
-            model_class = model_entry(str(read_config(name)["arch"])).model_class
-        except (WeightsError, ValueError):
+            detector_io(str(read_config(name)["arch"]))
+        except (WeightsError, ValueError, TorchMissing):
             continue
-        if issubclass(model_class, DetectorModel):
-            names.append(name)
+        names.append(name)
     from submission.ensemble import is_ensemble
     from weights.store import weights_dir
 
@@ -323,7 +328,7 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
     # instead of in every worker. The in-process mode (--workers 0) keeps using it.
     try:
         preprocessor = factory(scorer.preprocess_config, pre_device)
-    except _weights_errors():
+    except (*_weights_errors(), TorchMissing):
         raise
     except Exception as exc:
         return _fail(EXIT_WEIGHTS, f"cannot build the preprocessor: {type(exc).__name__}: {exc}")

@@ -3,7 +3,8 @@
 ``DetectorScorer`` runs a registered detector (through whichever runtime executes it) on batches
 of samples; the detector's own module says how samples become its inputs, how its outputs
 become probabilities and how a video's per-track probabilities become the video's
-(``models.detector``).
+(``models.detector_io``). On ONNX Runtime or TensorRT no torch network is built: the default
+detectors score in an install without torch.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from core.calibration import IDENTITY, Calibration
 from core.preprocess_config import PreprocessConfig
 from core.preprocess_data import Sample
 
-if TYPE_CHECKING:  # torch and the models load when a scorer is built, not for --help
-    from models.detector import DetectorModel
+if TYPE_CHECKING:  # the models load when a scorer is built, not for --help
+    from models.detector_io import DetectorIO
     from models.runtimes import Runtime
 
 log = logging.getLogger("submission")
@@ -120,7 +121,7 @@ class DetectorScorer:
     def __init__(
         self,
         runtime: Runtime,
-        detector: type[DetectorModel],
+        detector: type[DetectorIO],
         model_config: Any,
         preprocess_config: PreprocessConfig,
         batch_size: int = 16,
@@ -153,7 +154,7 @@ class DetectorScorer:
         return np.concatenate(out) if out else np.zeros((0,), np.float64)
 
     def score_detailed(self, samples: Sequence[Sample]) -> list[tuple[SampleScore, ...]]:
-        """``score`` plus each sample's time-resolved log-odds (``DetectorModel.time_columns``
+        """``score`` plus each sample's time-resolved log-odds (``DetectorIO.time_columns``
         and ``time_logits``, read from whatever outputs the runtime returns): what
         ``--per-second`` and ``--explain`` use; ``score`` skips this work."""
         out: list[tuple[SampleScore, ...]] = []
@@ -203,43 +204,55 @@ class DetectorScorer:
         """Load a detector's weights (safetensors + JSON) and put it on a runtime.
 
         Raises ``weights.store.WeightsError`` when the files are missing or corrupt, name an
-        unknown architecture or one that is not a detector, or do not fit it.
+        unknown architecture or one that is not a detector, or do not fit it;
+        ``core.optional_torch.TorchMissing`` when the runtime it gets needs torch and this
+        install has none (see ``models.runtimes.make_model_runtime``).
         """
-        from models.detector import DetectorModel
-        from models.registry import load_model
+        from models.detector_io import detector_io
         from models.runtimes import make_model_runtime
-        from weights.store import WeightsError
+        from models.stored_sections import stored_calibration, stored_preprocess
+        from weights.store import WeightsError, verified_config
 
-        loaded = load_model(weights)
-        module = loaded.module
-        if not isinstance(module, DetectorModel):
-            raise WeightsError(f"{loaded.path}: a {loaded.arch!r} model does not score videos")
-        if loaded.preprocess is None:
-            log.warning("%s has no preprocess section: using the default preprocessing", loaded.path)
-        preprocess_config = loaded.preprocess or PreprocessConfig()
-        rt = make_model_runtime(runtime, module, loaded.path, device, max_batch=batch_size)
+        stored = verified_config(weights)
+        try:
+            detector = detector_io(stored.arch)
+            model_config = detector.config_class.from_dict(stored.model_config)
+        except (KeyError, TypeError, ValueError) as e:  # unknown arch, not a detector, a bad config
+            raise WeightsError(f"{stored.path}: {e}") from e
+        preprocess = stored_preprocess(stored)
+        calibration = stored_calibration(stored)
+        if preprocess is None:
+            log.warning("%s has no preprocess section: using the default preprocessing", stored.path)
+        preprocess_config = preprocess or PreprocessConfig()
+
+        def load_module() -> Any:  # torch's network, only when torch runs it
+            from models.registry import load_model
+
+            return load_model(stored.path, arch=stored.arch).module
+
+        rt = make_model_runtime(runtime, stored.path, device, load_module, max_batch=batch_size)
         rt_name = getattr(rt, "name", runtime)
-        description = f"{loaded.arch} from {loaded.path} on {rt_name}/{device}"
+        description = f"{stored.arch} from {stored.path} on {rt_name}/{device}"
         # The JSON records the tensors' sha256 besides the configurations; ONNX Runtime and
         # TensorRT run the .onnx instead of those tensors.
-        json_path = Path(loaded.path).with_suffix(".json")
+        json_path = Path(stored.path).with_suffix(".json")
         identity: dict[str, Any] = {
             "weights": hashlib.sha256(json_path.read_bytes()).hexdigest(),
             "runtime": rt_name,
             "device": device,
         }
         if rt_name != "torch":
-            onnx = Path(loaded.path).with_suffix(".onnx").stat()
+            onnx = Path(stored.path).with_suffix(".onnx").stat()
             identity["onnx"] = [onnx.st_size, onnx.st_mtime_ns]
         return cls(
             rt,
-            type(module),
-            module.config,
+            detector,
+            model_config,
             preprocess_config,
             batch_size,
             description,
             identity,
-            arch=loaded.arch,
-            weights_path=loaded.path,
-            calibration=loaded.calibration,
+            arch=stored.arch,
+            weights_path=stored.path,
+            calibration=calibration,
         )

@@ -13,7 +13,8 @@ from core.preprocess_config import PreprocessConfig
 from models.detector import DetectorModel
 from models.fusion import FusionConfig, FusionModel
 from models.registry import check_state_dict, create_model, load_model, registered_models
-from models.retinaface import RetinaFace, RetinaFaceConfig
+from models.retinaface import RetinaFace
+from models.retinaface_config import RetinaFaceConfig
 from models.syncnet import SyncNet, SyncNetConfig
 from weights.store import WeightsError, save_weights
 

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from core.preprocess_config import DetectorConfig
-from models.retinaface import PriorSpec, build_retinaface, fuse_batchnorm, load_retinaface
+from models.retinaface import build_retinaface, fuse_batchnorm, load_retinaface
+from models.retinaface_config import PriorSpec
 from preprocess.faces.detector import FaceDetector
 from preprocess.faces.priors import (
     PriorBoxes,
@@ -60,9 +61,7 @@ def decode_frame(path: Path, index: int, downscale: int = 1) -> np.ndarray:
 
 
 def iou(a, b) -> float:
-    return float(
-        box_iou(torch.as_tensor(a, dtype=torch.float32)[None], torch.as_tensor(b, dtype=torch.float32)[None])
-    )
+    return float(box_iou(np.asarray(a, np.float32)[None], np.asarray(b, np.float32)[None])[0, 0])
 
 
 @pytest.fixture(scope="module")
@@ -105,11 +104,12 @@ def test_priors_layout_and_cache():
     p = priors(64, 96)
     # level 0: 8x12 cells x 2 sizes, then 4x6 x 2, then 2x3 x 2; order row, column, size
     assert p.shape == (2 * (8 * 12 + 4 * 6 + 2 * 3), 4) == (priors.count(64, 96), 4)
-    torch.testing.assert_close(p[0], torch.tensor([4 / 96, 4 / 64, 16 / 96, 16 / 64]))
-    torch.testing.assert_close(p[1], torch.tensor([4 / 96, 4 / 64, 32 / 96, 32 / 64]))
-    torch.testing.assert_close(p[2], torch.tensor([12 / 96, 4 / 64, 16 / 96, 16 / 64]))
-    torch.testing.assert_close(p[2 * 12], torch.tensor([4 / 96, 12 / 64, 16 / 96, 16 / 64]))
-    torch.testing.assert_close(p[2 * 8 * 12], torch.tensor([8 / 96, 8 / 64, 64 / 96, 64 / 64]))
+    assert p.dtype == np.float32
+    np.testing.assert_allclose(p[0], [4 / 96, 4 / 64, 16 / 96, 16 / 64], rtol=1e-6)
+    np.testing.assert_allclose(p[1], [4 / 96, 4 / 64, 32 / 96, 32 / 64], rtol=1e-6)
+    np.testing.assert_allclose(p[2], [12 / 96, 4 / 64, 16 / 96, 16 / 64], rtol=1e-6)
+    np.testing.assert_allclose(p[2 * 12], [4 / 96, 12 / 64, 16 / 96, 16 / 64], rtol=1e-6)
+    np.testing.assert_allclose(p[2 * 8 * 12], [8 / 96, 8 / 64, 64 / 96, 64 / 64], rtol=1e-6)
     assert priors(64, 96) is p  # cached on the object …
     assert PriorBoxes(spec)(64, 96) is not p  # … not globally
     assert priors(64, 128) is not p
@@ -119,17 +119,17 @@ def test_priors_layout_and_cache():
 def test_decode_inverts_the_encoding():
     priors = PriorBoxes(PriorSpec())(32, 32)
     var = (0.1, 0.2)
-    boxes = decode_boxes(torch.zeros(len(priors), 4), priors, var)
-    torch.testing.assert_close((boxes[:, :2] + boxes[:, 2:]) / 2, priors[:, :2])
-    torch.testing.assert_close(boxes[:, 2:] - boxes[:, :2], priors[:, 2:])
+    boxes = decode_boxes(np.zeros((len(priors), 4), np.float32), priors, var)
+    np.testing.assert_allclose((boxes[:, :2] + boxes[:, 2:]) / 2, priors[:, :2], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(boxes[:, 2:] - boxes[:, :2], priors[:, 2:], rtol=1e-6, atol=1e-7)
     # a box shifted by half the anchor width and twice as tall
-    deltas = torch.tensor([[0.5 / var[0], 0.0, 0.0, float(np.log(2.0)) / var[1]]])
+    deltas = np.array([[0.5 / var[0], 0.0, 0.0, float(np.log(2.0)) / var[1]]], np.float32)
     box = decode_boxes(deltas, priors[:1], var)[0]
     cx, cy, w, h = priors[0].tolist()
-    torch.testing.assert_close(box, torch.tensor([cx, cy - h, cx + w, cy + h]))
-    points = decode_landmarks(torch.arange(10.0)[None], priors[:1], var)[0]
+    np.testing.assert_allclose(box, [cx, cy - h, cx + w, cy + h], rtol=1e-6)
+    points = decode_landmarks(np.arange(10.0, dtype=np.float32)[None], priors[:1], var)[0]
     assert points.shape == (5, 2)
-    torch.testing.assert_close(points[2], torch.tensor([cx + 4 * 0.1 * w, cy + 5 * 0.1 * h]))
+    np.testing.assert_allclose(points[2], [cx + 4 * 0.1 * w, cy + 5 * 0.1 * h], rtol=1e-6)
 
 
 def greedy_nms_reference(boxes: np.ndarray, scores: np.ndarray, thr: float) -> list[int]:
@@ -151,14 +151,17 @@ def test_batched_nms_equals_greedy_reference():
         boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
         scores = rng.uniform(0, 1, n).astype(np.float32)
         groups = rng.integers(0, 3, n)
-        keep = batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(groups), 0.4)
+        keep = batched_nms(boxes, scores, groups, 0.4)
         for g in range(3):
             idx = np.flatnonzero(groups == g)
             expected = idx[greedy_nms_reference(boxes[idx], scores[idx], 0.4)]
             got = [int(k) for k in keep if groups[k] == g]
             assert got == expected.tolist(), f"trial {trial} group {g}"
-        assert np.all(np.diff(scores[keep.numpy()]) <= 0)  # best first
-    assert batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long), 0.4).numel() == 0
+        assert np.all(np.diff(scores[keep]) <= 0)  # best first
+    assert (
+        batched_nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), 0.4).size
+        == 0
+    )
 
 
 # --- network -------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from submission_fakes import FailingPreprocessor, FakePreprocessor, FakeScorer
 
 from core.aggregation import aggregate
 from core.preprocess_config import PreprocessConfig
-from models.detector import softmax_fake_probability
+from models.detector_io import softmax_fake_probability
 from submission import writer
 from submission.cli import build_parser, main
 from submission.folder import list_videos, parse_extensions, scan_folder

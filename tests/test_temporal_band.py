@@ -15,7 +15,8 @@ from core.preprocess_config import PreprocessConfig
 from core.preprocess_data import Sample, SampleMeta, Track
 from core.windows import window_runs
 from models.registry import create_model, load_model
-from models.temporal_band import FEATURES, drop_repeats, motion_features
+from models.temporal_band import drop_repeats, motion_features
+from models.temporal_band_io import FEATURES
 from preprocess.cache_layout import config_hash, write_settings
 from preprocess.sample_file import save_sample
 from preprocess.tracks import steady_track, window_indices

@@ -8,7 +8,9 @@ tensor file, checked on every load::
      "sha256": "...", "created": "2025-01-01T00:00:00+00:00", "extra": {...}}
 
 Pure storage: this module neither builds networks nor interprets the configurations it keeps
-(``models.registry.load_model`` does both).
+(``models.registry.load_model`` does both). It imports torch only to read or write tensors:
+``verified_config`` checks a pair without loading them, which is all scoring on ONNX Runtime
+needs (the torch-free image).
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from core.files import atomic_path, atomic_write, sha256_file
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT_VERSION = 1
 WEIGHTS_ENV = "AVDF_WEIGHTS"
@@ -37,16 +40,22 @@ class WeightsError(Exception):
 
 
 @dataclass
-class StoredWeights:
-    """A verified weights pair as stored: tensors and the JSON's sections, uninterpreted."""
+class StoredConfig:
+    """A verified weights pair's JSON sections, uninterpreted (its tensors not loaded)."""
 
-    state_dict: dict[str, torch.Tensor]
     arch: str
     model_config: dict[str, Any]
     preprocess: dict[str, Any] | None  # a PreprocessConfig as a dict
     extra: dict[str, Any] = field(default_factory=dict)
     path: Path = Path()  # the .safetensors file
     calibration: dict[str, Any] | None = None  # the probability mapping (core.calibration), uninterpreted
+
+
+@dataclass
+class StoredWeights(StoredConfig):
+    """A verified weights pair as stored: tensors and the JSON's sections, uninterpreted."""
+
+    state_dict: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def weights_dir() -> Path:
@@ -113,6 +122,8 @@ def tensors_path(path_or_stem: str | os.PathLike) -> Path:
 
 def _plain_tensors(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """CPU, contiguous and unshared (safetensors refuses tensors that share memory)."""
+    import torch
+
     out: dict[str, torch.Tensor] = {}
     seen: set[int] = set()
     for key, value in state_dict.items():
@@ -138,6 +149,8 @@ def save_weights(
     """Write ``<stem>.safetensors`` and ``<stem>.json`` atomically; returns the ``.safetensors`` path.
     ``preprocess`` is the training preprocessing as a dict (``PreprocessConfig.to_dict()``);
     ``calibration`` the probability mapping fitted at export (``core.calibration``), if any."""
+    from safetensors.torch import save_file
+
     base = _stem(stem)
     tensors = base.parent / (base.name + ".safetensors")
     with atomic_path(tensors) as tmp:
@@ -199,8 +212,9 @@ def write_calibration(
     return json_path
 
 
-def load_weights(path_or_stem: str | os.PathLike) -> StoredWeights:
-    """Read and verify a weights pair given its name, stem, ``.safetensors`` or ``.json`` path."""
+def verified_config(path_or_stem: str | os.PathLike) -> StoredConfig:
+    """Read a weights pair's JSON and verify its tensors' sha256 against it, without loading
+    them (no torch): given its name, stem, ``.safetensors`` or ``.json`` path."""
     tensors = tensors_path(path_or_stem)
     json_path = tensors.with_suffix(".json")
     if not tensors.is_file():
@@ -213,18 +227,13 @@ def load_weights(path_or_stem: str | os.PathLike) -> StoredWeights:
             f"{tensors}: sha256 {sha[:12]}… does not match {json_path.name} ({str(meta['sha256'])[:12]}…);"
             " the file was changed or truncated"
         )
-    try:
-        state_dict = load_file(str(tensors))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise WeightsError(f"{tensors}: weights corrupt: {e}") from e
     preprocess = meta.get("preprocess")
     if preprocess is not None and not isinstance(preprocess, dict):
         raise WeightsError(f"{json_path}: weights config corrupt: preprocess section is not an object")
     calibration = meta.get("calibration")
     if calibration is not None and not isinstance(calibration, dict):
         raise WeightsError(f"{json_path}: weights config corrupt: calibration section is not an object")
-    return StoredWeights(
-        state_dict=state_dict,
+    return StoredConfig(
         arch=str(meta["arch"]),
         model_config=dict(meta["model"]),
         preprocess=preprocess or None,
@@ -232,3 +241,15 @@ def load_weights(path_or_stem: str | os.PathLike) -> StoredWeights:
         path=tensors,
         calibration=calibration,
     )
+
+
+def load_weights(path_or_stem: str | os.PathLike) -> StoredWeights:
+    """Read and verify a weights pair given its name, stem, ``.safetensors`` or ``.json`` path."""
+    from safetensors.torch import load_file
+
+    stored = verified_config(path_or_stem)
+    try:
+        state_dict = load_file(str(stored.path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{stored.path}: weights corrupt: {e}") from e
+    return StoredWeights(**vars(stored), state_dict=state_dict)

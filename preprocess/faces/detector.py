@@ -4,22 +4,34 @@
 (``weights/<name>.safetensors`` + ``.json``); a biubug6/Pytorch_Retinaface ``.pth`` path works
 too (``models.retinaface.load_retinaface``). Boxes and landmarks come back in pixels of the
 frames given to ``detect``.
+
+Everything around the network is numpy (the resize: ``preprocess.faces.resize``, bit for bit
+torch's), and on CPU the network runs on ONNX Runtime from ``<name>.onnx`` (``make weights``),
+so detection needs no torch; torch runs the network on a GPU, with ``runtime="torch"``, or when
+the ONNX file is missing or stale.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
+from core.optional_torch import require_torch, torch_available
 from core.preprocess_config import DetectorConfig
 from core.preprocess_data import FaceDetections
-from models.retinaface import RetinaFaceConfig, fuse_batchnorm, load_retinaface
-from models.retinaface_onnx import cpu_runtime
-from models.runtimes import Runtime, TorchRuntime
+from core.threads import thread_budget
+from models.retinaface_config import ARCH, RetinaFaceConfig
+from models.retinaface_onnx import cpu_runtime, onnx_path
+from models.runtimes import Runtime
 from preprocess.faces.priors import PriorBoxes, batched_nms, decode_boxes, decode_landmarks
+from preprocess.faces.resize import resize_antialiased
+from weights.store import WeightsError, read_config, resolve
+
+log = logging.getLogger(__name__)
 
 PRE_NMS_TOP_K = 2000  # candidates per batch entering NMS; bounds the IoU matrix
 
@@ -30,12 +42,12 @@ class FaceDetector:
         self.config = config  # the network's: how it wants its pixels, where its anchors sit
         self.cfg = cfg
         self.priors = PriorBoxes(config.priors)
-        mean = torch.tensor(config.input.mean, dtype=torch.float32)
-        std = torch.tensor(config.input.std, dtype=torch.float32)
+        mean = np.asarray(config.input.mean, dtype=np.float32)
+        std = np.asarray(config.input.std, dtype=np.float32)
         if config.input.channel_order == "bgr":  # frames arrive RGB: reorder the constants, not the pixels
-            mean, std = mean.flip(0), std.flip(0)
-        self._scale = (1.0 / std).reshape(1, 3, 1, 1)
-        self._shift = (-mean / std).reshape(1, 3, 1, 1)
+            mean, std = mean[::-1], std[::-1]
+        self._scale = 1.0 / std
+        self._shift = -mean / std
         self._bgr = config.input.channel_order == "bgr"
 
     @classmethod
@@ -43,14 +55,30 @@ class FaceDetector:
         cls, name_or_path: str, cfg: DetectorConfig, device: str = "cpu", runtime: str = "auto"
     ) -> FaceDetector:
         """``runtime``: "auto" runs ONNX Runtime on CPU when ``make weights`` exported these
-        weights (weights/<name>.onnx), else torch; "torch" always torch."""
+        weights (weights/<name>.onnx), else torch; "torch" always torch. Without torch
+        installed, "auto" runs ONNX Runtime on CPU whatever ``device`` says, and a missing or
+        stale ONNX file is a ``TorchMissing`` naming it."""
         if runtime not in ("auto", "torch"):
             raise ValueError(f"face detector runtime must be 'auto' or 'torch', got {runtime!r}")
-        net = load_retinaface(name_or_path)
-        if runtime == "auto" and device == "cpu":
-            onnx = cpu_runtime(name_or_path, threads=torch.get_num_threads())
+        if runtime == "auto" and (device == "cpu" or not torch_available()):
+            onnx = cpu_runtime(name_or_path, threads=thread_budget())
             if onnx is not None:
-                return cls(onnx, net.config, cfg)
+                if device != "cpu":
+                    log.info("face detection runs on ONNX Runtime on CPU: no torch for %s", device)
+                return cls(onnx, _stored_config(name_or_path), cfg)
+        require_torch(
+            "face detection on torch (runtime 'torch')"
+            if runtime == "torch"
+            else f"face detection from {name_or_path}: {onnx_path(name_or_path)} is missing, stale or "
+            "unreadable, and running its tensors",
+            "or run `make weights` where torch is installed and copy the ONNX file it writes beside the weights",
+        )
+        import torch
+
+        from models.retinaface import fuse_batchnorm, load_retinaface
+        from models.runtimes import TorchRuntime
+
+        net = load_retinaface(name_or_path)
         # channels-last lets oneDNN run the depthwise/1x1 convs without layout shuffles (~2x on CPU)
         net = fuse_batchnorm(net).to(memory_format=torch.channels_last)
         return cls(TorchRuntime(net, device), net.config, cfg)
@@ -65,16 +93,16 @@ class FaceDetector:
     def prepare(self, frames: np.ndarray, size: tuple[int, int, int, int]) -> np.ndarray:
         """uint8 RGB (B, H, W, 3) → normalised float32 (B, 3, Hp, Wp) in the network's channel order."""
         h, w, ph, pw = size
-        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # channels-last view
-        if (h, w) != x.shape[-2:]:
-            # antialiased bilinear (uint8 fast path): plain bilinear aliases badly at 1080p → 640
-            x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+        # antialiased bilinear: plain bilinear aliases badly at 1080p → 384
+        x = resize_antialiased(frames, h, w)
         if self._bgr:
-            x = x.flip(1)
+            x = x[..., ::-1]
+        normalised = x.astype(np.float32) * self._scale + self._shift  # (B, h, w, 3)
         # padding is pixel value 0, as upstream pads the image before normalising
-        out = self._shift.expand(len(x), 3, ph, pw).contiguous()
-        out[:, :, :h, :w] = x.float() * self._scale + self._shift
-        return out.numpy()
+        out = np.empty((len(x), 3, ph, pw), np.float32)
+        out[:] = self._shift[None, :, None, None]
+        out[:, :, :h, :w] = normalised.transpose(0, 3, 1, 2)
+        return out
 
     def detect(self, frames: np.ndarray) -> list[FaceDetections]:
         if (
@@ -95,15 +123,15 @@ class FaceDetector:
         batch = max(1, self.cfg.batch_size)
         for start in range(0, len(frames), batch):
             x = self.prepare(frames[start : start + batch], size)
-            deltas, scores, landmarks = (torch.from_numpy(np.asarray(o)) for o in self.network(x))
+            deltas, scores, landmarks = (np.asarray(o, dtype=np.float32) for o in self.network(x))
             results += self.postprocess(deltas, scores, landmarks, (height, width), size)
         return results
 
     def postprocess(
         self,
-        deltas: torch.Tensor,
-        scores: torch.Tensor,
-        landmark_deltas: torch.Tensor,
+        deltas: np.ndarray,
+        scores: np.ndarray,
+        landmark_deltas: np.ndarray,
         frame_size: tuple[int, int],
         size: tuple[int, int, int, int],
     ) -> list[FaceDetections]:
@@ -115,10 +143,10 @@ class FaceDetector:
             raise ValueError(
                 f"network gave {scores.shape[1]} anchors, priors for {ph}x{pw} are {len(priors)}"
             )
-        frame_idx, anchor_idx = torch.nonzero(scores >= self.cfg.score_threshold, as_tuple=True)
+        frame_idx, anchor_idx = np.nonzero(scores >= self.cfg.score_threshold)
         cand_scores = scores[frame_idx, anchor_idx]
         if len(cand_scores) > PRE_NMS_TOP_K:
-            top = torch.topk(cand_scores, PRE_NMS_TOP_K).indices
+            top = np.argsort(-cand_scores, kind="stable")[:PRE_NMS_TOP_K]
             frame_idx, anchor_idx, cand_scores = frame_idx[top], anchor_idx[top], cand_scores[top]
         anchors = priors[anchor_idx]
         boxes = decode_boxes(deltas[frame_idx, anchor_idx], anchors, self.config.priors.variance)
@@ -128,10 +156,10 @@ class FaceDetector:
         keep = batched_nms(boxes, cand_scores, frame_idx, self.cfg.nms_threshold)
         # normalised (padded input) → resized pixels → frame pixels
         sx, sy = pw * frame_size[1] / w, ph * frame_size[0] / h
-        boxes = boxes[keep] * torch.tensor([sx, sy, sx, sy])
-        points = points[keep] * torch.tensor([sx, sy])
+        boxes = boxes[keep] * np.array([sx, sy, sx, sy], np.float32)
+        points = points[keep] * np.array([sx, sy], np.float32)
         cand_scores, frame_idx = cand_scores[keep], frame_idx[keep]
-        sides = torch.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
         big = sides >= self.cfg.min_face
         boxes, points, cand_scores, frame_idx = boxes[big], points[big], cand_scores[big], frame_idx[big]
         out = []
@@ -139,9 +167,22 @@ class FaceDetector:
             sel = frame_idx == i  # keep order: best score first
             out.append(
                 FaceDetections(
-                    boxes=boxes[sel].numpy().astype(np.float32),
-                    landmarks=points[sel].numpy().astype(np.float32),
-                    scores=cand_scores[sel].numpy().astype(np.float32),
+                    boxes=boxes[sel].astype(np.float32),
+                    landmarks=points[sel].astype(np.float32),
+                    scores=cand_scores[sel].astype(np.float32),
                 )
             )
         return out
+
+
+def _stored_config(name_or_path: str | os.PathLike) -> RetinaFaceConfig:
+    """The RetinaFace configuration a weights pair's JSON records (no tensors, no torch)."""
+    meta = read_config(resolve(name_or_path))
+    if meta["arch"] != ARCH:
+        raise WeightsError(f"{resolve(name_or_path)}: holds a {meta['arch']!r} model, not {ARCH!r}")
+    try:
+        return RetinaFaceConfig.from_dict(meta["model"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise WeightsError(
+            f"{Path(resolve(name_or_path)).with_suffix('.json')}: weights config corrupt: {e}"
+        ) from e

@@ -1,0 +1,17 @@
+"""Which weights the SyncNet offset search runs, torch-free (``preprocess.latency`` reads these
+before deciding whether torch or ONNX Runtime runs the network; ``models.syncnet`` builds it)."""
+
+from __future__ import annotations
+
+ARCH = "syncnet"  # the published layout (joonson/syncnet_python)
+UPSTREAM_SUFFIXES = (".model", ".pth", ".pt")  # syncnet_python's pickled state dict
+# Weights archs the offset search can run: that layout, and the compact lower-face model we train
+# and ship (models.syncnet_mouth); both take 224x224 face crops and 13x20 MFCC windows.
+SYNC_ARCHS = (ARCH, "syncnet_mouth")
+
+
+def normalised_arch(arch: str) -> bool:
+    """Whether the network's embeddings have unit length (``syncnet_mouth``): the offset search
+    then averages only over real audio windows, since the zero padding beyond the ends would sit
+    at distance 1, closer than an unrelated window (~1.4), and pull the answer to the ends."""
+    return arch != ARCH
