@@ -34,7 +34,6 @@ def export_retinaface_onnx(name_or_path: str | os.PathLike, force: bool = False)
     """Write (or keep, when current) the ONNX file of a RetinaFace weights pair; returns (path,
     whether it was written)."""
     import onnx
-    import torch
 
     from models.onnx_export import export_onnx
     from models.retinaface import fuse_batchnorm, load_retinaface
@@ -44,8 +43,7 @@ def export_retinaface_onnx(name_or_path: str | os.PathLike, force: bool = False)
     if not force and stamped_source(path) == sha:
         return path, False
     net = fuse_batchnorm(load_retinaface(name_or_path)).eval()
-    with torch.inference_mode(False):
-        export_onnx(net, path, net.onnx_spec(batch=2, height=224, width=384))
+    export_onnx(net, path, net.onnx_spec(batch=2, height=224, width=384))
     model = onnx.load(str(path))
     model.metadata_props.add(key=SOURCE_KEY, value=sha)
     with atomic_path(path) as tmp:

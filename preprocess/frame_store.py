@@ -44,8 +44,9 @@ class FrameStore:
     """Decoded frames as planes, with RGB made on demand (see the module docstring).
 
     ``memory(shape)`` hands out the uint8 memory the planes go in (a ``FrameBuffer``'s, so batch
-    loops reuse it). The writer calls ``add`` for each new source frame and ``show`` for each slot.
-    Reading slots below ``len`` is safe from another thread while the writer adds later ones.
+    loops reuse it). The writer calls ``add`` for each new source frame and ``show`` for each
+    slot, in order. Reading slots below ``len`` is safe from another thread while the writer
+    adds later ones.
     """
 
     def __init__(self, first: av.VideoFrame, rotation: int, capacity: int, memory=None):
@@ -61,8 +62,7 @@ class FrameStore:
         shape = (capacity, self._frame_bytes)
         self._memory = memory(shape) if memory is not None else np.empty(shape, np.uint8)
         self._colour: list[tuple[int, int]] = []  # (colorspace, color_range) per stored frame
-        self._slots = np.zeros(capacity, np.int64)  # slot -> stored frame
-        self._count = 0
+        self._slots: list[int] = []  # slot -> stored frame
         self._local = threading.local()  # one swscale context per thread: they are not shareable
 
     # -- writing ------------------------------------------------------------------------------
@@ -88,21 +88,18 @@ class FrameStore:
         self._colour.append((frame.colorspace, frame.color_range))
         return index
 
-    def show(self, slot: int, stored: int) -> None:
-        """Slot ``slot`` (the next one) shows stored frame ``stored``."""
-        if slot >= len(self._slots):
-            self._slots = _grown(self._slots, max(slot + 1, 2 * len(self._slots)))
-        self._slots[slot] = stored
-        self._count = slot + 1
+    def show(self, stored: int) -> None:
+        """The next slot shows stored frame ``stored``."""
+        self._slots.append(stored)
 
     # -- the array-like face ------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return self._count
+        return len(self._slots)
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
-        return (self._count, *self.shape_hw, 3)
+        return (len(self._slots), *self.shape_hw, 3)
 
     @property
     def dtype(self) -> np.dtype:
@@ -115,7 +112,7 @@ class FrameStore:
     def __getitem__(self, index):
         if isinstance(index, (int, np.integer)):
             return self.frame(int(index))
-        slots = np.arange(self._count)[index]
+        slots = np.arange(len(self._slots))[index]
         out = np.empty((len(slots), *self.shape_hw, 3), np.uint8)
         for i, slot in enumerate(slots):
             out[i] = self.frame(int(slot))
@@ -141,9 +138,9 @@ class FrameStore:
     # -- conversion ---------------------------------------------------------------------------
 
     def _stored(self, slot: int) -> int:
-        if not 0 <= slot < self._count:
-            raise IndexError(f"slot {slot} outside the {self._count} decoded")
-        return int(self._slots[slot])
+        if not 0 <= slot < len(self._slots):
+            raise IndexError(f"slot {slot} outside the {len(self._slots)} decoded")
+        return self._slots[slot]
 
     def _rebuild(self, stored: int, box: tuple[int, int, int, int] | None = None) -> av.VideoFrame:
         """A VideoFrame holding stored frame ``stored`` (or the region ``box`` = top, bottom,

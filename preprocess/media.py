@@ -399,9 +399,8 @@ class _StoreWriter:
 
     def __init__(self, capacity: int, max_slots: int, first: av.VideoFrame, rotation: int, buffer):
         self.frames = FrameStore(first, rotation, capacity, buffer.array if buffer is not None else None)
-        self.times = np.zeros(max(1, capacity), np.float64)
+        self.times: list[float] = []
         self.max_slots = max_slots
-        self.count = 0
 
     @staticmethod
     def suits(first: av.VideoFrame, capacity: int, max_side: int) -> bool:
@@ -410,21 +409,20 @@ class _StoreWriter:
             return False
         return stores_planes(first) and plane_bytes(first) * max(1, capacity) <= MAX_FRAME_BYTES
 
+    @property
+    def count(self) -> int:
+        return len(self.times)
+
     def fill(self, frame: av.VideoFrame, time: float, upto: int) -> None:
-        stored = None
-        for slot in range(self.count, min(upto, self.max_slots)):
-            if stored is None:
-                stored = self.frames.add(frame)
-            self.frames.show(slot, stored)
-            if slot >= len(self.times):
-                grown = np.zeros(min(self.max_slots, 2 * len(self.times)), np.float64)
-                grown[: len(self.times)] = self.times
-                self.times = grown
-            self.times[slot] = time
-            self.count = slot + 1
+        if min(upto, self.max_slots) <= self.count:
+            return
+        stored = self.frames.add(frame)
+        for _ in range(self.count, min(upto, self.max_slots)):
+            self.frames.show(stored)
+            self.times.append(time)
 
     def result(self) -> tuple[FrameStore, np.ndarray]:
-        return self.frames, self.times[: self.count].copy()
+        return self.frames, np.asarray(self.times, np.float64)
 
 
 def _read_video(
