@@ -10,7 +10,6 @@ killed mid-write leaves the previous checkpoint whole.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,24 +17,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.files import atomic_path
+
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be resumed here; the message names the file and the reason."""
 
 
 def save_atomically(path: str | Path, payload: Mapping[str, Any]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with tmp.open("wb") as f:
-            torch.save(dict(payload), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    with atomic_path(path) as tmp:
+        torch.save(dict(payload), tmp)
+    return Path(path)
 
 
 def load_checkpoint(path: str | Path, kind: str) -> dict[str, Any]:
