@@ -1,6 +1,6 @@
 # The submission image, built offline: nothing is downloaded while it builds.
 #   make weights wheelhouse          RetinaFace's weights; requirements.txt's exact wheels into .whl/
-#   make wheelhouse-gpu              + the GPU additions into .whl/gpu/ (for the default GPU build)
+#   make wheelhouse-gpu              + onnxruntime-gpu and its CUDA wheels into .whl/gpu/ (GPU=1)
 #   docker build -t avdf .
 #   docker run --gpus all -v "$PWD/in:/data/input:ro" -v "$PWD/out:/data/output" avdf
 #   docker run --gpus all ... avdf -input /data/input/ -output /data/output/submission.csv [--format dfdc]
@@ -18,11 +18,13 @@
 # packages) and runs every network (RetinaFace, the default's detector and temporal_band) on
 # ONNX Runtime from the .onnx files beside their weights; numpy does what torch and librosa did
 # around them, with the same numbers.
-# The GPU image adds requirements-gpu.txt: torch 2.13.0 from PyPI is a CUDA 13 build whose CUDA
-# libraries come as pip wheels, so the default base is CUDA's small "base" flavour: it carries
-# the settings the NVIDIA container runtime needs to expose the GPU; the host driver must support
-# CUDA 13. Any base with Python 3.11 (the lock's cp311 wheels) or apt's python3.11 works.
-ARG BASE=nvidia/cuda:13.0.1-base-ubuntu22.04
+# The GPU image (GPU=1, the default) is torch-free too: it installs onnxruntime-gpu in place of
+# the lock's onnxruntime (both are the `onnxruntime` package: never both) with the CUDA 13 and
+# cuDNN 9 libraries as NVIDIA's pip wheels (requirements-gpu.txt), so no CUDA base image is
+# needed: any base with Python 3.11 (the lock's cp311 wheels) or apt's python3.11, the host's
+# NVIDIA driver (for CUDA 13: 580 or newer) and `--gpus all`. Without a GPU it runs on the CPU
+# provider and says why (`no GPU found (...)`). `make docker-build-gpu` builds it on CI's base.
+ARG BASE=debian:bookworm-slim
 ARG GPU=1
 
 FROM ${BASE} AS python
@@ -49,21 +51,27 @@ WORKDIR /src
 COPY .whl/ /wheels/
 COPY requirements.txt requirements-gpu.txt ./
 # What scoring needs and nothing else (requirements.txt, torch-free; CI installs it too, with
-# the training and development files beside it): the lock, no resolution.
-RUN pip install --no-cache-dir --no-index --find-links /wheels --no-deps -r requirements.txt
-# GPU additions (torch, onnxruntime-gpu, TensorRT), resolved by `make wheelhouse-gpu` but pinned
-# by the lock (see requirements-gpu.txt).
+# the training and development files beside it): the lock, no resolution. The GPU image takes
+# onnxruntime-gpu instead of the lock's onnxruntime (the same package folder: one would
+# overwrite the other's files), so that line is dropped first.
+RUN if [ "$GPU" = 1 ]; then sed -i '/^onnxruntime==/d' requirements.txt; fi \
+    && pip install --no-cache-dir --no-index --find-links /wheels --no-deps -r requirements.txt
+# GPU additions: onnxruntime-gpu with NVIDIA's CUDA and cuDNN wheels (its [cuda,cudnn] extras),
+# every one pinned in requirements-gpu.txt and resolved against the lock, so nothing CI pinned
+# moves.
 RUN if [ "$GPU" = 1 ]; then \
         test -d /wheels/gpu || { echo "GPU=1 needs .whl/gpu: run make wheelhouse-gpu (or build with --build-arg GPU=0)" >&2; exit 1; }; \
-        pip uninstall -y onnxruntime \
-        && pip install --no-cache-dir --no-index --find-links /wheels --find-links /wheels/gpu \
+        pip install --no-cache-dir --no-index --find-links /wheels --find-links /wheels/gpu \
             -c requirements.txt -r requirements-gpu.txt; \
     fi
 
 # The installed packages' own test suites (scipy's and numpy's, ~40 MB) and the venv's
 # setuptools: scoring never runs or imports them (numpy.testing imports numpy/_core/tests: kept).
-RUN find /opt/venv/lib/python3.11/site-packages -type d -name tests ! -path "*/numpy/_core/tests" \
-        -prune -exec rm -rf {} + \
+# The GPU image's CUDA wheels carry C headers and static libraries (~14 MB) for building
+# against them: nothing loads those at run time.
+RUN site=/opt/venv/lib/python3.11/site-packages \
+    && find "$site" -type d -name tests ! -path "*/numpy/_core/tests" -prune -exec rm -rf {} + \
+    && if [ -d "$site/nvidia" ]; then rm -rf "$site"/nvidia/*/include && find "$site/nvidia" -name "*.a" -delete; fi \
     && pip uninstall -y -q setuptools
 
 FROM python AS runtime
@@ -97,9 +105,10 @@ RUN for f in default.json detector.safetensors detector.json temporal_band.safet
     && mkdir -p weights/cache /data/input /data/output \
     && chown app:app weights/cache /data/output \
     && python -m submission --check --device cpu
-# TensorRT caches the engine it builds for the GPU in weights/cache (writable by app), or, on
-# a read-only root filesystem, in /tmp for the run. $HOME (/home/app) may be read-only too:
-# whatever a library caches under it goes to /tmp; compiled bytecode is in the image already.
+# TensorRT (where installed: not in these images) caches the engine it builds for the GPU in
+# weights/cache (writable by app), or, on a read-only root filesystem, in /tmp for the run.
+# $HOME (/home/app) may be read-only too: whatever a library caches under it goes to /tmp;
+# compiled bytecode is in the image already.
 ENV XDG_CACHE_HOME=/tmp/.cache \
     MPLCONFIGDIR=/tmp/matplotlib \
     PYTHONDONTWRITEBYTECODE=1

@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup venv repo-path weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test fuzz soak train-default eval-default train-compare train-avattn train-mds train-temporal train-ensemble train-syncnet train-sync-evidence
+.PHONY: setup venv repo-path weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test docker-build-gpu fuzz soak train-default eval-default train-compare train-avattn train-mds train-temporal train-ensemble train-syncnet train-sync-evidence
 
 setup: venv repo-path weights  ## virtualenv + pinned dependencies + default weights
 
@@ -38,9 +38,14 @@ wheelhouse: .whl/.complete
 	rm -rf .whl && mv .whl.tmp .whl
 	touch $@
 
-# The GPU image's additions (requirements-gpu.txt), resolved here against the lock.
-wheelhouse-gpu: wheelhouse
-	$(PY) -m pip wheel -q -c requirements.txt -r requirements-gpu.txt -w .whl/gpu
+# The GPU image's additions (requirements-gpu.txt: onnxruntime-gpu and NVIDIA's CUDA wheels,
+# ~1.5 GB of wheels), exactly as pinned, into .whl/gpu/.
+wheelhouse-gpu: .whl/gpu/.complete
+.whl/gpu/.complete: requirements-gpu.txt .whl/.complete
+	rm -rf .whl/gpu.tmp
+	$(PY) -m pip wheel -q --no-deps -r requirements-gpu.txt -w .whl/gpu.tmp
+	rm -rf .whl/gpu && mv .whl/gpu.tmp .whl/gpu
+	touch $@
 
 # CI builds the image CPU-only on a local Debian bookworm base (no registry needed).
 BASE_IMAGE ?= avdf-base:bookworm
@@ -63,6 +68,13 @@ fuzz: weights  ## mutate real clips of ../shared/media and score them; one summa
 
 docker-test: weights wheelhouse docker-base  ## build the image, run it both ways, compare with run.sh (needs Docker)
 	$(PY) .ci/docker_check.py --image $(IMAGE) --base $(BASE_IMAGE)
+
+# The GPU image (torch-free: onnxruntime-gpu + NVIDIA's CUDA wheels) on the same local base,
+# built and checked on this machine, GPU or not: CPU fallback, CSV equal to run.sh's. Not part
+# of docker-test (CI): its wheels and image are gigabytes.
+GPU_IMAGE ?= avdf:gpu
+docker-build-gpu: weights wheelhouse-gpu docker-base  ## build the GPU image and check it (no GPU needed; not in CI)
+	$(PY) .ci/docker_check.py --gpu-image --image $(GPU_IMAGE) --base $(BASE_IMAGE)
 
 test: lint  ## the README's test command; CI runs it
 	$(PY) -m pytest -q

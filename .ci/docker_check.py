@@ -10,6 +10,14 @@ match ``bash run.sh`` on the same folder (probabilities within 1e-5). Also check
 image holds exactly the lock the host's venv installed and runs as a non-root user, and that
 a run failing every video (a 0.01 s time-out) exits 5 with its CSV written. Prints the image
 size and the build and run times; exits 1 on the first failed check.
+
+``--gpu-image`` (``make docker-build-gpu``, not CI's ``make docker-test``: gigabytes) builds the
+GPU form instead (``GPU=1``: onnxruntime-gpu and NVIDIA's CUDA wheels in place of onnxruntime)
+and checks what a machine without a GPU can: it holds the lock with onnxruntime-gpu and
+requirements-gpu.txt's pins instead of onnxruntime; its ONNX Runtime has the CUDA provider, whose
+libraries all load from the pip wheels but the driver's (libcuda.so.1, which ``--gpus`` brings);
+locked down, ``--check`` and the TMC form say that no GPU was found, fall back to ONNX Runtime's
+CPU provider, and the CSV matches ``run.sh``'s within the same tolerance.
 """
 
 from __future__ import annotations
@@ -141,14 +149,20 @@ def lock_versions(freeze: str) -> dict[str, str]:
     return out
 
 
-def check_lock(image: str) -> int:
+def check_lock(image: str, gpu: bool = False) -> int:
     """The image holds exactly requirements.txt (what scoring needs; the training and
     development files stay out), each package at the host venv's version, and its install is
-    consistent (``pip check``: every declared dependency present)."""
+    consistent (``pip check``: every declared dependency present). The GPU image: the same with
+    onnxruntime replaced by requirements-gpu.txt's pins (onnxruntime-gpu and its CUDA wheels)."""
     lock = lock_versions((ROOT / "requirements.txt").read_text())
     host = lock_versions(
         subprocess.run([sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True).stdout
     )
+    if gpu:
+        lock.pop("onnxruntime")
+        extra_pins = lock_versions(re.sub(r"\[[\w,]+\]", "", (ROOT / "requirements-gpu.txt").read_text()))
+        lock.update(extra_pins)
+        host.update(extra_pins)  # the host venv has none of them: the file's pins are the reference
     proc, _ = timed(
         ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", image, "-m", "pip", "freeze"]
     )
@@ -168,11 +182,55 @@ def check_lock(image: str) -> int:
     return len(lock) - len(freeze_hides & set(lock))
 
 
-def build(image: str, base: str) -> float:
+def build(image: str, base: str, gpu: bool = False) -> float:
     cmd = ["docker", "build", "--network", "none", "-t", image]
-    cmd += ["--build-arg", f"BASE={base}", "--build-arg", "GPU=0", str(ROOT)]
+    cmd += ["--build-arg", f"BASE={base}", "--build-arg", "GPU=1" if gpu else "GPU=0", str(ROOT)]
     _, seconds = timed(cmd)
     return seconds
+
+
+# In the GPU image: ONNX Runtime is the GPU build, preload_dlls loads every CUDA/cuDNN library
+# from the pip wheels (it prints what fails), and the CUDA provider's library then lacks
+# nothing but the driver's libcuda.so.1. ldd reads the wheels' folders from LD_LIBRARY_PATH.
+GPU_LIBRARIES = """
+import contextlib, glob, io, os, subprocess, onnxruntime as ort
+assert "CUDAExecutionProvider" in ort.get_available_providers(), ort.get_available_providers()
+printed = io.StringIO()
+with contextlib.redirect_stdout(printed):
+    ort.preload_dlls(cuda=True, cudnn=True, msvc=False)
+assert not printed.getvalue().strip(), printed.getvalue()
+capi = os.path.join(os.path.dirname(ort.__file__), "capi")
+site = os.path.dirname(os.path.dirname(ort.__file__))
+paths = ":".join(sorted(glob.glob(os.path.join(site, "nvidia", "*", "lib"))))
+ldd = subprocess.run(["ldd", os.path.join(capi, "libonnxruntime_providers_cuda.so")],
+                     capture_output=True, text=True, env={**os.environ, "LD_LIBRARY_PATH": paths}).stdout
+missing = sorted(line.split()[0] for line in ldd.splitlines() if "not found" in line)
+print(ort.__version__, "missing:", " ".join(missing))
+"""
+NO_GPU = "no GPU found (no NVIDIA driver (libcuda.so.1 not found)): the networks run on ONNX Runtime's CPU execution provider"
+
+
+def check_gpu_image(image: str, inp: Path, out: Path, reference: list[list[str]]) -> tuple[str, float]:
+    """What the GPU image can show without a GPU (see the module's docstring); returns its
+    ONNX Runtime version and the TMC run's seconds."""
+    proc, _ = timed(
+        ["docker", "run", "--rm", *LOCKED_DOWN, "--entrypoint", "python", image, "-c", GPU_LIBRARIES]
+    )
+    version, _, missing = proc.stdout.strip().partition(" missing: ")
+    check(
+        missing == "libcuda.so.1",
+        f"the CUDA provider's library lacks {missing or 'nothing'}, not just the driver",
+    )
+    proc, _ = docker_run(image, inp, out, "--check")
+    check(NO_GPU in proc.stderr, f"--check did not say that no GPU was found:\n{proc.stderr}")
+    check("check passed" in proc.stderr, f"--check did not pass:\n{proc.stderr}")
+    proc, seconds = docker_run(
+        image, inp, out, "-input", "/data/input/", "-output", "/data/output/submission.csv"
+    )
+    check(NO_GPU in proc.stderr, f"the run did not say that no GPU was found:\n{proc.stderr}")
+    check("did not load" not in proc.stderr, f"a GPU provider was asked for without a GPU:\n{proc.stderr}")
+    compare("GPU image, TMC form", read_csv(out / "submission.csv"), reference, reference[0])
+    return version, seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image", default="avdf:ci")
     parser.add_argument("--base", default="avdf-base:bookworm", help="local base image (.ci/base-image)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (printed)")
+    parser.add_argument(
+        "--gpu-image", action="store_true", help="build and check the GPU form (GPU=1) instead (not in CI)"
+    )
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="avdf-docker-check."))
@@ -195,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             check(
                 (ROOT / "weights" / f).is_file(), f"weights/{f} is missing: the shipped default (an ensemble)"
             )
-        build_s = build(args.image, args.base)
+        build_s = build(args.image, args.base, gpu=args.gpu_image)
         size = int(
             subprocess.run(
                 ["docker", "image", "inspect", "-f", "{{.Size}}", args.image], capture_output=True, text=True
@@ -208,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             text=True,
         ).stdout.strip()
         check(user.split(":")[0] not in ("", "0", "root"), f"the image runs as {user or 'root'}")
-        pinned = check_lock(args.image)
+        pinned = check_lock(args.image, gpu=args.gpu_image)
 
         inp = work / "input"
         videos = make_input(inp)
@@ -218,6 +279,18 @@ def main(argv: list[str] | None = None) -> int:
         check([r[0] for r in reference[1:]] == videos, f"run.sh wrote rows for {reference[1:]}, not {videos}")
         failures = {r[0]: r[1] for r in read_csv(host_out / "submission_failures.csv")[1:]}
         check(set(failures) == {BROKEN}, f"run.sh failures: {failures} (only {BROKEN} should fail)")
+
+        if args.gpu_image:
+            version, gpu_s = check_gpu_image(args.image, inp, writable_folder(work / "gpu"), reference)
+            print(
+                f"docker-build-gpu passed: image {args.image} {size / 1e6:.0f} MB (requirements.txt with "
+                f"onnxruntime-gpu {version} and its CUDA wheels), build {build_s:.0f} s; {pinned} pins as "
+                f"locked; the CUDA provider's libraries load, only the driver's libcuda.so.1 missing (no GPU "
+                f"here); {len(videos)} videos ({BROKEN} broken): run.sh {host_s:.0f} s, the image locked down "
+                f"{gpu_s:.0f} s on the CPU provider, CSV equal to run.sh's within {TOLERANCE:g}; "
+                f"'no GPU found' logged by --check and the run"
+            )
+            return 0
 
         default_out = writable_folder(work / "default")
         _, default_s = docker_run(args.image, inp, default_out)

@@ -64,10 +64,11 @@ def stamped_source(path: Path) -> str | None:
     return next((p.value for p in model.metadata_props if p.key == SOURCE_KEY), None)
 
 
-def cpu_runtime(name_or_path: str | os.PathLike, threads: int):
-    """An ONNX Runtime (CPU) session of these RetinaFace weights' ONNX file, when the file exists
+def onnx_runtime(name_or_path: str | os.PathLike, threads: int, device: str = "cpu"):
+    """An ONNX Runtime session of these RetinaFace weights' ONNX file, when the file exists
     and was exported from exactly these tensors; None otherwise (the caller runs torch), with
-    a warning when a stale file is in the way."""
+    a warning when a stale file is in the way. ``device`` "cpu": the CPU provider; a CUDA
+    device: ONNX Runtime's GPU providers where this build has them, the CPU after them."""
     path = Path(name_or_path)
     if path.suffix in (".pth", ".pt", ".tar"):  # upstream checkpoints: torch only
         return None
@@ -84,7 +85,8 @@ def cpu_runtime(name_or_path: str | os.PathLike, threads: int):
     try:
         # no spinning: the detector waits on the decoder between batches, and a spinning pool
         # burns the core the decoder needs
-        runtime = OnnxRuntimeRuntime(onnx, ["CPUExecutionProvider"], threads=threads, spinning=False)
+        providers = ["CPUExecutionProvider"] if device == "cpu" else "auto"
+        runtime = OnnxRuntimeRuntime(onnx, providers, threads=threads, spinning=False)
     except RuntimeError as err:
         log.warning("%s: %s; face detection runs on torch", onnx, err)
         return None

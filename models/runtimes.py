@@ -17,7 +17,10 @@ batch range of its optimisation profile.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import importlib.util
+import io
 import logging
 import os
 import re
@@ -136,9 +139,11 @@ def choose_providers(
     wanted: str | Sequence[Any] = "auto",
     cache_dir: Path | None = None,
     fp16: bool = True,
+    tensorrt_libs: bool = True,
 ) -> list[Any]:
-    """Execution providers in preference order. ``"auto"``: TensorRT, CUDA, then CPU, each
-    where this onnxruntime build has it; ``"cpu"``: CPU only; a list is used as given."""
+    """Execution providers in preference order. ``"auto"``: TensorRT (only with
+    ``tensorrt_libs``: TensorRT's own libraries load), CUDA, then CPU, each where this
+    onnxruntime build has it; ``"cpu"``: CPU only; a list is used as given."""
     if not isinstance(wanted, str):
         return list(wanted)
     if wanted == "cpu":
@@ -146,7 +151,7 @@ def choose_providers(
     if wanted != "auto":
         raise ValueError(f"providers must be 'auto', 'cpu' or a list, not {wanted!r}")
     chosen: list[Any] = []
-    if "TensorrtExecutionProvider" in available:
+    if "TensorrtExecutionProvider" in available and tensorrt_libs:
         options: dict[str, Any] = {"trt_fp16_enable": bool(fp16)}
         if cache_dir is not None:
             options.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache_dir))
@@ -155,6 +160,42 @@ def choose_providers(
         chosen.append("CUDAExecutionProvider")
     chosen.append("CPUExecutionProvider")
     return chosen
+
+
+def _provider_name(provider: Any) -> str:
+    return provider if isinstance(provider, str) else provider[0]
+
+
+def tensorrt_libs_loadable() -> bool:
+    """Whether TensorRT 10's libraries (libnvinfer, libnvonnxparser) load: ONNX Runtime's
+    TensorRT provider needs them, and PyPI's onnxruntime-gpu lists that provider without them
+    (then every session would warn that it failed). The tensorrt package's import loads them
+    from its tensorrt_libs wheel; else they must be on the loader's path."""
+    if importlib.util.find_spec("tensorrt") is not None:
+        try:
+            import tensorrt  # noqa: F401
+        except Exception:  # a broken TensorRT install is as good as none
+            return False
+    try:
+        for name in ("libnvinfer.so.10", "libnvonnxparser.so.10"):
+            ctypes.CDLL(name)
+    except OSError:
+        return False
+    return True
+
+
+def preload_cuda_libraries(ort: Any) -> None:
+    """Load the CUDA and cuDNN libraries of the nvidia-* pip wheels (onnxruntime-gpu[cuda,cudnn])
+    before a CUDA session: ONNX Runtime's CUDA provider finds them on no path of its own (its
+    library has no RPATH). ``onnxruntime.preload_dlls`` (1.21+) does it and prints what fails
+    to load: that goes to the log instead of stdout."""
+    if not hasattr(ort, "preload_dlls"):
+        return
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        ort.preload_dlls(cuda=True, cudnn=True, msvc=False)
+    if printed.getvalue().strip():
+        log.warning("onnxruntime.preload_dlls: %s", " ".join(printed.getvalue().split()))
 
 
 class OnnxRuntimeRuntime:
@@ -178,9 +219,18 @@ class OnnxRuntimeRuntime:
         self.path = _require_file(onnx_path)
         if cache_dir is not None:
             Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        available = ort.get_available_providers()
+        gpu_asked = providers == "auto" and "CUDAExecutionProvider" in available
         chosen = choose_providers(
-            ort.get_available_providers(), providers, Path(cache_dir) if cache_dir else None, fp16
+            available,
+            providers,
+            Path(cache_dir) if cache_dir else None,
+            fp16,
+            tensorrt_libs=gpu_asked and tensorrt_libs_loadable(),
         )
+        names = [_provider_name(p) for p in chosen]
+        if {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(names):
+            preload_cuda_libraries(ort)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -190,6 +240,14 @@ class OnnxRuntimeRuntime:
             self.session = ort.InferenceSession(str(self.path), options, providers=chosen)
         except Exception as e:  # onnxruntime raises its own exception types for bad files
             raise RuntimeError(f"{self.path}: ONNX Runtime could not load the model: {e}") from e
+        lost = [n for n in names if n != "CPUExecutionProvider" and n not in self.session.get_providers()]
+        if lost:  # ONNX Runtime falls back to the CPU with a message of its own; say so in ours
+            log.warning(
+                "%s: %s did not load (ONNX Runtime's message above says why): running on its CPU "
+                "execution provider",
+                self.path.name,
+                " and ".join(lost),
+            )
         inputs = self.session.get_inputs()
         self.input_names = [i.name for i in inputs]
         self.output_names = [o.name for o in self.session.get_outputs()]

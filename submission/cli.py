@@ -23,8 +23,8 @@ from typing import Any
 
 from core.aggregation import AGGREGATIONS
 from core.calibration import UNCERTAIN_BAND, is_uncertain
-from core.device import RUNTIMES, resolve_device
-from core.optional_torch import TorchMissing
+from core.device import RUNTIMES, DeviceChoice, choose_auto_device
+from core.optional_torch import TorchMissing, torch_available
 from core.ray_pool import RayOptions, add_ray_arguments, ray_options
 from core.text import plural
 from core.threads import available_cpus, limit_threads
@@ -297,6 +297,27 @@ def _detector_names() -> list[str]:
     return ensembles + names
 
 
+def _resolve_devices(*texts: str) -> list[str]:
+    """Each ``--device``-like text resolved; ``auto`` is looked up once and logged: which GPU
+    was found, or why none was and that the CPU runs the networks."""
+    found: list[DeviceChoice] = []
+
+    def resolve(text: str) -> str:
+        if text != "auto":
+            return text
+        if not found:
+            found.append(choose_auto_device())
+            if found[0].device == "cpu":
+                # the images are torch-free: ONNX Runtime runs every network there
+                on = "the CPU" if torch_available() else "ONNX Runtime's CPU execution provider"
+                log.info("no GPU found (%s): the networks run on %s", found[0].why, on)
+            else:
+                log.info("GPU found (%s): the networks run on %s", found[0].why, found[0].device)
+        return found[0].device
+
+    return [resolve(t) for t in texts]
+
+
 def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScorer | None) -> int:
     from submission.batch import score_videos
     from submission.preprocess_pool import PreprocessPool
@@ -316,8 +337,7 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
         if listing.skipped_note():
             log.warning("%s", listing.skipped_note())
 
-    device = resolve_device(args.device)
-    pre_device = resolve_device(args.preprocess_device or args.device)
+    device, pre_device = _resolve_devices(args.device, args.preprocess_device or args.device)
     ray = _ray_options(args)
     if ray is not None and args.preprocess_device is None:
         pre_device = "cuda" if ray.gpus > 0 else "cpu"  # the workers' device, not this machine's

@@ -11,7 +11,7 @@ import pytest
 from conftest import shared_media
 
 from core.preprocess_config import DetectorConfig, MediaConfig
-from models.retinaface_onnx import cpu_runtime, export_retinaface_onnx, onnx_path, stamped_source
+from models.retinaface_onnx import export_retinaface_onnx, onnx_path, onnx_runtime, stamped_source
 from models.runtimes import OnnxRuntimeRuntime, TorchRuntime
 from preprocess.faces.detector import FaceDetector
 from preprocess.media import decode
@@ -60,7 +60,7 @@ def test_onnx_file_of_other_weights_is_not_used(tmp_path, caplog):
     path, written = export_retinaface_onnx(tensors)
     assert written and path == stem.with_suffix(".onnx")
     assert export_retinaface_onnx(tensors) == (path, False)  # current: kept
-    assert cpu_runtime(tensors, threads=1) is not None
+    assert onnx_runtime(tensors, threads=1) is not None
     # new tensors under the same name: the old ONNX file must not run them
     stored = load_weights(stem)
     state = {k: v.clone() for k, v in stored.state_dict.items()}
@@ -68,11 +68,11 @@ def test_onnx_file_of_other_weights_is_not_used(tmp_path, caplog):
     state[first] += 0.5
     save_weights(stem, state, stored.arch, stored.model_config, None)
     with caplog.at_level(logging.WARNING):
-        assert cpu_runtime(tensors, threads=1) is None
+        assert onnx_runtime(tensors, threads=1) is None
     assert "make weights" in caplog.text
     assert isinstance(
         FaceDetector.from_weights(str(tensors), DetectorConfig()).network,
         TorchRuntime,
     )
     path.write_bytes(b"not onnx")
-    assert stamped_source(path) is None and cpu_runtime(tensors, threads=1) is None
+    assert stamped_source(path) is None and onnx_runtime(tensors, threads=1) is None

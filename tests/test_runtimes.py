@@ -25,6 +25,7 @@ from models.runtimes import (
     choose_providers,
     engine_cache_path,
     make_runtime,
+    preload_cuda_libraries,
     profile_shapes,
     tensorrt_available,
 )
@@ -187,6 +188,43 @@ def test_provider_choice():
     assert choose_providers(everything, ["CUDAExecutionProvider"]) == ["CUDAExecutionProvider"]
     with pytest.raises(ValueError):
         choose_providers(everything, "gpu")
+    # PyPI's onnxruntime-gpu lists TensorRT's provider without TensorRT's libraries: CUDA first then
+    without_trt = choose_providers(everything, "auto", Path("/cache"), tensorrt_libs=False)
+    assert without_trt == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def test_a_gpu_provider_that_does_not_load_is_logged(tiny_export, caplog):
+    # this install's onnxruntime has no CUDA provider: ONNX Runtime runs the CPU one, and says so
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has a CUDA provider")
+    _, path = tiny_export
+    with caplog.at_level("WARNING", logger="models.runtimes"):
+        runtime = OnnxRuntimeRuntime(path, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert runtime.providers == ["CPUExecutionProvider"]
+    assert "CUDAExecutionProvider did not load" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="models.runtimes"):
+        OnnxRuntimeRuntime(path, providers="cpu")
+    assert "did not load" not in caplog.text
+
+
+def test_preloading_cuda_libraries_logs_what_failed_instead_of_printing(caplog, capsys):
+    class PrintingOrt:  # onnxruntime.preload_dlls prints each library it cannot load
+        calls: list[dict] = []
+
+        def preload_dlls(self, **kwargs):
+            self.calls.append(kwargs)
+            print("Failed to load libcudnn.so.9: not found")
+
+    ort = PrintingOrt()
+    with caplog.at_level("WARNING", logger="models.runtimes"):
+        preload_cuda_libraries(ort)
+    assert ort.calls == [{"cuda": True, "cudnn": True, "msvc": False}]
+    assert capsys.readouterr().out == ""
+    assert "Failed to load libcudnn.so.9" in caplog.text
+    preload_cuda_libraries(object())  # an onnxruntime older than 1.21 has no preload_dlls: nothing to do
 
 
 # --- TensorRT --------------------------------------------------------------------------------

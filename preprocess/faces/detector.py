@@ -7,7 +7,8 @@ frames given to ``detect``.
 
 Everything around the network is numpy (the resize: ``preprocess.faces.resize``, bit for bit
 torch's), and on CPU the network runs on ONNX Runtime from ``<name>.onnx`` (``make weights``),
-so detection needs no torch; torch runs the network on a GPU, with ``runtime="torch"``, or when
+so detection needs no torch; without torch (the images) ONNX Runtime runs it on a GPU too (its
+CUDA provider), and torch runs it on a GPU where installed, with ``runtime="torch"``, or when
 the ONNX file is missing or stale.
 """
 
@@ -25,7 +26,7 @@ from core.preprocess_config import DetectorConfig
 from core.preprocess_data import FaceDetections
 from core.threads import thread_budget
 from models.retinaface_config import ARCH, RetinaFaceConfig
-from models.retinaface_onnx import cpu_runtime, onnx_path
+from models.retinaface_onnx import onnx_path, onnx_runtime
 from models.runtimes import Runtime
 from preprocess.faces.priors import PriorBoxes, batched_nms, decode_boxes, decode_landmarks
 from preprocess.faces.resize import resize_antialiased
@@ -56,15 +57,14 @@ class FaceDetector:
     ) -> FaceDetector:
         """``runtime``: "auto" runs ONNX Runtime on CPU when ``make weights`` exported these
         weights (weights/<name>.onnx), else torch; "torch" always torch. Without torch
-        installed, "auto" runs ONNX Runtime on CPU whatever ``device`` says, and a missing or
-        stale ONNX file is a ``TorchMissing`` naming it."""
+        installed (the images), "auto" runs ONNX Runtime on ``device`` (a CUDA device: its CUDA
+        provider where this onnxruntime has one), and a missing or stale ONNX file is a
+        ``TorchMissing`` naming it."""
         if runtime not in ("auto", "torch"):
             raise ValueError(f"face detector runtime must be 'auto' or 'torch', got {runtime!r}")
         if runtime == "auto" and (device == "cpu" or not torch_available()):
-            onnx = cpu_runtime(name_or_path, threads=thread_budget())
+            onnx = onnx_runtime(name_or_path, threads=thread_budget(), device=device)
             if onnx is not None:
-                if device != "cpu":
-                    log.info("face detection runs on ONNX Runtime on CPU: no torch for %s", device)
                 return cls(onnx, _stored_config(name_or_path), cfg)
         require_torch(
             "face detection on torch (runtime 'torch')"
