@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup venv repo-path weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test docker-build-gpu fuzz soak train-default eval-default train-compare train-avattn train-mds train-temporal train-ensemble train-syncnet train-sync-evidence
+.PHONY: setup venv repo-path weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test docker-build-gpu fuzz soak train-default eval-default train-compare train-avattn train-mds train-temporal train-temporal-net train-ensemble train-syncnet train-sync-evidence
 
 setup: venv repo-path weights  ## virtualenv + pinned dependencies + default weights
 
@@ -226,6 +226,37 @@ train-temporal: weights  ## temporal_band on $(SHARED)/train's real clips; its v
 		--split val --out $(TEMPORAL_RUN)/eval_val
 	$(PY) -m train eval --manifest $(TEMPORAL_RUN)/media_cache/manifest.csv --weights $(TEMPORAL_RUN)/temporal_band \
 		--split all --out $(TEMPORAL_RUN)/eval_media
+
+# temporal_net (models/temporal_net.py): motion statistics of each window and a small head learnt
+# from temporal pseudo-fakes (train/temporal_pseudo_fakes.py: still animation, temporal
+# resynthesis, face flicker, mouth re-rendered over time) of $(SHARED)/train's real clips alone,
+# forged once into a pool with repackaged copies (train/temporal_pool.py); every labelled fake is
+# validation (it picks the step and the calibration). One "windows" cache at the default's 224 px
+# crops, no SyncNet (~20 min with 2 workers), the pool (~8 min), the fit (~2 min), then
+# $(SHARED)/media for evaluation only. Not a member of the shipped default (README, "The learned
+# temporal detector": what it measured in the ensemble).
+TNET_RUN ?= $(DEFAULT_RUN)/temporal_net
+TNET_FIT ?= --variants 2 --real-repackaged 3 --seed 0
+train-temporal-net: weights  ## temporal_net from pseudo-fakes of $(SHARED)/train's real clips; val and media AUC
+	mkdir -p $(TNET_RUN)
+	$(PY) -m train footage-labels $(SHARED)/train/MANIFEST.tsv --out $(TNET_RUN)/labels_all.csv
+	awk -F, 'NR == 1 || $$5 != "photo"' $(TNET_RUN)/labels_all.csv > $(TNET_RUN)/labels.csv
+	printf '%s\n' '{"sample": {"sampling": "windows", "windows": 4, "window_frames": 32}, "sync": {"weights": ""}}' \
+		> $(TNET_RUN)/preprocess.json
+	$(PY) -m preprocess $(SHARED)/train --labels $(TNET_RUN)/labels.csv --out $(TNET_RUN)/cache \
+		--config $(TNET_RUN)/preprocess.json --workers 2 --threads 1 --no-progress
+	$(PY) -m train fit-temporal-net --manifest $(TNET_RUN)/cache/manifest.csv --out $(TNET_RUN)/temporal_net \
+		--pool $(TNET_RUN)/pool.npz --workers 2 --threads 2 --labels $(TNET_RUN)/labels_all.csv $(TNET_FIT)
+	awk -F'\t' 'NR > 1 && ($$2 == "real" || $$2 == "fake") { c = $$2; \
+		if ($$2 == "fake") c = ($$3 ~ /SadTalker-Video-Lip-Sync/) ? "lip_sync" : ($$3 ~ /SadTalker/) ? "talking_head" : "face_swap"; \
+		print $$1 "," $$2 ",test,," c }' $(SHARED)/media/MANIFEST.tsv \
+		| sed '1i filename,label,split,original,category' > $(TNET_RUN)/media_labels.csv
+	$(PY) -m preprocess $(SHARED)/media --labels $(TNET_RUN)/media_labels.csv --out $(TNET_RUN)/media_cache \
+		--config $(TNET_RUN)/preprocess.json --workers 2 --threads 1 --no-progress
+	$(PY) -m train eval --manifest $(TNET_RUN)/media_cache/manifest.csv --weights $(TNET_RUN)/temporal_net \
+		--split all --out $(TNET_RUN)/eval_media
+	$(PY) -m train eval --manifest $(TNET_RUN)/cache/manifest.csv --weights $(TNET_RUN)/temporal_net \
+		--split val --out $(TNET_RUN)/eval_val
 
 # sync_evidence (models/sync_evidence.py): lip-sync evidence from the shipped SyncNet's offset
 # search, a one-class band of the real training clips' confidence and mean window confidence

@@ -33,7 +33,7 @@ from core.preprocess_config import PreprocessConfig
 from core.preprocess_data import Sample
 
 # The modules whose detectors' inputs and outputs need no torch (each registers with ``register_io``).
-IO_MODULES = ("models.mobilenet_frames_io", "models.temporal_band_io")
+IO_MODULES = ("models.mobilenet_frames_io", "models.temporal_band_io", "models.temporal_net_io")
 
 IOT = TypeVar("IOT", bound=type)
 _IO: dict[str, type[DetectorIO]] = {}

@@ -48,6 +48,7 @@ MODEL_MODULES = (
     "models.syncnet",
     "models.syncnet_mouth",
     "models.temporal_band",
+    "models.temporal_net",
 )
 
 ModelT = TypeVar("ModelT", bound=type[nn.Module])

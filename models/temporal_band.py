@@ -113,6 +113,27 @@ def motion_features(x: torch.Tensor, mask: torch.Tensor, features: Sequence[str]
     return torch.stack(out, dim=1)
 
 
+def window_features(
+    windows: torch.Tensor,
+    frame_mask: torch.Tensor,
+    split: str,
+    features: Sequence[str],
+    dup_rel: float,
+    dup_abs: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, W, L, S, S), (B, W, L) → log motion ``features`` (B, W, D) of each window, in the
+    upper and lower half of the face (``split`` "halves") or the whole square, measured after
+    repeated frames are dropped; and validity (B, W): at least ``MIN_FRAMES`` distinct frames."""
+    b, w, length, s, _ = windows.shape
+    x = windows.reshape(b * w, length, s, s)
+    mask = frame_mask.reshape(b * w, length)
+    x, mask = drop_repeats(x, mask, dup_rel, dup_abs)
+    parts = [x[:, :, : s // 2], x[:, :, s // 2 :]] if split == "halves" else [x]
+    feats = torch.cat([motion_features(p, mask, features) for p in parts], dim=1)
+    valid = (mask.sum(1) >= MIN_FRAMES).to(x.dtype)
+    return feats.reshape(b, w, -1), valid.reshape(b, w)
+
+
 @register_model("temporal_band", TemporalBandConfig)
 class TemporalBand(TemporalBandIO, DetectorModel):
     """The band's network: see ``TemporalBandIO`` for its inputs and outputs."""
@@ -130,21 +151,8 @@ class TemporalBand(TemporalBandIO, DetectorModel):
     def window_features(
         self, windows: torch.Tensor, frame_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, W, L, S, S), (B, W, L) → features (B, W, D) and validity (B, W): a window is
-        valid with at least ``MIN_FRAMES`` distinct frames."""
         cfg = self.config
-        b, w, length, s, _ = windows.shape
-        x = windows.reshape(b * w, length, s, s)
-        mask = frame_mask.reshape(b * w, length)
-        x, mask = drop_repeats(x, mask, cfg.dup_rel, cfg.dup_abs)
-        if cfg.split == "halves":
-            half = s // 2
-            parts = [x[:, :, :half], x[:, :, half:]]
-        else:
-            parts = [x]
-        feats = torch.cat([motion_features(p, mask, cfg.feature_names) for p in parts], dim=1)
-        valid = (mask.sum(1) >= MIN_FRAMES).to(x.dtype)
-        return feats.reshape(b, w, -1), valid.reshape(b, w)
+        return window_features(windows, frame_mask, cfg.split, cfg.feature_names, cfg.dup_rel, cfg.dup_abs)
 
     def forward(self, windows: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
         cfg = self.config

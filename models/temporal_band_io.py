@@ -127,12 +127,14 @@ class TemporalBandIO(DetectorIO):
 
     @classmethod
     def preprocess_problem(cls, config: TemporalBandConfig, preprocess: PreprocessConfig) -> str | None:
-        sample = preprocess.sample
+        sample, arch = preprocess.sample, config.arch
         if sample.sampling != "windows":
             return (
-                "temporal_band reads windows of consecutive frames: preprocess with "
+                f"{arch} reads windows of consecutive frames: preprocess with "
                 f"sample.sampling = 'windows' (the samples are {sample.sampling!r})"
             )
         if sample.window_frames != config.window_frames:
-            return f"samples hold windows of {sample.window_frames} frames, temporal_band reads {config.window_frames}"
+            return (
+                f"samples hold windows of {sample.window_frames} frames, {arch} reads {config.window_frames}"
+            )
         return None

@@ -297,9 +297,10 @@ def _detector_names() -> list[str]:
     return ensembles + names
 
 
-def _resolve_devices(*texts: str) -> list[str]:
-    """Each ``--device``-like text resolved; ``auto`` is looked up once and logged: which GPU
-    was found, or why none was and that the CPU runs the networks."""
+def _resolve_devices(*texts: str) -> tuple[list[str], str | None]:
+    """Each ``--device``-like text resolved, and what ``auto`` found to log (which GPU, or why
+    none and that the CPU runs the networks; None when nothing said ``auto``). The caller logs it
+    once the weights have loaded, so a run that cannot start says only why."""
     found: list[DeviceChoice] = []
 
     def resolve(text: str) -> str:
@@ -307,15 +308,16 @@ def _resolve_devices(*texts: str) -> list[str]:
             return text
         if not found:
             found.append(choose_auto_device())
-            if found[0].device == "cpu":
-                # the images are torch-free: ONNX Runtime runs every network there
-                on = "the CPU" if torch_available() else "ONNX Runtime's CPU execution provider"
-                log.info("no GPU found (%s): the networks run on %s", found[0].why, on)
-            else:
-                log.info("GPU found (%s): the networks run on %s", found[0].why, found[0].device)
         return found[0].device
 
-    return [resolve(t) for t in texts]
+    devices = [resolve(t) for t in texts]
+    if not found:
+        return devices, None
+    if found[0].device == "cpu":
+        # the images are torch-free: ONNX Runtime runs every network there
+        on = "the CPU" if torch_available() else "ONNX Runtime's CPU execution provider"
+        return devices, f"no GPU found ({found[0].why}): the networks run on {on}"
+    return devices, f"GPU found ({found[0].why}): the networks run on {found[0].device}"
 
 
 def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScorer | None) -> int:
@@ -337,7 +339,7 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
         if listing.skipped_note():
             log.warning("%s", listing.skipped_note())
 
-    device, pre_device = _resolve_devices(args.device, args.preprocess_device or args.device)
+    (device, pre_device), device_note = _resolve_devices(args.device, args.preprocess_device or args.device)
     ray = _ray_options(args)
     if ray is not None and args.preprocess_device is None:
         pre_device = "cuda" if ray.gpus > 0 else "cpu"  # the workers' device, not this machine's
@@ -352,6 +354,8 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
         raise
     except Exception as exc:
         return _fail(EXIT_WEIGHTS, f"cannot build the preprocessor: {type(exc).__name__}: {exc}")
+    if device_note:
+        log.info("%s", device_note)
     if args.check:
         log.info("check passed: detector weights, runtime and preprocessor load")
         return EXIT_OK

@@ -34,6 +34,7 @@ def test_the_project_models_are_registered_by_their_weights_names():
         "syncnet",
         "syncnet_mouth",
         "temporal_band",
+        "temporal_net",
     ]
     assert (FusionModel.arch, RetinaFace.arch, SyncNet.arch) == (
         "fusion_timesformer",

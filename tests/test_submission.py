@@ -379,7 +379,7 @@ def test_main_unwritable_output_fails_before_any_work(tmp_path, capsys):
             "detectr",
             [
                 "no weights named 'detectr'",
-                "of those, detectors: default (ensemble), detector, temporal_band (--weights NAME)",
+                "of those, detectors: default (ensemble), detector, temporal_band, temporal_net (--weights NAME)",
             ],
         ),
     ],

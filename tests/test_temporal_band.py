@@ -6,13 +6,12 @@ from __future__ import annotations
 import csv
 import json
 
-import cv2
 import numpy as np
 import pytest
 import torch
 
 from core.preprocess_config import PreprocessConfig
-from core.preprocess_data import Sample, SampleMeta, Track
+from core.preprocess_data import Sample, Track
 from core.windows import window_runs
 from models.registry import create_model, load_model
 from models.temporal_band import drop_repeats, motion_features
@@ -20,6 +19,7 @@ from models.temporal_band_io import FEATURES
 from preprocess.cache_layout import config_hash, write_settings
 from preprocess.sample_file import save_sample
 from preprocess.tracks import steady_track, window_indices
+from tests.temporal_clips import flickering, real_motion, smoothed, windows_sample
 from train.metrics import roc_auc
 
 WINDOWS, FRAMES, CROP = 2, 20, 64
@@ -66,62 +66,12 @@ def test_steady_track_holds_one_box_per_window():
     assert np.array_equal(steady.boxes[50], track.boxes[50])  # frames outside the windows unchanged
 
 
-def _textured_face(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A smooth random texture with some edges: something with detail to move."""
-    base = cv2.resize(rng.random((12, 12, 3)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
-    fine = cv2.GaussianBlur(rng.random((size, size, 3)).astype(np.float32), (0, 0), 1.2)
-    return np.clip(150 * base + 80 * fine, 0, 255)
-
-
-def real_motion(rng: np.random.Generator, n: int, size: int = CROP) -> np.ndarray:
-    """(n, size, size, 3) float frames: a textured face under smooth random head motion, a
-    mouth that opens and closes, and independent sensor noise per frame."""
-    face = _textured_face(rng, size)
-    velocity = np.cumsum(rng.normal(0, 0.15, (n, 2)), axis=0)
-    shift = np.cumsum(velocity, axis=0) * 0.3
-    mouth = np.sin(np.cumsum(rng.uniform(0.2, 0.6, n))) * 30
-    frames = []
-    for t in range(n):
-        m = np.float32([[1, 0, shift[t, 0]], [0, 1, shift[t, 1]]])
-        img = cv2.warpAffine(face, m, (size, size), borderMode=cv2.BORDER_REFLECT)
-        img[int(0.65 * size) : int(0.8 * size), int(0.35 * size) : int(0.65 * size)] += mouth[t]
-        frames.append(img + rng.normal(0, 2.0, img.shape))
-    return np.stack(frames)
-
-
-def smoothed(frames: np.ndarray, step: int = 3) -> np.ndarray:
-    """Temporal resynthesis: every ``step``-th frame kept, the ones between interpolated
-    linearly from them (frame interpolation from a lower rate; no sensor noise of their own)."""
-    out = frames.copy()
-    for start in range(0, len(frames) - step, step):
-        for k in range(1, step):
-            out[start + k] = frames[start] + (frames[start + step] - frames[start]) * k / step
-    return out
-
-
-def flickering(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Per-frame re-rendering: each frame re-noised independently, in fine detail."""
-    noise = np.stack([cv2.GaussianBlur(rng.normal(0, 6.0, frames.shape[1:]), (0, 0), 0.7) for _ in frames])
-    return frames + noise
-
-
 def make_sample(frames: np.ndarray, name: str, label: int) -> Sample:
-    idx = np.concatenate([np.arange(w * 100, w * 100 + FRAMES) for w in range(WINDOWS)])
-    return Sample(
-        meta=SampleMeta(name, name, 25.0, 16.0, False, 1, 0, label),
-        faces=np.clip(np.round(frames), 0, 255).astype(np.uint8),
-        face_frame_indices=idx.astype(np.int64),
-        boxes=np.zeros((idx[-1] + 1, 4), np.float32),
-        frame_start=0,
-        audio=np.zeros(0, np.int16),
-        mfcc=np.zeros((13, 0), np.float32),
-        mel=np.zeros((80, 0), np.float32),
-        latency=None,
-    )
+    return windows_sample(frames, name, label, WINDOWS, FRAMES)
 
 
 def clip(rng: np.random.Generator, kind: str) -> np.ndarray:
-    windows = [real_motion(rng, FRAMES) for _ in range(WINDOWS)]
+    windows = [real_motion(rng, FRAMES, CROP) for _ in range(WINDOWS)]
     if kind == "smooth":
         windows = [smoothed(w) for w in windows]
     elif kind == "flicker":

@@ -1,4 +1,4 @@
-"""``python -m train synth|fit|fit-temporal|fit-sync-evidence|eval|compare|export|calibrate|ensemble|footage-labels|pseudo-fake-sheet|sync-pretrain``: the training tools' command line."""
+"""``python -m train synth|fit|fit-temporal|fit-temporal-net|fit-sync-evidence|eval|compare|export|calibrate|ensemble|footage-labels|pseudo-fake-sheet|sync-pretrain``: the training tools' command line."""
 
 from __future__ import annotations
 
@@ -155,6 +155,42 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(
         f"last checkpoint: {result.last_checkpoint}; {plural(result.epochs, 'epoch')}, {plural(result.steps, 'step')}; logs in {result.log_dir}"
     )
+    return 0
+
+
+def cmd_fit_temporal_net(args: argparse.Namespace) -> int:
+    from train.temporal_net_fit import TemporalNetFitConfig, fit_temporal_net
+
+    _, model = model_spec("temporal_net" + (":" + args.model if args.model else ""))
+    pool_options = {
+        "variants": args.variants,
+        "real_repackaged": args.real_repackaged,
+        "work_size": args.work_size,
+        "workers": args.workers,
+        "seed": args.seed,
+    }
+    cfg = TemporalNetFitConfig(
+        manifest=args.manifest,
+        out=args.out,
+        pool=args.pool,
+        pool_options=pool_options,
+        model=model,
+        steps=args.steps,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        val_every=args.val_every,
+        seed=args.seed,
+        threads=args.threads,
+        calibrate=not args.no_calibration,
+        labels=args.labels,
+        onnx=not args.no_onnx,
+    )
+    result = fit_temporal_net(cfg)
+    print(
+        f"wrote {result.weights} (best validation score {result.best_score:.3f} at step {result.best_step})"
+    )
+    if result.onnx:
+        print(f"wrote {result.onnx} (ONNX Runtime vs torch: max |diff| {result.onnx_max_abs_diff:.2e})")
     return 0
 
 
@@ -551,6 +587,33 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-onnx", action="store_true")
     t.set_defaults(func=cmd_fit_temporal)
+
+    tn = sub.add_parser(
+        "fit-temporal-net",
+        help="temporal_net: forge a pool of temporal pseudo-fakes from a 'windows' cache's real clips, train, export",
+    )
+    tn.add_argument(
+        "--manifest", type=Path, required=True, help="CACHE/manifest.csv (sample.sampling 'windows')"
+    )
+    tn.add_argument("--out", type=Path, required=True, help="weights stem: STEM.safetensors/.json/.onnx")
+    tn.add_argument(
+        "--pool", type=Path, help="the forged pool (.npz): reused when it exists, else written there"
+    )
+    tn.add_argument("--model", default="", help="temporal_net config overrides, e.g. hidden=8,split=whole")
+    tn.add_argument("--variants", type=int, default=2, help="forgeries per category per real clip")
+    tn.add_argument("--real-repackaged", type=int, default=3, help="repackaged copies of each real clip")
+    tn.add_argument("--work-size", type=int, default=112, help="crop side the pool is forged at")
+    tn.add_argument("--workers", type=int, default=1, help="processes forging the pool")
+    tn.add_argument("--steps", type=int, default=600, help="full-batch steps of the head")
+    tn.add_argument("--lr", type=float, default=1e-2)
+    tn.add_argument("--weight-decay", type=float, default=1e-2)
+    tn.add_argument("--val-every", type=int, default=25)
+    tn.add_argument("--threads", type=int, default=1, help="torch threads")
+    tn.add_argument("--labels", type=Path, help="labels CSV with a source column (calibration by source)")
+    tn.add_argument("--no-calibration", action="store_true")
+    tn.add_argument("--seed", type=int, default=0)
+    tn.add_argument("--no-onnx", action="store_true")
+    tn.set_defaults(func=cmd_fit_temporal_net)
 
     se = sub.add_parser(
         "fit-sync-evidence",

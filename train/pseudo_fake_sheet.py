@@ -4,6 +4,13 @@ person can look at what the detector is taught (``python -m train pseudo-fake-sh
 One row per real sample: the original's first face frame, then each category's forgery of it
 (``blend_flicker`` shows its first and last frame: the drift is the point), then the absolute
 difference to the original ×4, for the last category, so the mask's shape shows.
+
+Where the sample holds consecutive frames (a ``"windows"`` cache), the row goes on with the
+temporal categories (``train.temporal_pseudo_fakes``), whose forgery is in how frames change: the
+original's change between its first two consecutive frames (absolute difference ×8), then each
+temporal category's first frame and its own change between the same two frames. A still
+animation's change holds only moving edges (the sensor noise is gone); a flicker's is grain
+over the whole face.
 """
 
 from __future__ import annotations
@@ -17,8 +24,15 @@ from core.files import atomic_path
 from preprocess.sample_file import load_sample
 from train.data import read_manifest
 from train.pseudo_fakes import PseudoFakeConfig
+from train.temporal_pseudo_fakes import TEMPORAL_CATEGORIES, consecutive_runs
 
 VISUAL = ("self_blend", "mouth_rerender", "blend_flicker")
+CHANGE_GAIN = 8  # frame-to-frame change is a few grey levels: amplified to be seen
+
+
+def frame_change(faces: np.ndarray, first: int, second: int) -> np.ndarray:
+    change = np.abs(faces[second].astype(np.int16) - faces[first].astype(np.int16)) * CHANGE_GAIN
+    return np.clip(change, 0, 255).astype(np.uint8)
 
 
 def sheet_rows(samples: list, seed: int = 0, size: int = 160) -> np.ndarray:
@@ -32,6 +46,13 @@ def sheet_rows(samples: list, seed: int = 0, size: int = 160) -> np.ndarray:
             tiles += [forged[0], forged[-1]] if name == "blend_flicker" else [forged[0]]
         diff = np.abs(tiles[-1].astype(np.int16) - sample.faces[-1].astype(np.int16)) * 4
         tiles.append(np.clip(diff, 0, 255).astype(np.uint8))
+        runs = [r for r in consecutive_runs(sample) if len(r) >= 2]
+        if runs:
+            a, b = int(runs[0][0]), int(runs[0][1])
+            tiles.append(frame_change(sample.faces, a, b))
+            for name in TEMPORAL_CATEGORIES:
+                forged = cfg.category(name).forge(sample, rng).faces
+                tiles += [forged[a], frame_change(forged, a, b)]
         rows.append(
             np.concatenate([cv2.resize(t, (size, size), interpolation=cv2.INTER_AREA) for t in tiles], 1)
         )

@@ -409,6 +409,14 @@ CATEGORIES: dict[str, type] = {
 }
 
 
+def all_categories() -> dict[str, type]:
+    """These categories and the temporal ones (``train.temporal_pseudo_fakes``, which builds on
+    this module's geometry, hence imported here only when asked for)."""
+    from train.temporal_pseudo_fakes import TEMPORAL_CATEGORIES
+
+    return {**CATEGORIES, **TEMPORAL_CATEGORIES}
+
+
 @dataclass(frozen=True)
 class PseudoFakeConfig:
     """Which categories, how often each, and with what parameters (``params[name]`` overrides
@@ -426,9 +434,10 @@ class PseudoFakeConfig:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self):
-        unknown = (set(self.weights) | set(self.params)) - set(CATEGORIES)
+        known = all_categories()
+        unknown = (set(self.weights) | set(self.params)) - set(known)
         if unknown:
-            raise ValueError(f"unknown pseudo-fake categories {sorted(unknown)}; known: {sorted(CATEGORIES)}")
+            raise ValueError(f"unknown pseudo-fake categories {sorted(unknown)}; known: {sorted(known)}")
         if (
             not 0 <= self.fake_p <= 1
             or any(w < 0 for w in self.weights.values())
@@ -437,7 +446,7 @@ class PseudoFakeConfig:
             raise ValueError(f"bad pseudo-fake probabilities: fake_p {self.fake_p}, weights {self.weights}")
 
     def category(self, name: str) -> Any:
-        return CATEGORIES[name](**self.params.get(name, {}))
+        return all_categories()[name](**self.params.get(name, {}))
 
 
 class PseudoFakes:
