@@ -163,16 +163,21 @@ train-compare: weights  ## train the frame detectors with the default's recipe; 
 AVATTN_STEPS ?= 600
 AVATTN_FAKES ?= self_blend,mouth_rerender,blend_flicker,audio_desync
 AVATTN_OUT   ?= $(DEFAULT_RUN)/compare/av_attention
+# the vision-only ablation: AVATTN_MODEL=av_attention:use_audio=false, AVATTN_FAKES without
+# audio_desync (invisible to it), AVATTN_OUT elsewhere (README, "Detectors")
+AVATTN_MODEL ?= av_attention
 train-avattn: weights  ## train the attention-fusion AV detector with the default's recipe; media AUC
 	@test -f $(DEFAULT_RUN)/cache/manifest.csv -a -f $(DEFAULT_RUN)/media_cache/manifest.csv || \
 		{ echo "train-avattn: run make train-default (cache, media_cache) first"; exit 1; }
 	$(PY) -m train fit --manifest $(DEFAULT_RUN)/cache/manifest.csv --out $(AVATTN_OUT)/fit \
-		--model av_attention --init retinaface_mobilenetv2 --pseudo-fakes $(AVATTN_FAKES) --balance category \
+		--model $(AVATTN_MODEL) --init retinaface_mobilenetv2 --pseudo-fakes $(AVATTN_FAKES) --balance category \
 		--optimizer adamw --lr 5e-4 --scheduler cosine --warmup-steps 50 --ema 0.995 --batch-size 16 \
 		--max-steps $(AVATTN_STEPS) --epoch-size 3200 --epochs 100 --patience 0 --seed 0 --quiet
 	$(PY) -m train export $(AVATTN_OUT)/fit/checkpoints/last.ckpt --out $(AVATTN_OUT)/av_attention
 	$(PY) -m train eval --manifest $(DEFAULT_RUN)/media_cache/manifest.csv --weights $(AVATTN_OUT)/av_attention \
 		--split all --out $(AVATTN_OUT)/eval_media
+	$(PY) -m train eval --manifest $(DEFAULT_RUN)/cache/manifest.csv --weights $(AVATTN_OUT)/av_attention \
+		--split val --out $(AVATTN_OUT)/eval_val
 
 # The seed design (models/fusion.py: TimeSformer over face frames + the shipped SyncNet's latency
 # vector), `tiny` on CPU, on the default's real-footage recipe: its own uniform cache of
@@ -181,16 +186,22 @@ train-avattn: weights  ## train the attention-fusion AV detector with the defaul
 # every sample gets the "no audio" embedding). Only the run that reads latency trains on the
 # audio pseudo-fakes (audio_desync moves the soundtrack and the latency with it; audio_shift
 # the latency alone): to the other they would be fakes identical to their real originals.
-# Each run: export, media AUC (evaluation only) and LOGO validation. On 2 shared cores with one
-# thread, ~0.X CPU-s per step; the caches take most of the time (README, "Detectors").
+# Each run: export, media AUC (evaluation only) and LOGO validation. Measured on 2 cores at load
+# 6-10 (nice 19, one thread): train cache 12 min, media cache 2.5 min, 600 steps 10-12 min per
+# run (README, "Detectors"). FUSION_MODEL=base FUSION_INIT=<TimeSformer/ViT .pth>: the GPU variant.
 FUSION_RUN   ?= $(DEFAULT_RUN)/compare/fusion
 FUSION_STEPS ?= 600
+# The latency scaling fitted to the shipped SyncNet (syncnet_mouth: cosine distances ~0.46 on real
+# clips, ~0.56 on fakes, a curve's dip ~0.02-0.06): FusionConfig's defaults (centre 10, scale 5)
+# are syncnet_v2's, on which this SyncNet's whole curve would read as one constant.
 FUSION_MODEL ?= tiny
+FUSION_SCALE ?= distance_center=0.5,distance_scale=0.1,confidence_center=0.04,confidence_scale=0.03
 FUSION_FAKES ?= self_blend,mouth_rerender,blend_flicker
 FUSION_AUDIO_FAKES ?= audio_desync,audio_shift
 FUSION_FIT   ?= --balance category --optimizer adamw --lr 5e-4 --scheduler cosine --warmup-steps 50 \
 	--ema 0.995 --batch-size 16 --max-steps $(FUSION_STEPS) --epoch-size 3200 --epochs 100 --patience 0 --seed 0
 FUSION_PRE   ?= --workers 1 --threads 1 --no-progress
+FUSION_INIT  ?=
 train-fusion: weights  ## fusion_timesformer (tiny) with and without its SyncNet latency branch; media + LOGO reports
 	mkdir -p $(FUSION_RUN)
 	$(PY) -m train footage-labels $(SHARED)/train/MANIFEST.tsv --out $(FUSION_RUN)/labels.csv
@@ -207,7 +218,8 @@ train-fusion: weights  ## fusion_timesformer (tiny) with and without its SyncNet
 	for variant in latency:true:$(FUSION_FAKES),$(FUSION_AUDIO_FAKES) no_latency:false:$(FUSION_FAKES); do \
 		name=fusion_$${variant%%:*}; rest=$${variant#*:}; use=$${rest%%:*}; fakes=$${rest#*:}; out=$(FUSION_RUN)/$$name; \
 		$(PY) -m train fit --manifest $(FUSION_RUN)/cache/manifest.csv --out $$out/fit \
-			--model $(FUSION_MODEL):use_latency=$$use --pseudo-fakes $$fakes $(FUSION_FIT) --quiet && \
+			--model $(FUSION_MODEL):$(FUSION_SCALE),use_latency=$$use $(if $(FUSION_INIT),--init $(FUSION_INIT)) \
+			--pseudo-fakes $$fakes $(FUSION_FIT) --quiet && \
 		$(PY) -m train export $$out/fit/checkpoints/last.ckpt --out $$out/$$name --labels $(FUSION_RUN)/labels.csv && \
 		$(PY) -m train eval --manifest $(FUSION_RUN)/media_cache/manifest.csv --weights $$out/$$name \
 			--split all --out $$out/eval_media && \

@@ -9,8 +9,11 @@
 ``use_latency=False`` (the ablation) treats every sample as one without latency.
 
 Latency vector layout (``core.preprocess_data.Latency.vector``): ``2*vshift+1`` SyncNet distances,
-then the offset (frames, in [-vshift, vshift]) and the confidence. Distances sit around 5..15 and
-confidence in 0..10, so they are centred and scaled by fixed constants kept in ``FusionConfig``
+then the offset (frames, in [-vshift, vshift]) and the confidence. With the official
+``syncnet_v2`` distances sit around 5..15 and confidence in 0..10 (the config's defaults); the
+shipped ``weights/syncnet`` (cosine distances) gives ~0.35..1.1 and 0..0.25, so a model trained
+on it sets ``distance_*`` / ``confidence_*`` to match (``make train-fusion``'s ``FUSION_SCALE``).
+They are centred and scaled by fixed constants kept in ``FusionConfig``
 (and thus in the weights' JSON): a learned BatchNorm would be skewed by the zero vectors of
 videos without audio, and a LayerNorm across the vector would erase the absolute distance
 level that separates in-sync speech from dubbed or synthesised speech.
