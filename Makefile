@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup venv repo-path weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test docker-build-gpu fuzz soak train-default eval-default train-compare train-avattn train-mds train-temporal train-temporal-net train-ensemble train-syncnet train-sync-evidence
+.PHONY: setup venv repo-path weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test docker-build-gpu fuzz soak train-default eval-default train-compare train-avattn train-mds train-temporal train-temporal-net train-ensemble train-syncnet train-sync-evidence train-fusion
 
 setup: venv repo-path weights  ## virtualenv + pinned dependencies + default weights
 
@@ -163,16 +163,68 @@ train-compare: weights  ## train the frame detectors with the default's recipe; 
 AVATTN_STEPS ?= 600
 AVATTN_FAKES ?= self_blend,mouth_rerender,blend_flicker,audio_desync
 AVATTN_OUT   ?= $(DEFAULT_RUN)/compare/av_attention
+# the vision-only ablation: AVATTN_MODEL=av_attention:use_audio=false, AVATTN_FAKES without
+# audio_desync (invisible to it), AVATTN_OUT elsewhere (README, "Detectors")
+AVATTN_MODEL ?= av_attention
 train-avattn: weights  ## train the attention-fusion AV detector with the default's recipe; media AUC
 	@test -f $(DEFAULT_RUN)/cache/manifest.csv -a -f $(DEFAULT_RUN)/media_cache/manifest.csv || \
 		{ echo "train-avattn: run make train-default (cache, media_cache) first"; exit 1; }
 	$(PY) -m train fit --manifest $(DEFAULT_RUN)/cache/manifest.csv --out $(AVATTN_OUT)/fit \
-		--model av_attention --init retinaface_mobilenetv2 --pseudo-fakes $(AVATTN_FAKES) --balance category \
+		--model $(AVATTN_MODEL) --init retinaface_mobilenetv2 --pseudo-fakes $(AVATTN_FAKES) --balance category \
 		--optimizer adamw --lr 5e-4 --scheduler cosine --warmup-steps 50 --ema 0.995 --batch-size 16 \
 		--max-steps $(AVATTN_STEPS) --epoch-size 3200 --epochs 100 --patience 0 --seed 0 --quiet
 	$(PY) -m train export $(AVATTN_OUT)/fit/checkpoints/last.ckpt --out $(AVATTN_OUT)/av_attention
 	$(PY) -m train eval --manifest $(DEFAULT_RUN)/media_cache/manifest.csv --weights $(AVATTN_OUT)/av_attention \
 		--split all --out $(AVATTN_OUT)/eval_media
+	$(PY) -m train eval --manifest $(DEFAULT_RUN)/cache/manifest.csv --weights $(AVATTN_OUT)/av_attention \
+		--split val --out $(AVATTN_OUT)/eval_val
+
+# The seed design (models/fusion.py: TimeSformer over face frames + the shipped SyncNet's latency
+# vector), `tiny` on CPU, on the default's real-footage recipe: its own uniform cache of
+# $(SHARED)/train and $(SHARED)/media with SyncNet ON (every sample carries the 33-value latency),
+# trained twice: with its latency branch and with it switched off (model use_latency=false:
+# every sample gets the "no audio" embedding). Only the run that reads latency trains on the
+# audio pseudo-fakes (audio_desync moves the soundtrack and the latency with it; audio_shift
+# the latency alone): to the other they would be fakes identical to their real originals.
+# Each run: export, media AUC (evaluation only) and LOGO validation. Measured on 2 cores at load
+# 6-10 (nice 19, one thread): train cache 12 min, media cache 2.5 min, 600 steps 10-12 min per
+# run (README, "Detectors"). FUSION_MODEL=base FUSION_INIT=<TimeSformer/ViT .pth>: the GPU variant.
+FUSION_RUN   ?= $(DEFAULT_RUN)/compare/fusion
+FUSION_STEPS ?= 600
+# The latency scaling fitted to the shipped SyncNet (syncnet_mouth: cosine distances ~0.46 on real
+# clips, ~0.56 on fakes, a curve's dip ~0.02-0.06): FusionConfig's defaults (centre 10, scale 5)
+# are syncnet_v2's, on which this SyncNet's whole curve would read as one constant.
+FUSION_MODEL ?= tiny
+FUSION_SCALE ?= distance_center=0.5,distance_scale=0.1,confidence_center=0.04,confidence_scale=0.03
+FUSION_FAKES ?= self_blend,mouth_rerender,blend_flicker
+FUSION_AUDIO_FAKES ?= audio_desync,audio_shift
+FUSION_FIT   ?= --balance category --optimizer adamw --lr 5e-4 --scheduler cosine --warmup-steps 50 \
+	--ema 0.995 --batch-size 16 --max-steps $(FUSION_STEPS) --epoch-size 3200 --epochs 100 --patience 0 --seed 0
+FUSION_PRE   ?= --workers 1 --threads 1 --no-progress
+FUSION_INIT  ?=
+train-fusion: weights  ## fusion_timesformer (tiny) with and without its SyncNet latency branch; media + LOGO reports
+	mkdir -p $(FUSION_RUN)
+	$(PY) -m train footage-labels $(SHARED)/train/MANIFEST.tsv --out $(FUSION_RUN)/labels.csv
+	awk -F, 'NR == 1 || $$3 != "test"' $(FUSION_RUN)/labels.csv > $(FUSION_RUN)/labels_trainval.csv
+	printf '%s\n' '{"sync": {"weights": "syncnet"}}' > $(FUSION_RUN)/preprocess.json
+	$(PY) -m preprocess $(SHARED)/train --labels $(FUSION_RUN)/labels_trainval.csv --out $(FUSION_RUN)/cache \
+		--config $(FUSION_RUN)/preprocess.json --still-images $(FUSION_PRE)
+	awk -F'\t' 'NR > 1 && ($$2 == "real" || $$2 == "fake") { c = $$2; \
+		if ($$2 == "fake") c = ($$3 ~ /SadTalker-Video-Lip-Sync/) ? "lip_sync" : ($$3 ~ /SadTalker/) ? "talking_head" : "face_swap"; \
+		print $$1 "," $$2 ",test,," c }' $(SHARED)/media/MANIFEST.tsv \
+		| sed '1i filename,label,split,original,category' > $(FUSION_RUN)/media_labels.csv
+	$(PY) -m preprocess $(SHARED)/media --labels $(FUSION_RUN)/media_labels.csv --out $(FUSION_RUN)/media_cache \
+		--config $(FUSION_RUN)/preprocess.json $(FUSION_PRE)
+	for variant in latency:true:$(FUSION_FAKES),$(FUSION_AUDIO_FAKES) no_latency:false:$(FUSION_FAKES); do \
+		name=fusion_$${variant%%:*}; rest=$${variant#*:}; use=$${rest%%:*}; fakes=$${rest#*:}; out=$(FUSION_RUN)/$$name; \
+		$(PY) -m train fit --manifest $(FUSION_RUN)/cache/manifest.csv --out $$out/fit \
+			--model $(FUSION_MODEL):$(FUSION_SCALE),use_latency=$$use $(if $(FUSION_INIT),--init $(FUSION_INIT)) \
+			--pseudo-fakes $$fakes $(FUSION_FIT) --quiet && \
+		$(PY) -m train export $$out/fit/checkpoints/last.ckpt --out $$out/$$name --labels $(FUSION_RUN)/labels.csv && \
+		$(PY) -m train eval --manifest $(FUSION_RUN)/media_cache/manifest.csv --weights $$out/$$name \
+			--split all --out $$out/eval_media && \
+		$(PY) -m train eval --manifest $(FUSION_RUN)/cache/manifest.csv --weights $$out/$$name \
+			--split val --out $$out/eval_val || exit 1; done
 
 # MDS (models/mds.py, modality dissonance) on the real speech clips of $(DEFAULT_RUN)/labels.csv
 # (photos left out: a still has no sound) and the labelled fakes for validation, in a per-second

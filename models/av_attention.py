@@ -97,6 +97,9 @@ class AvAttentionConfig(FlatConfig):
     audio_window: int = 32  # MFCC columns (100 Hz) around each frame: 0.32 s; a multiple of 4
     dropout: float = 0.3
     audio_dropout: float = 0.3  # training only: P(a sample's audio is switched off)
+    # False: the audio path is switched off for every sample (the vision-only ablation); the
+    # inputs stay the same, so weights, JSON and ONNX keep one contract either way
+    use_audio: bool = True
 
     def __post_init__(self):
         check_region_and_size(self.region, self.img_size)
@@ -335,7 +338,8 @@ class AvAttentionDetector(DetectorModel):
         if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
             self._check_shapes(frames, mfcc, audio_present)
         t, w, d = cfg.num_frames, cfg.audio_window, cfg.dim
-        present = audio_present.reshape(-1, 1, 1) > 0.5
+        # with use_audio off every flag reads 0 (a product, not a constant: the graph keeps its inputs)
+        present = audio_present.reshape(-1, 1, 1) * (1.0 if cfg.use_audio else 0.0) > 0.5
         if (
             self.training and cfg.audio_dropout > 0
         ):  # modality dropout (never in eval: export stays deterministic)

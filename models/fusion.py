@@ -6,9 +6,14 @@
     latency (B,33) ─ fixed scaling ─ MLP 33→16→8 ─┐                                        ├─ Linear → logits (B,2)
     has_latency (B,) ─ where(has, mlp, learned "no audio" embedding) ─────── (B,8) ───────┘
 
+``use_latency=False`` (the ablation) treats every sample as one without latency.
+
 Latency vector layout (``core.preprocess_data.Latency.vector``): ``2*vshift+1`` SyncNet distances,
-then the offset (frames, in [-vshift, vshift]) and the confidence. Distances sit around 5..15 and
-confidence in 0..10, so they are centred and scaled by fixed constants kept in ``FusionConfig``
+then the offset (frames, in [-vshift, vshift]) and the confidence. With the official
+``syncnet_v2`` distances sit around 5..15 and confidence in 0..10 (the config's defaults); the
+shipped ``weights/syncnet`` (cosine distances) gives ~0.35..1.1 and 0..0.25, so a model trained
+on it sets ``distance_*`` / ``confidence_*`` to match (``make train-fusion``'s ``FUSION_SCALE``).
+They are centred and scaled by fixed constants kept in ``FusionConfig``
 (and thus in the weights' JSON): a learned BatchNorm would be skewed by the zero vectors of
 videos without audio, and a LayerNorm across the vector would erase the absolute distance
 level that separates in-sync speech from dubbed or synthesised speech.
@@ -68,6 +73,10 @@ class FusionConfig:
     latency_out: int = 8
     num_classes: int = 2
     dropout: float = 0.0  # before the head and after the position/time embeddings
+    # False: the latency branch is switched off (every sample gets the "no audio" embedding), for
+    # the ablation that shows what sync adds; the inputs stay the same, so weights, JSON and
+    # ONNX keep one contract either way.
+    use_latency: bool = True
     # Fixed latency scaling (see the module docstring).
     distance_center: float = 10.0
     distance_scale: float = 5.0
@@ -175,7 +184,10 @@ class FusionModel(DetectorModel):
         video = self.backbone(frames)
         audio = self.latency(latency)
         # where(), not a 0/1 blend: garbage in the latency of an audio-less sample cannot leak.
-        has = has_latency.reshape(-1, 1).to(audio.dtype) > 0.5
+        # With use_latency off every flag reads 0 (a product, not a constant: the exported
+        # graph keeps its latency inputs).
+        on = 1.0 if self.config.use_latency else 0.0
+        has = has_latency.reshape(-1, 1).to(audio.dtype) * on > 0.5
         audio = torch.where(has, audio, self.no_latency.to(audio.dtype))
         return self.head(self.head_drop(torch.cat([video, audio], dim=1)))
 

@@ -183,6 +183,27 @@ def test_onnx_export_matches_torch_with_and_without_audio(backbone, tmp_path):
         np.testing.assert_allclose(g, w.numpy(), atol=1e-4)
 
 
+def test_audio_switched_off_reads_no_mfcc_and_keeps_the_inputs(tmp_path):
+    import onnxruntime as ort
+
+    model = tiny("compact")
+    off = tiny("compact", use_audio=False)
+    off.load_state_dict(model.state_dict())
+    frames, mfcc, _ = model.example_inputs(2, seed=3)
+    present = torch.ones(2, 1)
+    with torch.no_grad():
+        got = off(frames, mfcc, present)[0]
+        assert torch.equal(got, off(frames, mfcc + 5.0, present)[0])  # the sound changes nothing
+        assert torch.equal(got, model(frames, mfcc, torch.zeros(2, 1))[0])  # = the vision-only path
+        assert not torch.allclose(got, model(frames, mfcc, present)[0])
+    assert AvAttentionConfig.from_dict(off.config.to_dict()).use_audio is False
+    path = export_onnx(off, tmp_path / "off.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["frames", "mfcc", "audio_present"]
+    feeds = {"frames": frames.numpy(), "mfcc": mfcc.numpy(), "audio_present": present.numpy()}
+    np.testing.assert_allclose(session.run(None, feeds)[0], got.numpy(), atol=1e-4)
+
+
 def test_scored_from_the_weights_alone_with_per_second_scores(tmp_path):
     """The weights' JSON names the model; torch and ONNX Runtime agree on samples with and
     without audio; the per-frame outputs become per-second scores."""

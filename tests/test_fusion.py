@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -106,6 +107,30 @@ def test_no_latency_ignores_the_latency_vector(tiny):
     d = _run(tiny, frames, latency + 3.0, on)
     assert not torch.allclose(a, c) and not torch.allclose(c, d)
     assert torch.equal(_run(tiny, frames, latency, torch.tensor([True, True])), c)  # bool flags work
+
+
+def test_latency_switched_off_ignores_it_and_keeps_the_inputs(tiny, tmp_path):
+    import onnxruntime as ort
+
+    from models.onnx_export import export_onnx
+
+    off = FusionModel(dataclasses.replace(tiny.config, use_latency=False)).eval()
+    off.load_state_dict(tiny.state_dict())
+    frames, latency, _ = tiny.example_inputs(2)
+    has = torch.ones(2)
+    a = _run(off, frames, latency, has)
+    assert torch.equal(a, _run(off, frames, latency + 3.0, has))  # the latency changes nothing
+    assert torch.equal(a, _run(tiny, frames, latency, torch.zeros(2)))  # = the "no audio" path
+    assert not torch.allclose(a, _run(tiny, frames, latency, has))
+    assert FusionConfig.from_dict(off.config.to_dict()).use_latency is False
+    assert FusionConfig.from_dict(
+        {k: v for k, v in tiny.config.to_dict().items() if k != "use_latency"}
+    ).use_latency
+    path = export_onnx(off, tmp_path / "off.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["frames", "latency", "has_latency"]
+    feeds = {"frames": frames.numpy(), "latency": latency.numpy(), "has_latency": has.numpy()}
+    np.testing.assert_allclose(session.run(None, feeds)[0], a.numpy(), atol=1e-4)
 
 
 def test_samples_in_a_batch_are_independent(tiny):

@@ -107,6 +107,43 @@ def test_shift_latency_moves_the_match(real_sample, shift):
     assert abs(forged.latency.offset - before.offset) == 5 and np.array_equal(forged.faces, real_sample.faces)
 
 
+def test_audio_desync_moves_the_latency_with_the_soundtrack(real_sample):
+    from train.pseudo_fakes import AudioDesync
+
+    length = 400  # 4 s of feature columns, numbered so that the rotation can be read back
+    sample = dataclasses.replace(
+        real_sample,
+        mfcc=np.tile(np.arange(length, dtype=np.float32), (13, 1)),
+        mel=np.tile(np.arange(length, dtype=np.float32), (80, 1)),
+        audio=np.zeros(length * 160, np.int16),
+    )
+    before, fps = sample.latency, sample.meta.fps
+    match = int(np.argmin(before.distances))
+    inside = outside = 0
+    for seed in range(16):
+        forged = AudioDesync(swap_p=0.25).forge(sample, np.random.default_rng(seed))
+        columns = (-int(forged.mfcc[0, 0])) % length
+        columns = columns if columns <= length // 2 else columns - length
+        frames = int(round(columns * fps / 100.0))
+        assert abs(frames) >= 7  # 0.3 s at 25 fps, at least
+        np.testing.assert_array_equal(forged.latency.distances, shift_latency(before, frames).distances)
+        if 0 <= match + frames < len(before.distances):  # the match still inside the search
+            assert forged.latency.offset == before.offset - frames
+            inside += 1
+        else:
+            assert forged.latency.confidence < before.confidence  # the match has left the search
+            outside += 1
+    assert inside and outside
+    silent = dataclasses.replace(sample, latency=None)
+    assert AudioDesync().forge(silent, np.random.default_rng(0)).latency is None
+
+
+def test_shift_latency_beyond_the_search_leaves_no_match(real_sample):
+    for shift in (31, 40, -60):
+        after = shift_latency(real_sample.latency, shift)
+        assert after.confidence == 0.0 and np.ptp(after.distances) == 0.0
+
+
 def test_transform_labels_and_skips(real_sample):
     rng = np.random.default_rng(0)
     always = PseudoFakes(PseudoFakeConfig(fake_p=1.0))

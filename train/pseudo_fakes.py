@@ -18,8 +18,9 @@ three kinds of deepfake leave:
   temporal instability of frame-by-frame generation.
 - ``audio_shift``: the soundtrack moved by several frames, seen through the SyncNet latency
   vector (the distance curve slides by the shift; see ``shift_latency``).
-- ``audio_desync``: the soundtrack itself (waveform, MFCC, mel) moved 0.3-1.5 s against the
-  face, or swapped for a far part of the same clip: for detectors that read the sound (MDS).
+- ``audio_desync``: the soundtrack itself (waveform, MFCC, mel, and the latency with it) moved
+  0.3-1.5 s against the face, or swapped for a far part of the same clip: for detectors that
+  read the sound (MDS, ``av_attention``, the fusion's latency branch).
   Not among the default weights: only audio-visual detectors can see it.
 
 Every random choice is drawn once per clip (a generator is consistent over a video) except the
@@ -319,6 +320,7 @@ def shift_latency(latency: Latency, shift: int) -> Latency:
     d = np.asarray(latency.distances, np.float32)
     span = len(d)
     vshift = (span - 1) // 2
+    shift = int(np.clip(shift, -span, span))  # a whole curve or more away: nothing of it is left
     moved = np.full(span, d.max(), np.float32)
     if shift >= 0:
         moved[shift:] = d[: span - shift]
@@ -368,7 +370,10 @@ class AudioDesync:
     """The soundtrack moved against the face: by 0.3-1.5 s either way (``shift``) or, with
     ``swap_p``, by about half the clip (``swap``: the sound of a far part of the same clip).
     MDS's natural negatives: real speech, real face, not the same moment. The MFCC, mel and
-    waveform move together (``roll_soundtrack``); the latency vector is left as it is."""
+    waveform move together (``roll_soundtrack``), and so does the SyncNet latency, where the
+    sample has one (``shift_latency`` by the same time in video frames): a detector that reads
+    the latency (``fusion_timesformer``) would otherwise see the real clip's latency under a
+    fake label. Beyond the searched offsets the curve holds no match (confidence 0)."""
 
     name: ClassVar[str] = "audio_desync"
     shift_s: tuple[float, float] = (0.3, 1.5)
@@ -401,7 +406,11 @@ class AudioDesync:
                 f"{sample.meta.video}: audio_desync needs a soundtrack of at least {2 * self.shift_s[0]} s"
             )
         columns = self.draw_columns(sample.mfcc.shape[1], rng)
-        return roll_soundtrack(sample, columns, int(round(self.sample_rate / self.feature_rate)))
+        moved = roll_soundtrack(sample, columns, int(round(self.sample_rate / self.feature_rate)))
+        if sample.latency is None:
+            return moved
+        frames = int(round(columns * sample.meta.fps / self.feature_rate))
+        return dataclasses.replace(moved, latency=shift_latency(sample.latency, frames))
 
 
 CATEGORIES: dict[str, type] = {
