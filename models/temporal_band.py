@@ -76,6 +76,28 @@ def drop_repeats(
     return gathered, new_mask
 
 
+def example_windows(
+    batch: int, windows: int, length: int, size: int, seed: int = 0
+) -> tuple[torch.Tensor, ...]:
+    """Random windows of smoothly moving texture plus noise and their frame mask; sample i has
+    ``1 + i % windows`` windows with data, the last one shorter, and every other frame of its first
+    window repeated, so padding, short windows and the repeat dropping are exercised (the
+    temporal detectors' export and parity inputs)."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(batch, windows, 1, size, size, generator=g)
+    drift = torch.linspace(0, 1, length).reshape(1, 1, length, 1, 1) * torch.rand(
+        batch, windows, 1, size, size, generator=g
+    )
+    x = (base + 0.1 * drift + 0.01 * torch.randn(batch, windows, length, size, size, generator=g)).clamp(0, 1)
+    x[:, 0, 1::2] = x[:, 0, 0::2][:, : x[:, 0, 1::2].shape[1]]
+    mask = torch.zeros(batch, windows, length)
+    for i in range(batch):
+        used = 1 + i % windows
+        mask[i, :used] = 1.0
+        mask[i, used - 1, max(MIN_FRAMES, length // 2) :] = 0.0
+    return x * mask[..., None, None], mask
+
+
 def _energy(d: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """Mean squared value per pixel of differences (N, K, H, W) over the valid ones (mask (N, K))."""
     per_pixel = float(d.shape[2] * d.shape[3])
@@ -183,21 +205,5 @@ class TemporalBand(TemporalBandIO, DetectorModel):
     # --- export -------------------------------------------------------------------------------
 
     def example_inputs(self, batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
-        """Random windows of smoothly moving texture plus noise; sample i has ``1 + i % W`` windows
-        with data, the last one shorter, and every other frame of its first window repeated, so
-        padding, short windows and the repeat dropping are exercised."""
         cfg = self.config
-        g = torch.Generator().manual_seed(seed)
-        w, length, s = cfg.windows, cfg.window_frames, cfg.img_size
-        base = torch.rand(batch, w, 1, s, s, generator=g)
-        drift = torch.linspace(0, 1, length).reshape(1, 1, length, 1, 1) * torch.rand(
-            batch, w, 1, s, s, generator=g
-        )
-        x = (base + 0.1 * drift + 0.01 * torch.randn(batch, w, length, s, s, generator=g)).clamp(0, 1)
-        x[:, 0, 1::2] = x[:, 0, 0::2][:, : x[:, 0, 1::2].shape[1]]
-        mask = torch.zeros(batch, w, length)
-        for i in range(batch):
-            used = 1 + i % w
-            mask[i, :used] = 1.0
-            mask[i, used - 1, max(MIN_FRAMES, length // 2) :] = 0.0
-        return x * mask[..., None, None], mask
+        return example_windows(batch, cfg.windows, cfg.window_frames, cfg.img_size, seed)

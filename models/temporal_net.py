@@ -37,8 +37,7 @@ from torch import nn
 
 from models.detector import DetectorModel
 from models.registry import register_model
-from models.temporal_band import window_features
-from models.temporal_band_io import MIN_FRAMES
+from models.temporal_band import example_windows, window_features
 from models.temporal_net_io import TemporalNetConfig, TemporalNetIO
 
 __all__ = ["TemporalNet", "TemporalNetConfig"]
@@ -87,20 +86,5 @@ class TemporalNet(TemporalNetIO, DetectorModel):
         self.feature_std.copy_(std.clamp(min=1e-4))
 
     def example_inputs(self, batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
-        """Smoothly drifting texture plus noise; sample i has ``1 + i % W`` windows with data,
-        the last one shorter, and every other frame of its first window repeated."""
         cfg = self.config
-        g = torch.Generator().manual_seed(seed)
-        w, length, s = cfg.windows, cfg.window_frames, cfg.img_size
-        base = torch.rand(batch, w, 1, s, s, generator=g)
-        drift = torch.linspace(0, 1, length).reshape(1, 1, length, 1, 1) * torch.rand(
-            batch, w, 1, s, s, generator=g
-        )
-        x = (base + 0.1 * drift + 0.01 * torch.randn(batch, w, length, s, s, generator=g)).clamp(0, 1)
-        x[:, 0, 1::2] = x[:, 0, 0::2][:, : x[:, 0, 1::2].shape[1]]
-        mask = torch.zeros(batch, w, length)
-        for i in range(batch):
-            used = 1 + i % w
-            mask[i, :used] = 1.0
-            mask[i, used - 1, max(MIN_FRAMES, length // 2) :] = 0.0
-        return x * mask[..., None, None], mask
+        return example_windows(batch, cfg.windows, cfg.window_frames, cfg.img_size, seed)
