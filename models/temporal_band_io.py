@@ -27,8 +27,37 @@ MIN_FRAMES = 4  # distinct frames a window needs for a second difference worth m
 EPS = 1e-8
 
 
+class WindowMotionConfig(FlatConfig):
+    """What the configs of the detectors that measure motion statistics of windows share
+    (``TemporalBandConfig``, ``models.temporal_net_io.TemporalNetConfig``): their fields
+    ``windows``, ``window_frames``, ``img_size``, ``region``, ``split`` and ``features``, read
+    and checked alike."""
+
+    def check_windows_and_features(self) -> None:
+        arch = self.arch
+        if self.split not in REGION_SPLITS:
+            raise ValueError(f"{arch}: split must be one of {REGION_SPLITS}, got {self.split!r}")
+        unknown = set(self.feature_names) - set(FEATURES)
+        if unknown or not self.feature_names:
+            raise ValueError(f"{arch}: features must be a comma list of {FEATURES}, got {self.features!r}")
+        if self.windows < 1 or self.window_frames < MIN_FRAMES or self.img_size < 8:
+            raise ValueError(f"{arch}: windows >= 1, window_frames >= {MIN_FRAMES}, img_size >= 8: {self}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Any:
+        return super().from_dict(region_from_json(data))
+
+    @property
+    def num_features(self) -> int:
+        return len(self.feature_names) * (2 if self.split == "halves" else 1)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in self.features.split(",") if n.strip())
+
+
 @dataclass(frozen=True)
-class TemporalBandConfig(FlatConfig):
+class TemporalBandConfig(WindowMotionConfig):
     arch: ClassVar[str] = "temporal_band"
     windows: int = 4  # windows read per sample (SampleConfig.windows)
     window_frames: int = 32  # frames per window (SampleConfig.window_frames)
@@ -45,33 +74,11 @@ class TemporalBandConfig(FlatConfig):
     still_statistic: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.split not in REGION_SPLITS:
-            raise ValueError(f"temporal_band: split must be one of {REGION_SPLITS}, got {self.split!r}")
-        unknown = set(self.feature_names) - set(FEATURES)
-        if unknown or not self.feature_names:
-            raise ValueError(
-                f"temporal_band: features must be a comma list of {FEATURES}, got {self.features!r}"
-            )
-        if self.windows < 1 or self.window_frames < MIN_FRAMES or self.img_size < 8:
-            raise ValueError(
-                f"temporal_band: windows >= 1, window_frames >= {MIN_FRAMES}, img_size >= 8: {self}"
-            )
+        self.check_windows_and_features()
         if self.img_size % 2:
             raise ValueError(f"temporal_band: img_size must be even (split in halves), got {self.img_size}")
         if self.scale <= 0:
             raise ValueError(f"temporal_band: scale must be > 0, got {self.scale}")
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> TemporalBandConfig:
-        return super().from_dict(region_from_json(data))
-
-    @property
-    def num_features(self) -> int:
-        return len(self.feature_names) * (2 if self.split == "halves" else 1)
-
-    @property
-    def feature_names(self) -> tuple[str, ...]:
-        return tuple(n.strip() for n in self.features.split(",") if n.strip())
 
 
 def sample_windows(sample: Sample, window_frames: int, windows: int) -> list[np.ndarray]:

@@ -5,18 +5,16 @@ their frame mask — so the two read the same ``"windows"`` preprocessing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from models.detector_io import register_io
-from models.face_frames_io import Region, region_from_json
-from models.flat_config import FlatConfig
-from models.temporal_band_io import FEATURES, MIN_FRAMES, REGION_SPLITS, TemporalBandIO
+from models.face_frames_io import Region
+from models.temporal_band_io import TemporalBandIO, WindowMotionConfig
 
 
 @dataclass(frozen=True)
-class TemporalNetConfig(FlatConfig):
+class TemporalNetConfig(WindowMotionConfig):
     arch: ClassVar[str] = "temporal_net"
     windows: int = 4  # windows read per sample (SampleConfig.windows)
     window_frames: int = 32  # frames per window (SampleConfig.window_frames)
@@ -34,31 +32,11 @@ class TemporalNetConfig(FlatConfig):
     still_logit: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.windows < 1 or self.window_frames < MIN_FRAMES or self.img_size < 8 or self.img_size % 8:
-            raise ValueError(
-                f"temporal_net: windows >= 1, window_frames >= {MIN_FRAMES}, img_size a multiple of 8: {self}"
-            )
-        if self.split not in REGION_SPLITS:
-            raise ValueError(f"temporal_net: split must be one of {REGION_SPLITS}, got {self.split!r}")
-        unknown = set(self.feature_names) - set(FEATURES)
-        if unknown or not self.feature_names:
-            raise ValueError(
-                f"temporal_net: features must be a comma list of {FEATURES}, got {self.features!r}"
-            )
+        self.check_windows_and_features()
+        if self.img_size % 8:
+            raise ValueError(f"temporal_net: img_size must be a multiple of 8, got {self.img_size}")
         if self.hidden < 1:
             raise ValueError(f"temporal_net: hidden must be >= 1, got {self.hidden}")
-
-    @property
-    def feature_names(self) -> tuple[str, ...]:
-        return tuple(n.strip() for n in self.features.split(",") if n.strip())
-
-    @property
-    def num_features(self) -> int:
-        return len(self.feature_names) * (2 if self.split == "halves" else 1)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> TemporalNetConfig:
-        return super().from_dict(region_from_json(data))
 
 
 @register_io("temporal_net", TemporalNetConfig)

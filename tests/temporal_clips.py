@@ -5,10 +5,17 @@ keyframes (``smoothed``) and per-frame re-rendered detail (``flickering``)."""
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
 import cv2
 import numpy as np
 
+from core.preprocess_config import PreprocessConfig
 from core.preprocess_data import Sample, SampleMeta
+from preprocess.cache_layout import config_hash, write_settings
+from preprocess.sample_file import save_sample
 
 # where a face's five landmarks sit in a crop, as fractions of its side (eyes, nose, mouth corners)
 LANDMARKS = np.array([[0.36, 0.40], [0.64, 0.40], [0.50, 0.55], [0.40, 0.72], [0.60, 0.72]], np.float32)
@@ -81,3 +88,42 @@ def windows_sample(
         latency=None,
         landmarks=landmarks,
     )
+
+
+def write_windows_cache(
+    folder: Path,
+    plan: Sequence[tuple[str, str]],
+    rng: np.random.Generator,
+    windows: int,
+    window_frames: int,
+    crop: int,
+) -> Path:
+    """A ``"windows"`` cache under ``folder/cache`` of one generated clip per ``(split, kind)`` of
+    ``plan`` — kind ``real`` (``real_motion``, landmarks following the head), ``smooth`` or
+    ``flicker`` (the same departed from, label 1) — and its manifest; returns the manifest."""
+    cache = folder / "cache"
+    (cache / "samples").mkdir(parents=True)
+    cfg = PreprocessConfig().replace(
+        "sample", sampling="windows", windows=windows, window_frames=window_frames
+    )
+    cfg = cfg.replace("track", crop_size=crop)
+    write_settings(cache, cfg, config_hash(cfg))
+    rows = []
+    for i, (split, kind) in enumerate(plan):
+        parts = [real_motion(rng, window_frames, crop, with_shift=True) for _ in range(windows)]
+        frames = [p[0] for p in parts]
+        if kind == "smooth":
+            frames = [smoothed(f) for f in frames]
+        elif kind == "flicker":
+            frames = [flickering(f, rng) for f in frames]
+        shift = np.concatenate([p[1] for p in parts])
+        label = int(kind != "real")
+        name = f"{kind}_{i}.mp4"
+        path = cache / "samples" / f"{kind}_{i}.npz"
+        save_sample(windows_sample(np.concatenate(frames), name, label, windows, window_frames, shift), path)
+        rows.append({"filename": name, "split": split, "label": label, "sample": str(path), "category": kind})
+    with open(cache / "manifest.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return cache / "manifest.csv"

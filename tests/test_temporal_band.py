@@ -3,7 +3,6 @@ motion alone (fit-temporal on a small cache), ONNX parity."""
 
 from __future__ import annotations
 
-import csv
 import json
 
 import numpy as np
@@ -11,15 +10,13 @@ import pytest
 import torch
 
 from core.preprocess_config import PreprocessConfig
-from core.preprocess_data import Sample, Track
+from core.preprocess_data import Track
 from core.windows import window_runs
 from models.registry import create_model, load_model
 from models.temporal_band import drop_repeats, motion_features
 from models.temporal_band_io import FEATURES
-from preprocess.cache_layout import config_hash, write_settings
-from preprocess.sample_file import save_sample
 from preprocess.tracks import steady_track, window_indices
-from tests.temporal_clips import flickering, real_motion, smoothed, windows_sample
+from tests.temporal_clips import real_motion, write_windows_cache
 from train.metrics import roc_auc
 
 WINDOWS, FRAMES, CROP = 2, 20, 64
@@ -66,39 +63,9 @@ def test_steady_track_holds_one_box_per_window():
     assert np.array_equal(steady.boxes[50], track.boxes[50])  # frames outside the windows unchanged
 
 
-def make_sample(frames: np.ndarray, name: str, label: int) -> Sample:
-    return windows_sample(frames, name, label, WINDOWS, FRAMES)
-
-
-def clip(rng: np.random.Generator, kind: str) -> np.ndarray:
-    windows = [real_motion(rng, FRAMES, CROP) for _ in range(WINDOWS)]
-    if kind == "smooth":
-        windows = [smoothed(w) for w in windows]
-    elif kind == "flicker":
-        windows = [flickering(w, rng) for w in windows]
-    return np.concatenate(windows)
-
-
-def write_cache(tmp_path, rng) -> tuple:
-    cache = tmp_path / "cache"
-    (cache / "samples").mkdir(parents=True)
-    cfg = PreprocessConfig().replace("sample", sampling="windows", windows=WINDOWS, window_frames=FRAMES)
-    cfg = cfg.replace("track", crop_size=CROP)
-    write_settings(cache, cfg, config_hash(cfg))
-    rows = []
-    plan = [("train", "real", 0)] * 16 + [
-        ("test", k, int(k != "real")) for k in ("real", "smooth", "flicker") for _ in range(6)
-    ]
-    for i, (split, kind, label) in enumerate(plan):
-        name = f"{kind}_{i}.mp4"
-        path = cache / "samples" / f"{kind}_{i}.npz"
-        save_sample(make_sample(clip(rng, kind), name, label), path)
-        rows.append({"filename": name, "split": split, "label": label, "sample": str(path), "category": kind})
-    with open(cache / "manifest.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return cache / "manifest.csv", rows
+def write_cache(tmp_path, rng):
+    plan = [("train", "real")] * 16 + [("test", k) for k in ("real", "smooth", "flicker") for _ in range(6)]
+    return write_windows_cache(tmp_path, plan, rng, WINDOWS, FRAMES, CROP)
 
 
 def test_repeated_frames_are_dropped_before_measuring():
@@ -120,7 +87,7 @@ def test_band_fitted_on_real_motion_flags_both_too_smooth_and_too_flickery(tmp_p
     from train.temporal_fit import TemporalFitConfig, fit_temporal
 
     rng = np.random.default_rng(0)
-    manifest, rows = write_cache(tmp_path, rng)
+    manifest = write_cache(tmp_path, rng)
     stem = tmp_path / "band"
     result = fit_temporal(
         TemporalFitConfig(

@@ -4,17 +4,13 @@ a small generated cache, held-out AUC over three seeds)."""
 
 from __future__ import annotations
 
-import csv
-
 import numpy as np
 import pytest
 import torch
 
-from core.preprocess_config import PreprocessConfig
 from models.registry import create_model, load_model
-from preprocess.cache_layout import config_hash, write_settings
-from preprocess.sample_file import load_sample, save_sample
-from tests.temporal_clips import flickering, real_motion, smoothed, windows_sample
+from preprocess.sample_file import load_sample
+from tests.temporal_clips import real_motion, write_windows_cache
 from train.data import read_manifest
 from train.metrics import roc_auc
 
@@ -60,33 +56,10 @@ def test_onnx_parity(tmp_path):
 def write_cache(tmp_path, seed: int):
     """Real training clips (with landmarks, for the pseudo-fakes); validation and test: real,
     smoothed (keyframes interpolated) and flickering (per-frame re-rendered) clips."""
-    rng = np.random.default_rng(seed)
-    cache = tmp_path / "cache"
-    (cache / "samples").mkdir(parents=True)
-    cfg = PreprocessConfig().replace("sample", sampling="windows", windows=WINDOWS, window_frames=FRAMES)
-    write_settings(cache, cfg.replace("track", crop_size=CROP), config_hash(cfg))
     plan = [("train", "real")] * 12 + [
         (s, k) for s in ("val", "test") for k in ("real", "smooth", "flicker") for _ in range(5)
     ]
-    rows = []
-    for i, (split, kind) in enumerate(plan):
-        parts = [real_motion(rng, FRAMES, CROP, with_shift=True) for _ in range(WINDOWS)]
-        frames = [p[0] for p in parts]
-        if kind == "smooth":
-            frames = [smoothed(f) for f in frames]
-        elif kind == "flicker":
-            frames = [flickering(f, rng) for f in frames]
-        shift = np.concatenate([p[1] for p in parts])
-        label = int(kind != "real")
-        name = f"{kind}_{i}.mp4"
-        path = cache / "samples" / f"{kind}_{i}.npz"
-        save_sample(windows_sample(np.concatenate(frames), name, label, WINDOWS, FRAMES, shift), path)
-        rows.append({"filename": name, "split": split, "label": label, "sample": str(path), "category": kind})
-    with open(cache / "manifest.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return cache / "manifest.csv"
+    return write_windows_cache(tmp_path, plan, np.random.default_rng(seed), WINDOWS, FRAMES, CROP)
 
 
 @pytest.mark.parametrize(

@@ -142,10 +142,8 @@ def export_checkpoint(
     if problem:
         raise ExportError(f"{checkpoint}: {problem}")
     preprocess = scoring_preprocess(preprocess, model.input_names)
-    out = Path(out)
-    stem = out.with_suffix("") if out.suffix in (".safetensors", ".json", ".onnx") else out
     weights = save_weights(
-        stem,
+        weights_stem(out),
         model.state_dict(),
         model.arch,
         model.config.to_dict(),
@@ -176,6 +174,37 @@ def fit_probability_mapping(
         return None
     log.info("%s", format_fit(fit))
     return fit
+
+
+def weights_stem(out: str | Path) -> Path:
+    """``out`` without one of our weights suffixes (``.safetensors``, ``.json``, ``.onnx``);
+    other dots stay (``mobilenet0.25``)."""
+    out = Path(out)
+    return out.with_suffix("") if out.suffix in (".safetensors", ".json", ".onnx") else out
+
+
+def write_fitted_weights(
+    model: torch.nn.Module,
+    out: str | Path,
+    preprocess: PreprocessConfig,
+    extra: dict[str, Any],
+    onnx: bool = True,
+) -> tuple[Path, Path | None, float | None]:
+    """A model fitted outside Lightning (the ``fit-*`` commands) → ``<stem>.safetensors`` +
+    JSON with its scoring preprocessing and ``extra``, and (``onnx``) the ONNX graph checked
+    against torch; returns the tensors' path, the ONNX path and the measured difference."""
+    weights = save_weights(
+        weights_stem(out),
+        model.state_dict(),
+        model.arch,
+        model.config.to_dict(),
+        scoring_preprocess(preprocess, model.input_names).to_dict(),
+        extra=extra,
+    )
+    if not onnx:
+        return weights, None, None
+    onnx_path, difference = write_checked_onnx(model.eval(), weights.with_suffix(".onnx"))
+    return weights, onnx_path, difference
 
 
 def write_checked_onnx(model: torch.nn.Module, path: Path) -> tuple[Path, float]:
@@ -224,8 +253,7 @@ def export_weights(source: str | Path, out: str | Path | None = None, onnx: bool
     loaded = load_model(source)
     model = loaded.module.eval()
     weights = Path(loaded.path)
-    stem = Path(out) if out is not None else weights.with_suffix("")
-    stem = stem.with_suffix("") if stem.suffix in (".safetensors", ".json", ".onnx") else stem
+    stem = weights_stem(out if out is not None else weights.with_suffix(""))
     target = stem.with_suffix(".safetensors")
     if target.resolve() != weights.resolve():
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -27,12 +27,12 @@ from train.pseudo_fakes import PseudoFakeConfig
 from train.temporal_pseudo_fakes import TEMPORAL_CATEGORIES, consecutive_runs
 
 VISUAL = ("self_blend", "mouth_rerender", "blend_flicker")
+MASK_GAIN = 4  # a forgery's difference from its original, amplified so the mask shows
 CHANGE_GAIN = 8  # frame-to-frame change is a few grey levels: amplified to be seen
 
 
-def frame_change(faces: np.ndarray, first: int, second: int) -> np.ndarray:
-    change = np.abs(faces[second].astype(np.int16) - faces[first].astype(np.int16)) * CHANGE_GAIN
-    return np.clip(change, 0, 255).astype(np.uint8)
+def amplified_difference(a: np.ndarray, b: np.ndarray, gain: int) -> np.ndarray:
+    return np.clip(np.abs(a.astype(np.int16) - b.astype(np.int16)) * gain, 0, 255).astype(np.uint8)
 
 
 def sheet_rows(samples: list, seed: int = 0, size: int = 160) -> np.ndarray:
@@ -44,15 +44,14 @@ def sheet_rows(samples: list, seed: int = 0, size: int = 160) -> np.ndarray:
         for name in VISUAL:
             forged = cfg.category(name).forge(sample, rng).faces
             tiles += [forged[0], forged[-1]] if name == "blend_flicker" else [forged[0]]
-        diff = np.abs(tiles[-1].astype(np.int16) - sample.faces[-1].astype(np.int16)) * 4
-        tiles.append(np.clip(diff, 0, 255).astype(np.uint8))
+        tiles.append(amplified_difference(tiles[-1], sample.faces[-1], MASK_GAIN))
         runs = [r for r in consecutive_runs(sample) if len(r) >= 2]
         if runs:
             a, b = int(runs[0][0]), int(runs[0][1])
-            tiles.append(frame_change(sample.faces, a, b))
+            tiles.append(amplified_difference(sample.faces[b], sample.faces[a], CHANGE_GAIN))
             for name in TEMPORAL_CATEGORIES:
                 forged = cfg.category(name).forge(sample, rng).faces
-                tiles += [forged[a], frame_change(forged, a, b)]
+                tiles += [forged[a], amplified_difference(forged[b], forged[a], CHANGE_GAIN)]
         rows.append(
             np.concatenate([cv2.resize(t, (size, size), interpolation=cv2.INTER_AREA) for t in tiles], 1)
         )

@@ -39,10 +39,9 @@ from models.sync_evidence import SyncEvidence, latency_features
 from preprocess.sample_file import load_latency
 from train.calibration import merge_small_sources, source_of
 from train.data import cache_preprocess_config, read_manifest
-from train.export import scoring_preprocess, write_checked_onnx
+from train.export import write_fitted_weights
 from train.metrics import balanced_log_loss, roc_auc
 from train.temporal_fit import calibration, fit_band, source_weights
-from weights.store import save_weights
 
 log = logging.getLogger("train")
 
@@ -392,15 +391,5 @@ def fit_sync_evidence(
     }
     if validation is not None:
         extra["validation"] = dict(validation.to_dict(), split=cfg.validation_split)
-    stem = cfg.out.with_suffix("") if cfg.out.suffix in (".safetensors", ".json", ".onnx") else cfg.out
-    weights = save_weights(
-        stem,
-        model.state_dict(),
-        model.arch,
-        model.config.to_dict(),
-        scoring_preprocess(preprocess, model.input_names).to_dict(),
-        extra=extra,
-    )
-    model.eval()
-    onnx_path, diff = write_checked_onnx(model, weights.with_suffix(".onnx")) if cfg.onnx else (None, None)
+    weights, onnx_path, diff = write_fitted_weights(model, cfg.out, preprocess, extra, cfg.onnx)
     return SyncFitResult(weights, onnx_path, diff, fitted, validation)

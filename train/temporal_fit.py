@@ -35,8 +35,7 @@ from models.registry import create_model
 from models.temporal_band import TemporalBand
 from preprocess.sample_file import load_sample
 from train.data import cache_preprocess_config, read_manifest
-from train.export import scoring_preprocess, write_checked_onnx
-from weights.store import save_weights
+from train.export import write_fitted_weights
 
 log = logging.getLogger("train")
 
@@ -249,14 +248,5 @@ def fit_temporal(cfg: TemporalFitConfig) -> TemporalFitResult:
             "seed": cfg.seed,
         }
     }
-    stem = cfg.out.with_suffix("") if cfg.out.suffix in (".safetensors", ".json", ".onnx") else cfg.out
-    weights = save_weights(
-        stem,
-        model.state_dict(),
-        model.arch,
-        model.config.to_dict(),
-        scoring_preprocess(preprocess, model.input_names).to_dict(),
-        extra=extra,
-    )
-    onnx_path, diff = write_checked_onnx(model, weights.with_suffix(".onnx")) if cfg.onnx else (None, None)
+    weights, onnx_path, diff = write_fitted_weights(model, cfg.out, preprocess, extra, cfg.onnx)
     return TemporalFitResult(weights, onnx_path, diff, len(originals), len(features), offset, scale)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,14 +32,14 @@ import torch
 from torch.nn import functional as F
 
 from core.aggregation import aggregate
+from core.calibration import sigmoid
 from models.registry import create_model
 from models.temporal_net import TemporalNet
 from preprocess.sample_file import load_sample
 from train.data import cache_preprocess_config, read_manifest
-from train.export import scoring_preprocess, write_checked_onnx
-from train.metrics import roc_auc
+from train.export import weights_stem, write_fitted_weights
+from train.metrics import evaluate_scores
 from train.temporal_pool import TemporalPool, TemporalPoolConfig, build_pool
-from weights.store import save_weights
 
 log = logging.getLogger("train")
 
@@ -83,20 +84,31 @@ class ValidationSet:
 
 
 @torch.no_grad()
-def validation_set(manifest: Path, net: TemporalNet, split: str = "val", chunk: int = 32) -> ValidationSet:
-    entries = [e for e in read_manifest(manifest) if e.split == split and e.label in (0, 1)]
+def window_statistics(
+    net: TemporalNet, batches: Iterable[tuple[np.ndarray, np.ndarray]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The network's statistics (N, W, D) and window validity (N, W) of batches of its inputs
+    (windows in 0-1, frame mask), concatenated."""
     feats, valid = [], []
-    for i in range(0, len(entries), chunk):
-        samples = [load_sample(e.sample) for e in entries[i : i + chunk]]
-        windows, mask = net.batch_inputs(samples, net.config)
+    for windows, mask in batches:
         f, v = net.forward_features(torch.from_numpy(windows), torch.from_numpy(mask))
         feats.append(f)
         valid.append(v)
+    return (torch.cat(feats), torch.cat(valid)) if feats else (torch.zeros(0), torch.zeros(0))
+
+
+def validation_set(manifest: Path, net: TemporalNet, split: str = "val", chunk: int = 32) -> ValidationSet:
+    entries = [e for e in read_manifest(manifest) if e.split == split and e.label in (0, 1)]
+    batches = (
+        net.batch_inputs([load_sample(e.sample) for e in entries[i : i + chunk]], net.config)
+        for i in range(0, len(entries), chunk)
+    )
+    features, valid = window_statistics(net, batches)
     info = {e.video: (e.label, e.category) for e in entries}
     names = sorted(info)
     return ValidationSet(
-        torch.cat(feats) if feats else torch.zeros(0),
-        torch.cat(valid) if valid else torch.zeros(0),
+        features,
+        valid,
         [e.video for e in entries],
         np.array([info[n][0] for n in names]),
         [info[n][1] for n in names],
@@ -111,29 +123,27 @@ def validate(net: TemporalNet, val: ValidationSet) -> dict[str, float]:
     tracks: dict[str, list[float]] = {}
     for video, z in zip(val.videos, logits, strict=True):
         tracks.setdefault(video, []).append(float(z))
-    scores = np.array([aggregate(tracks[v], "max") for v in sorted(tracks)])
-    result = {"auc": roc_auc(val.labels, scores)}
-    cats = np.array(val.categories)
-    for c in CATEGORIES:
-        pick = (val.labels == 0) | (cats == c)
-        if (cats == c).any():
-            result[c] = roc_auc(val.labels[pick], scores[pick])
+    scores = np.array([aggregate(tracks[v], net.video_aggregation) for v in sorted(tracks)])
+    report = evaluate_scores(val.labels, sigmoid(scores), val.categories)
+    result = {"auc": report.auc}
+    result.update({c: report.per_category[c].auc_vs_real for c in CATEGORIES if c in report.per_category})
     present = [result[c] for c in CATEGORIES if c in result]
     result["score"] = float(np.mean(present)) if present else result["auc"]
     return result
 
 
-@torch.no_grad()
 def pool_features(net: TemporalNet, pool: TemporalPool, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """The network's statistics (N, W, D) and window validity (N, W) of every pool sample."""
-    feats, valid = [], []
-    for i in range(0, len(pool.labels), chunk):
-        x = torch.from_numpy(pool.windows[i : i + chunk].astype(np.float32) / 255.0)
-        m = torch.from_numpy(pool.frame_mask[i : i + chunk].astype(np.float32))
-        f, v = net.forward_features(x, m)
-        feats.append(f)
-        valid.append(v)
-    return torch.cat(feats), torch.cat(valid)
+    return window_statistics(
+        net,
+        (
+            (
+                pool.windows[i : i + chunk].astype(np.float32) / 255.0,
+                pool.frame_mask[i : i + chunk].astype(np.float32),
+            )
+            for i in range(0, len(pool.labels), chunk)
+        ),
+    )
 
 
 def loss_weights(pool: TemporalPool) -> np.ndarray:
@@ -164,8 +174,7 @@ def train_head(
             layer.reset_parameters()
     labels = torch.from_numpy(pool.labels).float()
     weights = torch.from_numpy(loss_weights(pool)).float()
-    params = [p for n, p in net.named_parameters() if not n.startswith("feature_")]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     best_state, best_step, best_score = copy.deepcopy(net.state_dict()), 0, -1.0
     history: list[dict[str, float]] = []
     for step in range(cfg.steps):
@@ -205,7 +214,7 @@ def fit_temporal_net(cfg: TemporalNetFitConfig) -> TemporalNetFitResult:
     problem = net.preprocess_problem(net.config, preprocess)
     if problem:
         raise ValueError(f"{cfg.manifest}: {problem}")
-    stem = cfg.out.with_suffix("") if cfg.out.suffix in (".safetensors", ".json", ".onnx") else cfg.out
+    stem = weights_stem(cfg.out)
     if cfg.pool is not None and cfg.pool.is_file():
         pool = TemporalPool.load(cfg.pool)
         log.info("pool %s: %d entries", cfg.pool, len(pool.labels))
@@ -246,15 +255,7 @@ def fit_temporal_net(cfg: TemporalNetFitConfig) -> TemporalNetFitResult:
             "history": history,
         }
     }
-    weights = save_weights(
-        stem,
-        net.state_dict(),
-        net.arch,
-        net.config.to_dict(),
-        scoring_preprocess(preprocess, net.input_names).to_dict(),
-        extra=extra,
-    )
-    onnx_path, diff = write_checked_onnx(net, weights.with_suffix(".onnx")) if cfg.onnx else (None, None)
+    weights, onnx_path, diff = write_fitted_weights(net, stem, preprocess, extra, cfg.onnx)
     if cfg.calibrate and val is not None:
         from train.calibration import fit_on_manifest, format_fit, read_sources
         from weights.store import write_calibration

@@ -37,8 +37,8 @@ from models.temporal_net_io import TemporalNetConfig, TemporalNetIO
 from preprocess.sample_file import load_sample
 from train.data import read_manifest
 from train.pseudo_fakes import PseudoFakeConfig
-from train.temporal_fit import reencode
-from train.temporal_pseudo_fakes import TEMPORAL_CATEGORIES, consecutive_runs
+from train.temporal_fit import reencoded_sample
+from train.temporal_pseudo_fakes import ALL_CONSECUTIVE, TEMPORAL_CATEGORIES, consecutive_runs
 
 log = logging.getLogger("train")
 
@@ -67,8 +67,6 @@ class TemporalPool:
     frame_mask: np.ndarray  # (N, W, L) uint8
     labels: np.ndarray  # (N,) 1 = forged
     kinds: np.ndarray  # (N,) str: "real", "real_repackaged" or the category
-    clips: np.ndarray  # (N,) int: which real clip it came from
-    sources: np.ndarray  # (N,) str: the folder of that clip (its corpus, camera or channel)
 
     def save(self, path: Path) -> Path:
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
@@ -102,17 +100,14 @@ def repeat_frames(clip: np.ndarray, pattern: tuple[int, ...]) -> np.ndarray:
 
 
 def repackage(sample: Sample, rng: np.random.Generator, workdir: Path, reencode_share: float) -> Sample:
-    """Each run of consecutive frames re-encoded (one random quality per clip is not needed:
-    each run is its own short clip) or frame-repeated, as a real clip reaches us re-packaged."""
-    faces = sample.faces.copy()
+    """Each run of consecutive frames re-encoded as its own short clip, or frame-repeated: as a
+    real clip reaches us re-packaged."""
     if rng.random() < reencode_share:
-        for rows in consecutive_runs(sample):
-            if len(rows) >= 2:
-                faces[rows] = reencode(sample.faces[rows], rng, workdir)
-    else:
-        pattern = PULLDOWN[str(rng.choice(sorted(PULLDOWN)))]
-        for rows in consecutive_runs(sample):
-            faces[rows] = repeat_frames(sample.faces[rows], pattern)
+        return reencoded_sample(sample, ALL_CONSECUTIVE, rng, workdir)
+    pattern = PULLDOWN[str(rng.choice(sorted(PULLDOWN)))]
+    faces = sample.faces.copy()
+    for rows in consecutive_runs(sample):
+        faces[rows] = repeat_frames(sample.faces[rows], pattern)
     return dataclasses.replace(sample, faces=faces)
 
 
@@ -161,13 +156,11 @@ def build_pool(cfg: TemporalPoolConfig) -> TemporalPool:
             results = list(pool.map(forge_clip, jobs))
     else:
         results = [forge_clip(job) for job in jobs]
-    rows = [(row, clip) for clip, result in enumerate(results) for row in result]
+    rows = [row for result in results for row in result]
     log.info("pool: %d entries from %d real clips", len(rows), len(entries))
     return TemporalPool(
-        windows=np.stack([r[0] for r, _ in rows]),
-        frame_mask=np.stack([r[1] for r, _ in rows]),
-        labels=np.array([r[2] for r, _ in rows], np.int64),
-        kinds=np.array([r[3] for r, _ in rows]),
-        clips=np.array([c for _, c in rows], np.int64),
-        sources=np.array([str(Path(entries[c].video).parent) for _, c in rows]),
+        windows=np.stack([r[0] for r in rows]),
+        frame_mask=np.stack([r[1] for r in rows]),
+        labels=np.array([r[2] for r in rows], np.int64),
+        kinds=np.array([r[3] for r in rows]),
     )
