@@ -118,7 +118,8 @@ train-default: weights  ## the shipped default from $(SHARED)/train: seam detect
 # The shipped default (weights/default.json): the seam detector and temporal_band on one
 # "windows" preprocessing at the seam detector's 224 px crops; member weights and the calibration
 # of their combined log-odds fitted on the labelled validation videos of $(SHARED)/train
-# (worst source), then evaluated on $(SHARED)/media (never fitted on).
+# (worst source; --objective auto refits leaving each source out and keeps the objective whose
+# worst left-out source fares better), then evaluated on $(SHARED)/media (never fitted on).
 ENSEMBLE_PRE ?= $(DEFAULT_RUN)/windows224.json
 train-ensemble:  ## fit weights/default.json (detector + temporal_band) on $(SHARED)/train validation
 	awk -F, 'NR == 1 || $$3 == "val"' $(DEFAULT_RUN)/labels.csv > $(DEFAULT_RUN)/val_labels.csv
@@ -127,7 +128,7 @@ train-ensemble:  ## fit weights/default.json (detector + temporal_band) on $(SHA
 		--config $(ENSEMBLE_PRE) --workers 2 --threads 1 --no-progress
 	$(PY) -m train ensemble --members weights/detector,weights/temporal_band --names seam,temporal_band \
 		--manifest $(DEFAULT_RUN)/w224_val/manifest.csv --split all --labels $(DEFAULT_RUN)/labels.csv \
-		--preprocess-config $(ENSEMBLE_PRE) --out weights/default.json
+		--preprocess-config $(ENSEMBLE_PRE) --objective auto --out weights/default.json
 
 # The shipped sync model (weights/syncnet.*, model card in weights/README.md): lower-face crops
 # and audio of $(SHARED)/train's real speech extracted once into $(SYNC_CACHE), then the offset
@@ -333,7 +334,7 @@ train-sync-evidence: weights  ## sync_evidence on $(SHARED)/train (LOGO report) 
 		--labels $(SYNC_EVIDENCE_RUN)/labels_all.csv --out $(SYNC_EVIDENCE_RUN)/sync_evidence $(SYNC_EVIDENCE_FIT)
 	$(PY) -m train ensemble --members weights/detector,weights/temporal_band,$(SYNC_EVIDENCE_RUN)/sync_evidence \
 		--names seam,temporal_band,sync_evidence --manifest $(SYNC_EVIDENCE_RUN)/cache/manifest.csv --split val \
-		--labels $(SYNC_EVIDENCE_RUN)/labels_all.csv --preprocess-config $(SYNC_EVIDENCE_PRE) \
+		--labels $(SYNC_EVIDENCE_RUN)/labels_all.csv --preprocess-config $(SYNC_EVIDENCE_PRE) --held-out \
 		--out $(SYNC_EVIDENCE_RUN)/default3.json
 
 # Evaluation only: ../shared/media is never trained or tuned on. Categories from its sources.

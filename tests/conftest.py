@@ -4,6 +4,7 @@ sample cache the learning tests train on."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,29 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("AVDF_SHARED", ROOT.parent / "shared"))
 MEDIA = SHARED / "media"
+
+
+@pytest.fixture(autouse=True)
+def _thread_settings_restored():
+    """Code run in-process (``submission.cli.main``, the preprocessing pool) caps the numeric
+    libraries' threads through ``os.environ`` (``core.threads.limit_threads``), as a process of
+    its own should. In the test process the caps outlive the test and reach every subprocess
+    started later: ``MKL_NUM_THREADS=2`` left behind made the two-rank DDP test 5x slower."""
+    from core.threads import BUDGET_ENV_VAR, THREAD_ENV_VARS
+
+    names = (*THREAD_ENV_VARS, BUDGET_ENV_VAR)
+    saved = {name: os.environ.get(name) for name in names}
+    torch = sys.modules.get("torch")
+    torch_threads = torch.get_num_threads() if torch else None
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and torch_threads is not None and torch.get_num_threads() != torch_threads:
+        torch.set_num_threads(torch_threads)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def shared_media(*parts: str) -> Path:

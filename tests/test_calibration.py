@@ -72,6 +72,85 @@ def test_minimax_mapping_is_safe_on_a_source_the_detector_cannot_see(seed):
     assert {s.source: s.videos for s in fit.sources} == {"fake:blind": 50, "fake:seen": 150, "real:r": 200}
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mean_objective_trusts_the_seen_sources_more_and_the_blind_one_less(seed):
+    """Same data: the mean over sources keeps the slope the blind source would take away, so
+    it wins on the mean and loses on the worst source; each objective wins its own figure."""
+    rng = np.random.default_rng(seed)
+    y = np.array([0] * 200 + [1] * 300)
+    sources = ["real:r"] * 200 + ["fake:a"] * 100 + ["fake:b"] * 100 + ["fake:blind"] * 100
+    z = np.concatenate([rng.normal(-2, 1, 200), rng.normal(2, 1, 200), rng.normal(-2, 1, 100)])
+    worst = fit_minimax(sigmoid(z), y, sources)
+    mean = fit_minimax(sigmoid(z), y, sources, objective="mean")
+    assert mean.objective == "mean" and worst.objective == "worst"
+    assert mean.calibration.slope > 2 * worst.calibration.slope
+    assert mean.mean_calibrated < worst.mean_calibrated - 0.02
+    assert worst.worst_calibrated < mean.worst_calibrated - 0.02
+    assert "mean" in mean.calibration.method and mean.to_dict()["objective"] == "mean"
+    with pytest.raises(ValueError, match="objective"):
+        fit_minimax(sigmoid(z), y, sources, objective="median")
+
+
+def _two_members(rng, n=40):
+    """Member A sees face swaps, B talking heads; a third fake source ("both") both see."""
+    y = np.array([0] * (2 * n) + [1] * (3 * n))
+    sources = (
+        ["real:r1"] * n
+        + ["real:r2"] * n
+        + ["face_swap:x"] * n
+        + ["talking_head:y"] * n
+        + ["lip_sync:both"] * n
+    )
+    a = np.concatenate(
+        [rng.normal(-1, 1, 2 * n), rng.normal(1.5, 1, n), rng.normal(-1, 1, n), rng.normal(1.5, 1, n)]
+    )
+    b = np.concatenate(
+        [rng.normal(-1, 1, 2 * n), rng.normal(-1, 1, n), rng.normal(1.5, 1, n), rng.normal(1.5, 1, n)]
+    )
+    return np.stack([a, b]), y, sources
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_each_source_is_scored_by_a_stacking_fitted_without_it(seed):
+    from train.ensemble_fit import held_out_sources, leave_source_out, stack
+
+    z, y, sources = _two_members(np.random.default_rng(seed))
+    held = leave_source_out(z, y, sources)
+    src = np.array(sources)
+    rest = src != "face_swap:x"  # refit by hand without one source: the same log-odds for it
+    weights, fit = stack(z[:, rest], y[rest], src[rest].tolist())
+    combined = (np.asarray(weights)[:, None] * z[:, ~rest]).sum(0) / sum(weights)
+    np.testing.assert_allclose(held[~rest], fit.calibration.apply_log_odds(combined))
+    # without face swaps the fit leans on B, blind to them (and the reverse): one of those two
+    # sources fares worst held out, worse than in the fit that saw it
+    report = held_out_sources(z, y, sources)
+    assert report.worst_source in ("face_swap:x", "talking_head:y")
+    seen = {s.source: s.calibrated for s in stack(z, y, sources)[1].sources}
+    assert report.worst_source_log_loss > seen[report.worst_source] + 0.05
+    in_sample = stack(z, y, sources)[1]
+    assert report.balanced_log_loss > in_sample.pooled_calibrated
+
+
+def test_auto_objective_picks_the_one_whose_worst_left_out_source_fares_better(tmp_path, monkeypatch):
+    from train import ensemble_fit
+    from train.calibration import LabelledVideos
+
+    z, y, sources = _two_members(np.random.default_rng(0))
+    names = [f"v{i}.mp4" for i in range(len(y))]
+    scores = {m: LabelledVideos(names, sigmoid(z[i]), y, sources) for i, m in enumerate(("a", "b"))}
+    monkeypatch.setattr(ensemble_fit, "member_videos", lambda m, *args: scores[m])
+    fit = ensemble_fit.fit_ensemble(["a", "b"], tmp_path / "manifest.csv", objective="auto")
+    by_objective = {r.objective: r.worst_source_log_loss for r in fit.held_out}
+    assert set(by_objective) == {"worst", "mean"}
+    assert fit.fit.objective == min(by_objective, key=by_objective.get)
+    out = ensemble_fit.write_ensemble(fit, tmp_path / "e.json")
+    data = json.loads(out.read_text())
+    assert [r["objective"] for r in data["fit"]["leave_source_out"]] == ["worst", "mean"]
+    assert "each source left out, objective" in ensemble_fit.format_ensemble(fit)
+    plain = ensemble_fit.fit_ensemble(["a", "b"], tmp_path / "manifest.csv")
+    assert plain.held_out == () and plain.fit.objective == "worst"
+
+
 def test_sources_are_folders_and_small_ones_pool_per_category():
     assert source_of("fake/generated/X+Y/a.mp4", "talking_head") == "talking_head:fake/generated/X+Y"
     merged = merge_small_sources(["a:x", "a:x", "a:x", "a:y", "b:z"], ["a", "a", "a", "a", "b"])

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from core.preprocess_config import PreprocessConfig
+from core.threads import BUDGET_ENV_VAR, THREAD_ENV_VARS
 from models.mesonet import Meso4, MesoConfig
 from train.data import BALANCE_MODES, ManifestDataModule
 from train.evaluate import load_scoring_model, score_manifest
@@ -56,7 +57,10 @@ def free_port() -> int:
 def run_fit(manifest: Path, out: Path, *extra: str, timeout: float = 1200) -> subprocess.CompletedProcess:
     """``python -m train fit`` on 2 CPU processes; Lightning starts rank 1 itself (a second
     ``python -m train fit``). Its own session, so a stuck run is killed with every rank."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    # one thread per rank for every numeric library: with MKL at 2 threads (what an in-process
+    # run.sh leaves in os.environ), two ranks on 2 cores spin against each other, 5x slower
+    env = {**os.environ, **dict.fromkeys(THREAD_ENV_VARS, "1"), BUDGET_ENV_VAR: "1"}
+    env.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())})
     cmd = [sys.executable, "-m", "train", "fit", "--manifest", str(manifest), "--out", str(out)]
     cmd += ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--num-workers", "0"]
     cmd += ["--record-ranks", "--quiet", *extra]

@@ -10,6 +10,11 @@ reals, each real source against all fakes; reals and fakes weigh half each, so a
 class balance does not matter). Where the detector is weak on some source the slope shrinks
 toward 0 and its probabilities toward 0.5; where it separates every source, the slope stays
 near a pooled fit's. The slope is kept at or above ``MIN_SLOPE`` so the ranking (AUC) survives.
+
+``objective = "mean"`` minimises the *mean* of the sources' balanced log losses instead: every
+source still weighs alike, whatever its size, but one hopeless source no longer sets the slope
+for all. Which of the two is safer on a source the fit never saw is measured, not assumed:
+``train.ensemble_fit.leave_source_out`` refits without each source in turn and scores it.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ MIN_SLOPE = 0.02  # probabilities never collapse to a constant: the ranking is k
 MIN_SOURCE_VIDEOS = 3  # smaller sources join "<category>:other"
 SLOPES = np.exp(np.linspace(math.log(MIN_SLOPE), math.log(3.0), 241))
 BIASES = np.linspace(-4.0, 4.0, 321)
+OBJECTIVES = ("worst", "mean")  # over sources: the worst one's balanced log loss, or their mean
 
 
 def source_of(video_id: str, category: str) -> str:
@@ -63,6 +69,7 @@ class CalibrationFit:
     sources: tuple[SourceLoss, ...]
     pooled_raw: float  # balanced log loss of the whole split
     pooled_calibrated: float
+    objective: str = "worst"  # what the mapping minimised over sources (OBJECTIVES)
 
     @property
     def worst_raw(self) -> float:
@@ -72,15 +79,26 @@ class CalibrationFit:
     def worst_calibrated(self) -> float:
         return max(s.calibrated for s in self.sources)
 
+    @property
+    def mean_calibrated(self) -> float:
+        return float(np.mean([s.calibrated for s in self.sources]))
+
+    @property
+    def objective_value(self) -> float:
+        """The calibrated loss the mapping minimised."""
+        return self.worst_calibrated if self.objective == "worst" else self.mean_calibrated
+
     def to_dict(self) -> dict:
         return {
+            "objective": self.objective,
             "pooled_balanced_log_loss": {"raw": self.pooled_raw, "calibrated": self.pooled_calibrated},
             "worst_source_balanced_log_loss": {"raw": self.worst_raw, "calibrated": self.worst_calibrated},
+            "mean_source_balanced_log_loss": self.mean_calibrated,
             "sources": [s.__dict__ for s in self.sources],
         }
 
 
-def _source_weights(
+def source_loss_weights(
     labels: np.ndarray, sources: Sequence[str]
 ) -> tuple[list[str], list[int], list[int], np.ndarray]:
     """One row per source: weights over all videos that make the row's dot product with
@@ -99,7 +117,7 @@ def _source_weights(
     return names, classes, counts, np.stack(rows)
 
 
-def _losses(z: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def video_log_losses(z: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Per-video log loss of log-odds ``z`` (any leading shape)."""
     sign = np.where(labels == 1, -1.0, 1.0)
     return np.logaddexp(0.0, sign * z)
@@ -110,25 +128,32 @@ def fit_minimax(
     labels: Sequence[int],
     sources: Sequence[str],
     fitted_on: str = "",
+    objective: str = "worst",
 ) -> CalibrationFit:
-    """The mapping that minimises the worst source's balanced log loss (grid over slope and
-    bias; the objective is convex, so the grid's best point is near the true optimum)."""
+    """The mapping that minimises the worst source's balanced log loss (``objective="mean"``:
+    the sources' mean; grid over slope and bias: either objective is convex, so the grid's best
+    point is near the true optimum)."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"calibration objective {objective!r}: expected one of {', '.join(OBJECTIVES)}")
+    reduce = np.max if objective == "worst" else np.mean
     y = np.asarray(labels, dtype=np.int64)
     z = log_odds(probabilities)
     if len(z) != len(y) or len(y) != len(sources):
         raise ValueError(f"{len(z)} scores, {len(y)} labels, {len(sources)} sources")
     if not ((y == 0).any() and (y == 1).any()):
         raise ValueError("calibration needs real and fake videos")
-    names, classes, counts, weights = _source_weights(y, sources)
+    names, classes, counts, weights = source_loss_weights(y, sources)
     pooled = np.where(y == 1, 0.5 / (y == 1).sum(), 0.5 / (y == 0).sum())
 
     def search(slopes: np.ndarray, biases: np.ndarray) -> tuple[float, float, float]:
         best = (math.inf, 1.0, 0.0)
         for a in slopes:
-            worst = (_losses(a * z[None, :] + biases[:, None], y) @ weights.T).max(axis=1)  # (biases,)
-            i = int(worst.argmin())
-            if worst[i] < best[0]:
-                best = (float(worst[i]), float(a), float(biases[i]))
+            loss = reduce(
+                video_log_losses(a * z[None, :] + biases[:, None], y) @ weights.T, axis=1
+            )  # (biases,)
+            i = int(loss.argmin())
+            if loss[i] < best[0]:
+                best = (float(loss[i]), float(a), float(biases[i]))
         return best
 
     # coarse grid, then a fine one around its best point (the objective is convex)
@@ -137,13 +162,16 @@ def fit_minimax(
     fine = SLOPES[(a0 * math.exp(-step) <= SLOPES) & (a0 * math.exp(step) >= SLOPES)]
     best = search(fine, BIASES[np.abs(BIASES - b0) <= 4 * (BIASES[1] - BIASES[0]) * 1.01])
     _, slope, bias = best
-    calibration = Calibration(slope, bias, "platt, minimax balanced log loss over sources", fitted_on)
-    raw_losses, cal_losses = _losses(z, y), _losses(calibration.apply_log_odds(z), y)
+    method = "minimax" if objective == "worst" else "mean"
+    calibration = Calibration(slope, bias, f"platt, {method} balanced log loss over sources", fitted_on)
+    raw_losses, cal_losses = video_log_losses(z, y), video_log_losses(calibration.apply_log_odds(z), y)
     rows = tuple(
         SourceLoss(name, label, n, float(w @ raw_losses), float(w @ cal_losses))
         for name, label, n, w in zip(names, classes, counts, weights, strict=True)
     )
-    return CalibrationFit(calibration, rows, float(pooled @ raw_losses), float(pooled @ cal_losses))
+    return CalibrationFit(
+        calibration, rows, float(pooled @ raw_losses), float(pooled @ cal_losses), objective
+    )
 
 
 def format_fit(fit: CalibrationFit) -> str:
@@ -151,7 +179,8 @@ def format_fit(fit: CalibrationFit) -> str:
     lines = [
         f"calibration: log-odds x {c.slope:.4g} {c.bias:+.4g} ({c.method})",
         f"  balanced log loss, pooled: {fit.pooled_raw:.4f} -> {fit.pooled_calibrated:.4f};"
-        f" worst source: {fit.worst_raw:.4f} -> {fit.worst_calibrated:.4f}",
+        f" worst source: {fit.worst_raw:.4f} -> {fit.worst_calibrated:.4f}; mean over sources"
+        f" {fit.mean_calibrated:.4f} (minimised: {fit.objective})",
     ]
     for s in sorted(fit.sources, key=lambda s: -s.calibrated):
         lines.append(f"  {s.source:<60} n {s.videos:<4} {s.raw:.4f} -> {s.calibrated:.4f}")
@@ -169,12 +198,14 @@ class LabelledVideos:
 
 
 def fit_on_manifest(
-    model, manifest, split: str = "val", sources: dict[str, str] | None = None
+    model, manifest, split: str = "val", sources: dict[str, str] | None = None, objective: str = "worst"
 ) -> CalibrationFit:
     """``fit_minimax`` on the model's raw video probabilities of ``split`` of ``manifest``
     (``ValueError`` when the split lacks labelled real or fake videos)."""
     videos = manifest_videos(model, manifest, split, sources=sources)
-    return fit_minimax(videos.probabilities, videos.labels, videos.sources, f"{manifest} split {split}")
+    return fit_minimax(
+        videos.probabilities, videos.labels, videos.sources, f"{manifest} split {split}", objective
+    )
 
 
 def read_sources(labels_csv: str | Path) -> dict[str, str]:

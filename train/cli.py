@@ -323,7 +323,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         return 0
     loaded = load_model(args.weights)
     sources = read_sources(args.labels) if args.labels else None
-    fit = fit_on_manifest(loaded.module, args.manifest, args.split, sources)
+    fit = fit_on_manifest(loaded.module, args.manifest, args.split, sources, args.objective)
     print(format_fit(fit))
     print(f"wrote {write_calibration(loaded.path, fit.calibration.to_dict(), fit.to_dict())}")
     return 0
@@ -336,7 +336,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
     members = [m.strip() for m in args.members.split(",") if m.strip()]
     sources = read_sources(args.labels) if args.labels else None
-    fit = fit_ensemble(members, args.manifest, args.split, sources)
+    fit = fit_ensemble(members, args.manifest, args.split, sources, args.objective, args.held_out)
     print(format_ensemble(fit))
     preprocess = load_model(args.preprocess_from).preprocess if args.preprocess_from else None
     if args.preprocess_config:
@@ -709,6 +709,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="labels CSV with a 'source' column (train footage-labels): the sources to be safe across",
     )
+    c.add_argument(
+        "--objective",
+        choices=("worst", "mean"),
+        default="worst",
+        help="minimise the worst source's balanced log loss, or the sources' mean (default: %(default)s)",
+    )
     c.add_argument("--remove", action="store_true", help="remove the mapping instead (raw probabilities)")
     c.set_defaults(func=cmd_calibrate)
 
@@ -732,6 +738,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--preprocess-config", type=Path, help="or a PreprocessConfig JSON: the ensemble's samples"
     )
     n.add_argument("--names", help="comma-separated member names for the members CSV")
+    n.add_argument(
+        "--objective",
+        choices=("worst", "mean", "auto"),
+        default="worst",
+        help="what weights and mapping minimise over sources: the worst one's balanced log loss, their"
+        " mean, or auto: the one whose worst source fares better when each is left out (default: %(default)s)",
+    )
+    n.add_argument(
+        "--held-out",
+        action="store_true",
+        help="also refit leaving each source out and report how the left-out sources fare (auto does)",
+    )
     n.add_argument(
         "--out", type=Path, required=True, help="the ensemble JSON to write (e.g. weights/default.json)"
     )
