@@ -219,3 +219,81 @@ def test_an_ensemble_json_names_its_preprocessing_and_maps_its_combined_log_odds
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     with pytest.raises(WeightsError, match="bad.json: ensemble JSON corrupt"):
         ensemble_settings(str(tmp_path / "bad.json"))
+
+
+def test_train_eval_scores_an_ensemble_json_as_run_sh_combines_it(tmp_path):
+    """``train eval --weights ENSEMBLE.json`` on a cache: each member scored alone (its own
+    calibration), log-odds averaged 2:1, the ensemble's mapping applied; the report is built
+    from those probabilities."""
+    from core.calibration import Calibration
+    from train.cli import main as train_main
+    from train.evaluate import (
+        load_scoring_model,
+        score_ensemble_manifest,
+        score_manifest,
+        scoring_calibration,
+    )
+    from train.metrics import roc_auc
+    from train.synth.samples import samples_from_videos, write_sample_cache
+    from train.synth.videos import generate_videos
+    from weights.store import write_calibration
+
+    pre = PreprocessConfig().replace("sample", num_frames=2)
+    videos = generate_videos(12, seconds=0.12, seed=3, categories=["face_blend"])
+    manifest = write_sample_cache(samples_from_videos(videos, pre, crop_size=32), tmp_path / "cache", pre)
+    paths = []
+    for seed, name in ((0, "a"), (1, "b")):
+        torch.manual_seed(seed)
+        model = create_model("meso4", num_frames=2, img_size=32).eval()
+        path = save_weights(
+            tmp_path / name, model.state_dict(), "meso4", model.config.to_dict(), pre.to_dict()
+        )
+        paths.append(path)
+    write_calibration(paths[0], Calibration(0.7, -0.1).to_dict())  # a member's own mapping counts
+    ensemble = tmp_path / "ens.json"
+    ensemble.write_text(
+        json.dumps(
+            {
+                "members": [{"weights": "a", "weight": 2.0}, {"weights": "b", "weight": 1.0}],
+                "calibration": Calibration(1.5, 0.2).to_dict(),
+            }
+        )
+    )
+    scored = score_ensemble_manifest(str(ensemble), manifest, ["all"])["all"]
+
+    alone = [
+        score_manifest(
+            load_scoring_model(weights=str(p)), manifest, ["all"], calibration=scoring_calibration(str(p))
+        )["all"]
+        for p in paths
+    ]
+    assert sorted(scored) == sorted(alone[0]) and len(scored) == 12
+    for name, p in scored.items():
+        z = (2 * logit(alone[0][name]) + logit(alone[1][name])) / 3
+        assert p == pytest.approx(sigmoid(1.5 * z + 0.2), abs=1e-9)
+    assert alone[0] != score_manifest(load_scoring_model(weights=str(paths[0])), manifest, ["all"])["all"]
+    out = tmp_path / "report"
+    assert (
+        train_main(
+            [
+                "eval",
+                "--manifest",
+                str(manifest),
+                "--weights",
+                str(ensemble),
+                "--split",
+                "all",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    report = json.loads((out / "report.json").read_text())
+
+    with open(manifest, newline="") as f:
+        labels = {r["filename"]: int(r["label"]) for r in csv.DictReader(f)}
+    names = sorted(scored)
+    assert report["auc"] == pytest.approx(
+        roc_auc(np.array([labels[n] for n in names]), np.array([scored[n] for n in names]))
+    )

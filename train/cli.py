@@ -349,6 +349,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from submission.ensemble import is_ensemble
     from train import evaluate as ev
 
     threshold = None
@@ -375,11 +376,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         if not args.manifest or not (args.checkpoint or args.weights):
             raise ValueError("give --submission with --labels, or --manifest with --checkpoint or --weights")
-        model = ev.load_scoring_model(args.checkpoint, args.weights)
         split = args.split or "test"
         splits = [split] if split == "all" else [split, args.val_split]  # all: no held-out threshold
-        calibration = IDENTITY if args.raw else ev.scoring_calibration(args.weights)
-        scored = ev.score_manifest(model, args.manifest, splits, calibration=calibration)
+        ensemble = bool(args.weights) and is_ensemble(str(args.weights))
+        if ensemble:  # members and mapping as run.sh applies them; no time scores to localise
+            if args.raw:
+                raise ValueError(
+                    "--raw: an ensemble's probability is its members' calibrated log-odds, mapped"
+                )
+            scored = ev.score_ensemble_manifest(str(args.weights), args.manifest, splits)
+            calibration = IDENTITY
+        else:
+            model = ev.load_scoring_model(args.checkpoint, args.weights)
+            calibration = IDENTITY if args.raw else ev.scoring_calibration(args.weights)
+            scored = ev.score_manifest(model, args.manifest, splits, calibration=calibration)
         labels = ev.manifest_labels(args.manifest)
         evaluated = ev.join(scored[split], labels, None if split == "all" else split)
         if scored.get(args.val_split):
@@ -389,7 +399,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             print(
                 f"calibrated: log-odds x {calibration.slope:.4g} {calibration.bias:+.4g} ({calibration.method})"
             )
-        localisation = ev.localisation_report(model, args.manifest, split, labels)
+        if not ensemble:
+            localisation = ev.localisation_report(model, args.manifest, split, labels)
     if args.threshold is not None:
         threshold = args.threshold
     report = ev.report_for(evaluated, validation, threshold, args.threshold_method)
@@ -766,7 +777,10 @@ def build_parser() -> argparse.ArgumentParser:
         "metrics against the labels' fake_start,fake_end",
     )
     v.add_argument("--checkpoint", type=Path)
-    v.add_argument("--weights", help="exported weights (name or path)")
+    v.add_argument(
+        "--weights",
+        help="exported weights (name or path), or an ensemble: a,b or its JSON (as run.sh --weights)",
+    )
     v.add_argument(
         "--split",
         help="evaluate only this split (default: all for --submission, test for --manifest; "

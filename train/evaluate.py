@@ -328,6 +328,42 @@ def score_manifest(
     return out
 
 
+def score_ensemble_manifest(
+    weights: str, manifest: str | Path, splits: Sequence[str], batch_size: int = 16
+) -> dict[str, dict[str, float]]:
+    """``score_manifest`` for an ensemble (``--weights a,b`` or an ensemble JSON), as ``run.sh``
+    scores it: each member's calibrated video probability (its own rule over the face tracks),
+    then the weighted mean of their log-odds under the ensemble's own mapping. A video is
+    scored only where every member scored it."""
+    from core.aggregation import combine_log_odds
+    from submission.ensemble import ensemble_settings, parse_members
+
+    members = parse_members(weights)
+    settings = ensemble_settings(weights)
+    per_member = [
+        score_manifest(
+            load_scoring_model(weights=m.weights),
+            manifest,
+            splits,
+            batch_size,
+            scoring_calibration(m.weights),
+        )
+        for m in members
+    ]
+    out: dict[str, dict[str, float]] = {}
+    for split in splits:
+        names = sorted(set.intersection(*(set(scores[split]) for scores in per_member)))
+        out[split] = {
+            name: combine_log_odds(
+                [scores[split][name] for scores in per_member],
+                [m.weight for m in members],
+                settings.calibration,
+            )
+            for name in names
+        }
+    return out
+
+
 @dataclass
 class ThresholdChoice:
     """A detector's decision threshold on its raw statistic (MDS: mean chunk distance), chosen
