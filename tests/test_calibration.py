@@ -14,7 +14,7 @@ from core.preprocess_config import PreprocessConfig
 from models.onnx_export import export_onnx
 from models.registry import load_model
 from submission.scoring import DetectorScorer
-from train.calibration import fit_minimax, merge_small_sources, source_of
+from train.calibration import fit_across_sources, merge_small_sources, source_of
 from train.metrics import balanced_log_loss, brier_score, expected_calibration_error, log_loss
 from weights.store import WeightsError, load_weights, save_weights, write_calibration
 
@@ -45,7 +45,7 @@ def test_a_mapping_fitted_on_one_split_lowers_log_loss_on_another(seed):
     rng = np.random.default_rng(seed)
     p_fit, y_fit = _overconfident(rng, 400, 1.0, 6.0)
     p_new, y_new = _overconfident(rng, 400, 1.0, 6.0)
-    fit = fit_minimax(p_fit, y_fit, ["a"] * len(y_fit))
+    fit = fit_across_sources(p_fit, y_fit, ["a"] * len(y_fit))
     assert 0.05 < fit.calibration.slope < 0.5  # the 6x over-confidence is undone
     calibrated = fit.calibration.apply(p_new)
     assert log_loss(y_new, calibrated) < 0.8 * log_loss(y_new, p_new)
@@ -64,7 +64,7 @@ def test_minimax_mapping_is_safe_on_a_source_the_detector_cannot_see(seed):
     p = np.concatenate([reals, seen, blind])
     y = np.array([0] * 200 + [1] * 200)
     sources = ["real:r"] * 200 + ["fake:seen"] * 150 + ["fake:blind"] * 50
-    fit = fit_minimax(p, y, sources)
+    fit = fit_across_sources(p, y, sources)
     blind_rows = np.r_[0:200, 350:400]
     assert balanced_log_loss(y[blind_rows], p[blind_rows]) > 1.0  # raw: confidently wrong
     assert balanced_log_loss(y[blind_rows], fit.calibration.apply(p[blind_rows])) < 0.70
@@ -80,15 +80,15 @@ def test_mean_objective_trusts_the_seen_sources_more_and_the_blind_one_less(seed
     y = np.array([0] * 200 + [1] * 300)
     sources = ["real:r"] * 200 + ["fake:a"] * 100 + ["fake:b"] * 100 + ["fake:blind"] * 100
     z = np.concatenate([rng.normal(-2, 1, 200), rng.normal(2, 1, 200), rng.normal(-2, 1, 100)])
-    worst = fit_minimax(sigmoid(z), y, sources)
-    mean = fit_minimax(sigmoid(z), y, sources, objective="mean")
+    worst = fit_across_sources(sigmoid(z), y, sources)
+    mean = fit_across_sources(sigmoid(z), y, sources, objective="mean")
     assert mean.objective == "mean" and worst.objective == "worst"
     assert mean.calibration.slope > 2 * worst.calibration.slope
     assert mean.mean_calibrated < worst.mean_calibrated - 0.02
     assert worst.worst_calibrated < mean.worst_calibrated - 0.02
     assert "mean" in mean.calibration.method and mean.to_dict()["objective"] == "mean"
     with pytest.raises(ValueError, match="objective"):
-        fit_minimax(sigmoid(z), y, sources, objective="median")
+        fit_across_sources(sigmoid(z), y, sources, objective="median")
 
 
 def _two_members(rng, n=40):
@@ -223,7 +223,7 @@ def test_stacking_weighs_members_by_the_sources_each_one_sees(seed):
     a = np.concatenate([rng.normal(-1, 1, n), rng.normal(1.5, 1, n), rng.normal(-1, 1, n)])
     b = np.concatenate([rng.normal(-1, 1, n), rng.normal(-1, 1, n), rng.normal(1.5, 1, n)])
     weights, fit = stack(np.stack([a, b]), y, sources)
-    alone = [fit_minimax(sigmoid(z), y, sources).worst_calibrated for z in (a, b)]
+    alone = [fit_across_sources(sigmoid(z), y, sources).worst_calibrated for z in (a, b)]
     assert fit.worst_calibrated < min(alone) - 0.02
     assert 0.2 < weights[0] / weights[1] < 5
 

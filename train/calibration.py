@@ -123,7 +123,7 @@ def video_log_losses(z: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.logaddexp(0.0, sign * z)
 
 
-def fit_minimax(
+def fit_across_sources(
     probabilities: Sequence[float],
     labels: Sequence[int],
     sources: Sequence[str],
@@ -200,10 +200,10 @@ class LabelledVideos:
 def fit_on_manifest(
     model, manifest, split: str = "val", sources: dict[str, str] | None = None, objective: str = "worst"
 ) -> CalibrationFit:
-    """``fit_minimax`` on the model's raw video probabilities of ``split`` of ``manifest``
+    """``fit_across_sources`` on the model's raw video probabilities of ``split`` of ``manifest``
     (``ValueError`` when the split lacks labelled real or fake videos)."""
     videos = manifest_videos(model, manifest, split, sources=sources)
-    return fit_minimax(
+    return fit_across_sources(
         videos.probabilities, videos.labels, videos.sources, f"{manifest} split {split}", objective
     )
 

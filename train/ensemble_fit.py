@@ -5,7 +5,7 @@ Each member scores the videos of a cache's split as ``run.sh`` would (its own ca
 applied); the ensemble's log-odds are the weighted mean of the members'. The weights are
 searched on a grid (two members: their log-ratio; more: a coarse simplex), and for each the
 calibration that minimises the worst source's balanced log loss is fitted
-(``train.calibration.fit_minimax``); the weights whose calibrated worst source is lowest win.
+(``train.calibration.fit_across_sources``); the weights whose calibrated worst source is lowest win.
 Choosing on the worst source, not the pooled split, is what keeps a member that is strong on one
 kind of fake from being trusted on the kinds it cannot see.
 
@@ -34,7 +34,7 @@ from train.calibration import (
     OBJECTIVES,
     CalibrationFit,
     LabelledVideos,
-    fit_minimax,
+    fit_across_sources,
     format_fit,
     manifest_videos,
     source_loss_weights,
@@ -136,7 +136,7 @@ def stack(
     (seam + temporal_band, each source left out: balanced log loss 0.647 -> 0.700)."""
     best: tuple[float, tuple[float, ...], CalibrationFit] | None = None
     for w in _weight_grid(len(z)):
-        fit = fit_minimax(sigmoid(_combine(z, w)), labels, sources, fitted_on, objective)
+        fit = fit_across_sources(sigmoid(_combine(z, w)), labels, sources, fitted_on, objective)
         if best is None or fit.objective_value < best[0]:
             best = (fit.objective_value, w, fit)
     assert best is not None

@@ -336,20 +336,15 @@ def score_ensemble_manifest(
     then the weighted mean of their log-odds under the ensemble's own mapping. A video is
     scored only where every member scored it."""
     from core.aggregation import combine_log_odds
+    from models.registry import load_model
     from submission.ensemble import ensemble_settings, parse_members
 
     members = parse_members(weights)
     settings = ensemble_settings(weights)
-    per_member = [
-        score_manifest(
-            load_scoring_model(weights=m.weights),
-            manifest,
-            splits,
-            batch_size,
-            scoring_calibration(m.weights),
-        )
-        for m in members
-    ]
+    per_member = []
+    for m in members:
+        loaded = load_model(m.weights)  # once: the network and its own mapping
+        per_member.append(score_manifest(loaded.module, manifest, splits, batch_size, loaded.calibration))
     out: dict[str, dict[str, float]] = {}
     for split in splits:
         names = sorted(set.intersection(*(set(scores[split]) for scores in per_member)))

@@ -162,7 +162,7 @@ def export_checkpoint(
 def fit_probability_mapping(
     model: torch.nn.Module, manifest: Path, split: str = "val", sources: dict[str, str] | None = None
 ):
-    """``train.calibration.fit_minimax`` on ``split`` of ``manifest`` (videos grouped by
+    """``train.calibration.fit_across_sources`` on ``split`` of ``manifest`` (videos grouped by
     ``sources`` where given), logged; None (with a warning) when that split lacks real or fake
     videos."""
     from train.calibration import fit_on_manifest, format_fit
