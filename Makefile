@@ -120,14 +120,21 @@ train-default: weights  ## the shipped default from $(SHARED)/train: seam detect
 # of their combined log-odds fitted on the labelled validation videos of $(SHARED)/train
 # (worst source; --objective auto refits leaving each source out and keeps the objective whose
 # worst left-out source fares better), then evaluated on $(SHARED)/media (never fitted on).
+# The validation reals re-packaged like generated talking heads (512² face-centred, 550 kbit/s)
+# are a probe the fit never reads: does packaging alone push reals towards "fake"?
 ENSEMBLE_PRE ?= $(DEFAULT_RUN)/windows224.json
 train-ensemble:  ## fit weights/default.json (detector + temporal_band) on $(SHARED)/train validation
 	awk -F, 'NR == 1 || $$3 == "val"' $(DEFAULT_RUN)/labels.csv > $(DEFAULT_RUN)/val_labels.csv
 	printf '%s\n' '{"sample": {"sampling": "windows", "windows": 4, "window_frames": 32}, "sync": {"weights": ""}}' > $(ENSEMBLE_PRE)
 	$(PY) -m preprocess $(SHARED)/train --labels $(DEFAULT_RUN)/val_labels.csv --out $(DEFAULT_RUN)/w224_val \
 		--config $(ENSEMBLE_PRE) --workers 2 --threads 1 --no-progress
+	$(PY) -m train repackage-reals $(SHARED)/train --labels $(DEFAULT_RUN)/val_labels.csv \
+		--out $(DEFAULT_RUN)/repackaged --labels-out $(DEFAULT_RUN)/repackaged/labels.csv
+	$(PY) -m preprocess $(DEFAULT_RUN)/repackaged --labels $(DEFAULT_RUN)/repackaged/labels.csv \
+		--out $(DEFAULT_RUN)/w224_repackaged --config $(ENSEMBLE_PRE) --split 0,1,0 --workers 2 --threads 1 --no-progress
 	$(PY) -m train ensemble --members weights/detector,weights/temporal_band --names seam,temporal_band \
 		--manifest $(DEFAULT_RUN)/w224_val/manifest.csv --split all --labels $(DEFAULT_RUN)/labels.csv \
+		--probe $(DEFAULT_RUN)/w224_repackaged/manifest.csv \
 		--preprocess-config $(ENSEMBLE_PRE) --objective auto --out weights/default.json
 
 # The shipped sync model (weights/syncnet.*, model card in weights/README.md): lower-face crops

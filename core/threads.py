@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -30,6 +31,15 @@ def limit_threads(threads: int) -> None:
         sys.modules["torch"].set_num_threads(threads)
     if "cv2" in sys.modules:
         sys.modules["cv2"].setNumThreads(threads)
+
+
+def rank_threads(cpus: int, local_ranks: int, environ: Mapping[str, str]) -> int | None:
+    """Torch threads for each of ``local_ranks`` training processes sharing ``cpus`` cores:
+    an equal share (at least 1), so that N CPU ranks do not each start a pool the size of the
+    machine; None when one process runs alone or the user chose (``OMP_NUM_THREADS`` & co.)."""
+    if local_ranks <= 1 or any(environ.get(var) for var in THREAD_ENV_VARS):
+        return None
+    return max(1, cpus // local_ranks)
 
 
 def thread_budget() -> int:

@@ -297,3 +297,95 @@ def test_train_eval_scores_an_ensemble_json_as_run_sh_combines_it(tmp_path):
     assert report["auc"] == pytest.approx(
         roc_auc(np.array([labels[n] for n in names]), np.array([scored[n] for n in names]))
     )
+
+
+def test_an_ensemble_fitted_on_two_caches_is_the_one_fitted_on_their_union(tmp_path):
+    """``train ensemble --manifest A --manifest B`` (e.g. validation and its re-packaged reals):
+    the same fit as one cache holding both; a video in both caches is refused by name."""
+    from train.ensemble_fit import fit_ensemble
+    from train.synth.samples import samples_from_videos, write_sample_cache
+    from train.synth.videos import generate_videos
+
+    pre = PreprocessConfig().replace("sample", num_frames=2)
+    videos = generate_videos(16, seconds=0.12, seed=5, categories=["face_blend"])
+    pairs = list(samples_from_videos(videos, pre, crop_size=32))
+    union = write_sample_cache(pairs, tmp_path / "union", pre)
+    first = write_sample_cache(pairs[::2], tmp_path / "first", pre)
+    second = write_sample_cache(pairs[1::2], tmp_path / "second", pre)
+    members = []
+    for seed, name in ((0, "a"), (1, "b")):
+        torch.manual_seed(seed)
+        model = create_model("meso4", num_frames=2, img_size=32).eval()
+        members.append(
+            str(
+                save_weights(
+                    tmp_path / name, model.state_dict(), "meso4", model.config.to_dict(), pre.to_dict()
+                )
+            )
+        )
+    whole = fit_ensemble(members, union, "all")
+    parts = fit_ensemble(members, [first, second], "all")
+    assert parts.weights == whole.weights
+    a, b = parts.fit.calibration, whole.fit.calibration
+    assert (a.slope, a.bias, a.method) == (b.slope, b.bias, b.method)
+    assert "first/manifest.csv + " in a.fitted_on  # the card names both caches
+    assert parts.member_scores[members[0]].filenames == whole.member_scores[members[0]].filenames
+    overlap = write_sample_cache(pairs[:3], tmp_path / "overlap", pre)
+    with pytest.raises(ValueError, match=r"is in both .*first/manifest.csv and .*overlap/manifest.csv"):
+        fit_ensemble(members, [first, overlap], "all")
+    with pytest.raises(ValueError, match="a manifest is given twice"):
+        fit_ensemble(members, [first, first], "all")
+
+
+def test_a_probe_of_reals_is_scored_with_the_fitted_stacking_and_never_fitted_on(tmp_path):
+    """``train ensemble --probe`` scores real videos the fit never reads with the fitted weights
+    and mapping: the fit is the one without the probe, and the figures are the probe's."""
+    from train.ensemble_fit import _combine, fit_ensemble, member_videos, write_ensemble
+    from train.metrics import roc_auc
+    from train.synth.samples import samples_from_videos, write_sample_cache
+    from train.synth.videos import generate_videos
+
+    pre = PreprocessConfig().replace("sample", num_frames=2)
+    videos = generate_videos(16, seconds=0.12, seed=6, categories=["face_blend"])
+    pairs = list(samples_from_videos(videos, pre, crop_size=32))
+    reals = [p for p in pairs if p[0].label == 0]
+    fit_pairs = [p for p in pairs if p[0].label == 1] + reals[1::2]
+    probe_pairs = reals[::2]
+    assert len(probe_pairs) >= 2 and len(reals[1::2]) >= 2
+    manifest = write_sample_cache(fit_pairs, tmp_path / "fit", pre)
+    probe = write_sample_cache(probe_pairs, tmp_path / "probe", pre)
+    members = []
+    for seed, name in ((0, "a"), (1, "b")):
+        torch.manual_seed(seed)
+        model = create_model("meso4", num_frames=2, img_size=32).eval()
+        members.append(
+            str(
+                save_weights(
+                    tmp_path / name, model.state_dict(), "meso4", model.config.to_dict(), pre.to_dict()
+                )
+            )
+        )
+    plain = fit_ensemble(members, manifest, "all")
+    probed = fit_ensemble(members, manifest, "all", probe=probe)
+    assert (probed.weights, probed.fit.calibration) == (plain.weights, plain.fit.calibration)
+    report = probed.probe
+    assert report is not None and report.videos == len(probe_pairs)
+
+    def stacked(cache):  # by hand: members' log-odds, the fitted weights, the fitted mapping
+        scored = [member_videos(m, cache, "all", None) for m in members]
+        z = np.stack([np.log(v.probabilities) - np.log1p(-v.probabilities) for v in scored])
+        mapped = probed.fit.calibration.apply_log_odds(_combine(z, probed.weights))
+        return 1 / (1 + np.exp(-mapped)), scored[0].labels
+
+    p_probe, _ = stacked(probe)
+    p_fit, fit_labels = stacked(manifest)
+    assert report.mean_probability == pytest.approx(p_probe.mean())
+    assert report.log_loss == pytest.approx(-np.log1p(-p_probe).mean())
+    fakes = p_fit[fit_labels == 1]
+    assert report.auc_against_fakes == pytest.approx(
+        roc_auc(np.r_[np.ones(len(fakes)), np.zeros(len(p_probe))], np.r_[fakes, p_probe])
+    )
+    data = json.loads(write_ensemble(probed, tmp_path / "ens.json").read_text())
+    assert data["fit"]["probe_reals"]["videos"] == len(probe_pairs)
+    with pytest.raises(ValueError, match="a probe holds real videos only"):
+        fit_ensemble(members, manifest, "all", probe=write_sample_cache(pairs, tmp_path / "mixed", pre))

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from core.preprocess_config import PreprocessConfig
-from core.threads import BUDGET_ENV_VAR, THREAD_ENV_VARS
+from core.threads import BUDGET_ENV_VAR, THREAD_ENV_VARS, available_cpus, rank_threads
 from models.mesonet import Meso4, MesoConfig
 from train.data import BALANCE_MODES, ManifestDataModule
 from train.evaluate import load_scoring_model, score_manifest
@@ -54,12 +54,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_fit(manifest: Path, out: Path, *extra: str, timeout: float = 1200) -> subprocess.CompletedProcess:
+def run_fit(
+    manifest: Path, out: Path, *extra: str, timeout: float = 1200, thread_env: bool = True
+) -> subprocess.CompletedProcess:
     """``python -m train fit`` on 2 CPU processes; Lightning starts rank 1 itself (a second
-    ``python -m train fit``). Its own session, so a stuck run is killed with every rank."""
-    # one thread per rank for every numeric library: with MKL at 2 threads (what an in-process
-    # run.sh leaves in os.environ), two ranks on 2 cores spin against each other, 5x slower
-    env = {**os.environ, **dict.fromkeys(THREAD_ENV_VARS, "1"), BUDGET_ENV_VAR: "1"}
+    ``python -m train fit``). Its own session, so a stuck run is killed with every rank.
+    ``thread_env``: one thread per rank through the environment; else none set there, and
+    ``train fit`` shares the cores between its ranks itself (``ShareCoresAcrossRanks``)."""
+    # with MKL at 2 threads (what an in-process run.sh leaves in os.environ), two ranks on
+    # 2 cores spin against each other, 5x slower: never inherit the test process's settings
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_ENV_VARS}
+    env[BUDGET_ENV_VAR] = "1"
+    if thread_env:
+        env.update(dict.fromkeys(THREAD_ENV_VARS, "1"))
     env.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())})
     cmd = [sys.executable, "-m", "train", "fit", "--manifest", str(manifest), "--out", str(out)]
     cmd += ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--num-workers", "0"]
@@ -106,8 +113,23 @@ def ddp_run(cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp_run")
     extra = ["--model", MODEL, "--optimizer", "adamw", "--lr", "1e-3", "--batch-size", str(BATCH)]
     extra += ["--epoch-size", str(EPOCH_SIZE), "--epochs", str(EPOCHS), "--log-every", "1"]
-    proc = run_fit(cache, out, *extra)
+    proc = run_fit(cache, out, *extra, thread_env=False)
     return out, proc.stdout, read_records(out)
+
+
+def test_cpu_ranks_share_the_cores(ddp_run):
+    """No thread settings in the environment: each of the 2 ranks takes half the cores."""
+    _, _, records = ddp_run
+    assert [r["torch_threads"] for r in records] == [max(1, available_cpus() // 2)] * 2
+
+
+def test_rank_threads_split_the_cores_unless_one_process_or_the_user_decides():
+    assert rank_threads(16, 4, {}) == 4
+    assert rank_threads(2, 2, {}) == 1
+    assert rank_threads(2, 4, {}) == 1  # never 0
+    assert rank_threads(16, 1, {}) is None  # one process: torch's own choice
+    assert rank_threads(16, 4, {"OMP_NUM_THREADS": "2"}) is None  # the user's choice is kept
+    assert rank_threads(16, 4, {"OMP_NUM_THREADS": ""}) == 4
 
 
 def test_both_ranks_end_with_the_checkpointed_weights(ddp_run):

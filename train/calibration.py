@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -220,15 +221,25 @@ def manifest_videos(
     model, manifest, split: str = "val", batch_size: int = 16, sources: dict[str, str] | None = None
 ) -> LabelledVideos:
     """The detector's raw video probabilities (its ``video_aggregation`` over face tracks) on
-    the labelled videos of ``split``, each with its source (from ``sources`` by video path
+    the labelled videos of ``split`` in ``manifest`` (one, or several: e.g. the validation cache
+    and its re-packaged reals' cache), each with its source (from ``sources`` by video path
     where given, else ``source_of``; small ones merged)."""
     from core.aggregation import aggregate
     from train.evaluate import manifest_outputs
 
     tracks: dict[str, list[float]] = {}
     info: dict[str, tuple[int, str]] = {}
-    for entries, outputs in manifest_outputs(model, manifest, split, batch_size):
+    manifests = [manifest] if isinstance(manifest, (str, os.PathLike)) else list(manifest)
+    if len({Path(m).resolve() for m in manifests}) < len(manifests):
+        raise ValueError(f"a manifest is given twice: {', '.join(map(str, manifests))}")
+    owner: dict[str, object] = {}  # video -> the manifest it came from: one video, one manifest
+    batches = ((m, batch) for m in manifests for batch in manifest_outputs(model, m, split, batch_size))
+    for m, (entries, outputs) in batches:
         for entry, p in zip(entries, model.fake_probability(outputs), strict=True):
+            if owner.setdefault(entry.video, m) != m:
+                raise ValueError(
+                    f"{entry.video} is in both {owner[entry.video]} and {m}: one video, one manifest"
+                )
             if entry.label not in (0, 1):
                 continue
             tracks.setdefault(entry.video, []).append(float(p))

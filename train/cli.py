@@ -1,4 +1,4 @@
-"""``python -m train synth|fit|fit-temporal|fit-temporal-net|fit-sync-evidence|eval|compare|export|calibrate|ensemble|footage-labels|pseudo-fake-sheet|sync-pretrain``: the training tools' command line."""
+"""``python -m train synth|fit|fit-temporal|fit-temporal-net|fit-sync-evidence|eval|compare|export|calibrate|ensemble|footage-labels|repackage-reals|pseudo-fake-sheet|sync-pretrain``: the training tools' command line."""
 
 from __future__ import annotations
 
@@ -249,6 +249,23 @@ def cmd_fit_sync_evidence(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_repackage_reals(args: argparse.Namespace) -> int:
+    from core.preprocess_config import DetectorConfig
+    from preprocess.faces.detector import FaceDetector
+    from train.repackage_reals import RepackageSpec, repackage_reals, write_label_rows
+
+    spec = RepackageSpec(args.side, args.bitrate, args.face_scale, args.fps)
+    detector = FaceDetector.from_weights(DetectorConfig().weights, DetectorConfig())
+    rows, failed = repackage_reals(args.root, args.labels, args.out, args.split, spec, detector)
+    write_label_rows(rows, args.labels_out)
+    for line in failed:
+        print(f"failed: {line}", file=sys.stderr)
+    print(
+        f"wrote {len(rows)} re-packaged reals ({spec.describe()}) under {args.out}; labels {args.labels_out}"
+    )
+    return 1 if failed else 0
+
+
 def cmd_footage_labels(args: argparse.Namespace) -> int:
     from train.footage_labels import footage_labels, write_labels_csv
 
@@ -335,8 +352,9 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     from train.ensemble_fit import fit_ensemble, format_ensemble, write_ensemble
 
     members = [m.strip() for m in args.members.split(",") if m.strip()]
-    sources = read_sources(args.labels) if args.labels else None
-    fit = fit_ensemble(members, args.manifest, args.split, sources, args.objective, args.held_out)
+    sources = {k: v for labels in args.labels or () for k, v in read_sources(labels).items()} or None
+    manifests = args.manifest[0] if len(args.manifest) == 1 else args.manifest
+    fit = fit_ensemble(members, manifests, args.split, sources, args.objective, args.held_out, args.probe)
     print(format_ensemble(fit))
     preprocess = load_model(args.preprocess_from).preprocess if args.preprocess_from else None
     if args.preprocess_config:
@@ -663,6 +681,22 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--out", type=Path, required=True)
     fl.set_defaults(func=cmd_footage_labels)
 
+    rp = sub.add_parser(
+        "repackage-reals",
+        help="real videos of a split re-packaged like generated talking heads (face-centred square, "
+        "low bitrate): hard reals for calibration",
+    )
+    rp.add_argument("root", type=Path, help="the folder the labels' filenames are relative to")
+    rp.add_argument("--labels", type=Path, required=True, help="labels CSV (train footage-labels)")
+    rp.add_argument("--out", type=Path, required=True, help="folder for repackaged/... copies")
+    rp.add_argument("--labels-out", type=Path, required=True, help="labels CSV of the copies")
+    rp.add_argument("--split", default="val")
+    rp.add_argument("--side", type=int, default=512, help="output square, pixels")
+    rp.add_argument("--bitrate", type=int, default=550_000, help="video bits per second")
+    rp.add_argument("--face-scale", type=float, default=2.2, help="square side / face box side")
+    rp.add_argument("--fps", type=float, help="output rate (frames repeated/dropped); default: the source's")
+    rp.set_defaults(func=cmd_repackage_reals)
+
     ps = sub.add_parser("pseudo-fake-sheet", help="PNG: real samples of a cache and their pseudo-fakes")
     ps.add_argument("--manifest", type=Path, required=True)
     ps.add_argument("--out", type=Path, required=True)
@@ -738,11 +772,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--manifest",
         type=Path,
         required=True,
-        help="a cache every member can read, with real and fake videos",
+        action="append",
+        help="a cache every member can read, with real and fake videos; repeat it to add another "
+        "(e.g. the re-packaged reals of `train repackage-reals`)",
     )
     n.add_argument("--split", default="val", help="the manifest split to fit on (never the evaluation set)")
     n.add_argument(
-        "--labels", type=Path, help="labels CSV with a 'source' column: the sources to be safe across"
+        "--labels",
+        type=Path,
+        action="append",
+        help="labels CSV with a 'source' column: the sources to be safe across (repeatable)",
+    )
+    n.add_argument(
+        "--probe",
+        type=Path,
+        action="append",
+        help="a cache of real videos the fit never reads, scored with the result (e.g. the validation "
+        "reals re-packaged by `train repackage-reals`): its AUC against the fit's fakes, its log loss; repeatable",
     )
     n.add_argument("--preprocess-from", help="the member whose preprocessing the ensemble runs for all")
     n.add_argument(

@@ -62,12 +62,31 @@ class HeldOutSources:
 
 
 @dataclass(frozen=True)
+class ProbeReals:
+    """The fitted ensemble on real videos kept out of the fit (``train ensemble --probe``: e.g.
+    the validation reals re-packaged like generated talking heads, ``train repackage-reals``):
+    does packaging alone push reals towards "fake"?"""
+
+    manifest: str
+    videos: int
+    mean_probability: float  # the probe reals' mean P(fake)
+    fit_reals_mean_probability: float  # the same for the fit split's reals, to compare
+    log_loss: float  # the probe reals' mean log loss (a constant 0.5: 0.693)
+    auc_against_fakes: float  # the fit split's fakes against the probe reals
+    fit_auc: float  # the fit split's fakes against its own reals, to compare
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
 class EnsembleFit:
     members: tuple[str, ...]
     weights: tuple[float, ...]
     fit: CalibrationFit
     member_scores: dict[str, LabelledVideos]
     held_out: tuple[HeldOutSources, ...] = ()  # per objective tried, when measured
+    probe: ProbeReals | None = None
 
 
 def _weight_grid(n: int) -> list[tuple[float, ...]]:
@@ -81,7 +100,9 @@ def _weight_grid(n: int) -> list[tuple[float, ...]]:
     ]
 
 
-def member_videos(weights: str, manifest: Path, split: str, sources: dict[str, str] | None) -> LabelledVideos:
+def member_videos(
+    weights: str, manifest: Path | Sequence[Path], split: str, sources: dict[str, str] | None
+) -> LabelledVideos:
     """A member's video probabilities on ``split``, its own calibration applied (as ``run.sh``)."""
     from models.registry import load_model
 
@@ -92,17 +113,23 @@ def member_videos(weights: str, manifest: Path, split: str, sources: dict[str, s
     )
 
 
+def _names(manifest: Path | Sequence[Path]) -> str:
+    return str(manifest) if isinstance(manifest, (str, Path)) else " + ".join(map(str, manifest))
+
+
 def fit_ensemble(
     members: Sequence[str],
-    manifest: Path,
+    manifest: Path | Sequence[Path],
     split: str = "val",
     sources: dict[str, str] | None = None,
     objective: str = "worst",
     held_out: bool = False,
+    probe: Path | Sequence[Path] | None = None,
 ) -> EnsembleFit:
     """Member weights and calibration on ``split``; ``objective`` "worst", "mean" or "auto"
     (the one whose worst left-out source fares better); ``held_out`` measures left-out sources
-    for the objective(s) tried even when not choosing."""
+    for the objective(s) tried even when not choosing; ``probe``: manifest(s) of real videos
+    the fit never reads, scored with the result (``ProbeReals``)."""
     if len(members) < 2:
         raise ValueError("an ensemble needs at least two members")
     if objective not in (*OBJECTIVES, "auto"):
@@ -111,7 +138,9 @@ def fit_ensemble(
     first = scores[members[0]]
     for m in members[1:]:
         if scores[m].filenames != first.filenames:
-            raise ValueError(f"{m}: scored other videos than {members[0]} on {manifest} split {split}")
+            raise ValueError(
+                f"{m}: scored other videos than {members[0]} on {_names(manifest)} split {split}"
+            )
     z = np.stack([log_odds(scores[m].probabilities) for m in members])  # (members, videos)
     tried = OBJECTIVES if objective == "auto" else (objective,)
     reports = (
@@ -121,8 +150,44 @@ def fit_ensemble(
     )
     if objective == "auto":  # the safer one where it matters: on its worst left-out source
         objective = min(reports, key=lambda r: r.worst_source_log_loss).objective
-    weights, fit = stack(z, first.labels, first.sources, f"{manifest} split {split}", objective)
-    return EnsembleFit(tuple(members), weights, fit, scores, reports)
+    weights, fit = stack(z, first.labels, first.sources, f"{_names(manifest)} split {split}", objective)
+    probed = None
+    if probe is not None:
+        probed = probe_reals(members, weights, fit, z, first.labels, probe)
+    return EnsembleFit(tuple(members), weights, fit, scores, reports, probed)
+
+
+def probe_reals(
+    members: Sequence[str],
+    weights: Sequence[float],
+    fit: CalibrationFit,
+    z: np.ndarray,
+    labels: np.ndarray,
+    probe: Path | Sequence[Path],
+) -> ProbeReals:
+    """The stacking (``weights``, ``fit``) applied to the real videos of ``probe`` (every
+    split), beside the fit split's log-odds ``z`` and ``labels``."""
+    scored = [member_videos(m, probe, "all", None) for m in members]
+    for m, videos in zip(members[1:], scored[1:], strict=True):
+        if videos.filenames != scored[0].filenames:
+            raise ValueError(f"{m}: scored other videos than {members[0]} on {_names(probe)}")
+    if (scored[0].labels != 0).any():
+        raise ValueError(f"{_names(probe)}: a probe holds real videos only (it found labelled fakes)")
+    zp = np.stack([log_odds(v.probabilities) for v in scored])
+    z_probe = fit.calibration.apply_log_odds(_combine(zp, weights))
+    p_probe = sigmoid(z_probe)
+    p_fit = sigmoid(fit.calibration.apply_log_odds(_combine(z, weights)))
+    fakes = p_fit[labels == 1]
+    both = np.r_[np.ones(len(fakes)), np.zeros(len(p_probe))]
+    return ProbeReals(
+        _names(probe),
+        len(p_probe),
+        float(p_probe.mean()),
+        float(p_fit[labels == 0].mean()),
+        float(video_log_losses(z_probe, np.zeros(len(z_probe))).mean()),
+        float(roc_auc(both, np.r_[fakes, p_probe])),
+        float(roc_auc(labels, p_fit)),
+    )
 
 
 def stack(
@@ -204,6 +269,8 @@ def write_ensemble(
     data["fit"] = fit.fit.to_dict()
     if fit.held_out:
         data["fit"]["leave_source_out"] = [r.to_dict() for r in fit.held_out]
+    if fit.probe is not None:
+        data["fit"]["probe_reals"] = fit.probe.to_dict()
     atomic_write(out, json.dumps(data, indent=2) + "\n")
     return out
 
@@ -216,5 +283,11 @@ def format_ensemble(fit: EnsembleFit) -> str:
         lines.append(
             f"each source left out, objective {r.objective}{chosen}: AUC {r.auc:.3f}, balanced log loss"
             f" {r.balanced_log_loss:.4f}, worst source {r.worst_source} {r.worst_source_log_loss:.4f}"
+        )
+    if (p := fit.probe) is not None:
+        lines.append(
+            f"probe reals ({p.videos}, never fitted on): mean P(fake) {p.mean_probability:.3f} (fit reals"
+            f" {p.fit_reals_mean_probability:.3f}), log loss {p.log_loss:.4f}, AUC of the fit's fakes against"
+            f" them {p.auc_against_fakes:.3f} (against the fit's reals {p.fit_auc:.3f})"
         )
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,6 +28,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from core.threads import available_cpus, rank_threads
 from models.detector import DetectorModel
 from models.fusion import FusionConfig, FusionModel
 from models.registry import model_entry
@@ -123,6 +125,23 @@ class DistinctRankDraws(Callback):
             torch.manual_seed(self.seed + trainer.global_rank)
 
 
+class ShareCoresAcrossRanks(Callback):
+    """Several training processes on one machine's CPUs (``--devices N --strategy ddp`` without
+    a GPU): each takes an equal share of the cores for torch (``core.threads.rank_threads``),
+    not a pool the size of the machine per process. Threads the user set are kept."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if trainer.strategy.root_device.type != "cpu":
+            return
+        threads = rank_threads(available_cpus(), trainer.num_devices, os.environ)
+        if threads is not None:
+            torch.set_num_threads(threads)
+            if trainer.global_rank == 0:
+                log.info(
+                    "%d CPU processes on this machine: %d torch threads each", trainer.num_devices, threads
+                )
+
+
 def auto_precision(accelerator: str = "auto") -> str:
     """Mixed precision where it pays: bf16 on GPUs that have it, fp16 on older ones, fp32 on CPU."""
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
@@ -140,6 +159,7 @@ def build_trainer(cfg: FitConfig) -> L.Trainer:
         LearningRateMonitor(logging_interval="epoch"),
         ValidationPrinter(),
         DistinctRankDraws(cfg.seed),
+        ShareCoresAcrossRanks(),
     ]
     if cfg.patience > 0:
         callbacks.append(EarlyStopping(monitor="val_auc", mode="max", patience=cfg.patience))

@@ -71,6 +71,7 @@ class RankRecord(Callback):
         record = {
             "rank": trainer.global_rank,
             "world_size": trainer.world_size,
+            "torch_threads": torch.get_num_threads(),
             "state_digest": state_digest(pl_module.state_dict()),
             "train_indices": self.train_indices,
             "train_losses": self.train_losses,
