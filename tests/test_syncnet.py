@@ -427,3 +427,22 @@ def test_agreement_measure_on_a_perfect_network():
     [result] = compare([track], [SyncConfig(windows=12, runs=12)], shifts)
     assert result.trials == 21 and result.same_offset == result.kept == result.full_correct == 21
     np.testing.assert_array_equal(track.audio_shifted(3)[5], audio[pad - 3 + 5])  # delayed by 3
+
+
+def test_bench_margin_at_offset_zero_tells_a_clip_in_sync_from_a_moved_one():
+    """``make bench``'s per-clip line: the search finds a moved clip's shift as surely as an
+    unmoved clip's 0 (its confidence alone cannot tell them apart), while the margin at offset 0
+    is high only for the clip as given."""
+    from bench.pipeline import per_clip_offsets
+    from bench.sync_agreement import TrackEmbeddings
+
+    rng = np.random.default_rng(0)
+    n, pad, dim = 60, 15, 16
+    speech = rng.standard_normal((n + 2 * pad, dim)).astype(np.float32)
+    speech /= np.linalg.norm(speech, axis=1, keepdims=True)
+    lips = speech[pad : pad + n] + 0.05 * rng.standard_normal((n, dim)).astype(np.float32)
+    track = TrackEmbeddings("clip", lips, speech, pad)
+    (row,) = per_clip_offsets([track], range(-10, 11), 15, valid_only=True)
+    assert row.offset == 0 and row.hits == 21
+    assert row.confidence == pytest.approx(row.shifted_confidence, rel=0.2)
+    assert row.margin > 0.5 and row.shifted_margin < 0.2 * row.margin

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import numpy as np
 import pytest
 
@@ -82,3 +83,26 @@ def test_augmenter_recomputes_mel_only_when_asked():
     assert label == 0  # augmentation never changes what a sample is
     assert with_audio.mel.shape == (80, 50) and not np.array_equal(with_audio.mel, mel)
     assert sample.faces is not with_audio.faces  # the cached sample is not modified in place
+
+
+def test_repackage_augmentation_is_a_lossy_round_trip_drawn_per_clip():
+    """``repackage_p``: the clip's crops downscaled, H.264-coded and scaled back — close to the
+    other augmentations' output (a re-encode, not noise), the same for the same seed (one x264
+    thread), and nothing drawn when off."""
+    rng = np.random.default_rng(0)
+    faces = np.stack([cv2.GaussianBlur(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), (0, 0), 2)] * 4)
+    faces = np.stack([np.roll(f, 2 * i, axis=1) for i, f in enumerate(faces)])  # some motion
+    plain_cfg, packaged_cfg = AugmentConfig(), AugmentConfig(repackage_p=1.0)
+    plain = augment_faces(faces, plain_cfg, np.random.default_rng(3))
+    packaged = augment_faces(faces, packaged_cfg, np.random.default_rng(3))
+    again = augment_faces(faces, packaged_cfg, np.random.default_rng(3))
+    assert packaged.shape == faces.shape and packaged.dtype == np.uint8
+    np.testing.assert_array_equal(packaged, again)
+    mse = np.mean((packaged.astype(np.float64) - plain.astype(np.float64)) ** 2)
+    psnr = 10 * np.log10(255**2 / mse)
+    assert 18 < psnr < 50, psnr
+    # off: the random stream after augmenting is the one a run without the option draws
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    augment_faces(faces, AugmentConfig(repackage_p=0.0), a)
+    augment_faces(faces, AugmentConfig(), b)
+    assert a.random() == b.random()

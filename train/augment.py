@@ -15,7 +15,9 @@ SyncNet latency vector is computed at preprocessing time and is not recomputed h
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -23,6 +25,7 @@ import numpy as np
 from core.preprocess_config import AudioConfig
 from core.preprocess_data import Sample
 from preprocess.audio import log_mel
+from train.reencode import reencode
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,10 @@ class AugmentConfig:
     gain_db: float = 6.0  # audio gain, ±
     noise_p: float = 0.3
     noise_snr_db: tuple[float, float] = (15.0, 40.0)
+    # the clip's crops downscaled (35-100 %), H.264 at CRF 20-40 and back (``train.reencode``):
+    # how re-packaged video reaches a detector. Off unless asked (``fit --augment-repackage``):
+    # measured, re-packaging alone moved the seam detector's real scores up (train repackage-reals)
+    repackage_p: float = 0.0
 
     @classmethod
     def none(cls) -> AugmentConfig:
@@ -106,6 +113,10 @@ def augment_faces(faces: np.ndarray, cfg: AugmentConfig, rng: np.random.Generato
         x = np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in x])
     if rng.random() < cfg.jpeg_p:
         x = _jpeg(np.ascontiguousarray(x), int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1)))
+    # last, and no draw when off: runs without it keep their exact random streams
+    if cfg.repackage_p > 0 and rng.random() < cfg.repackage_p:
+        with tempfile.TemporaryDirectory(prefix="avdf_repackage_") as tmp:
+            x = reencode(np.ascontiguousarray(x), rng, Path(tmp))
     return np.ascontiguousarray(x)
 
 

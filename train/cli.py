@@ -124,7 +124,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         model=model,
         init=args.init,
         optim=optim,
-        augment=None if args.no_augment else AugmentConfig(),
+        augment=None if args.no_augment else AugmentConfig(repackage_p=args.augment_repackage),
         batch_size=args.batch_size,
         epoch_size=args.epoch_size,
         max_epochs=args.epochs,
@@ -572,6 +572,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--grad-clip", type=float, default=1.0)
     f.add_argument("--patience", type=int, default=8, help="early-stopping epochs (0: off)")
     f.add_argument("--no-augment", action="store_true")
+    f.add_argument(
+        "--augment-repackage",
+        type=float,
+        default=0.0,
+        help="share of training clips whose crops are re-packaged (downscaled, H.264, scaled back; both classes)",
+    )
     f.add_argument("--precision", default="auto", help="auto | 32-true | 16-mixed | bf16-mixed")
     f.add_argument("--accelerator", default="auto")
     f.add_argument("--devices", default="auto", help="processes per machine, e.g. 8 (or auto)")
