@@ -16,8 +16,8 @@ from pathlib import Path
 
 # Top-level modules every entry point needs (found without importing them: cheap): scoring's
 # (requirements.txt, the torch-free image), and what training and cache building add.
-REQUIRED = ("numpy", "av", "cv2", "safetensors", "tqdm")
-TRAINING = ("torch",)
+REQUIRED = ("numpy", "av", "safetensors", "tqdm")
+TRAINING = ("torch",)  # with requirements-train.txt: SciPy and OpenCV come with it
 ROOT = Path(__file__).resolve().parents[1]
 _AGAIN = "AVDF_REEXEC"  # set on the second run: never loop
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import cv2
 import numpy as np
 
+from core.image_ops import Resizer
 from core.preprocess_data import Sample
 from models.detector_io import DetectorIO
 
@@ -37,13 +37,14 @@ def pick_frames(count: int, wanted: int) -> np.ndarray:
     return np.round(np.linspace(0, count - 1, wanted)).astype(int)
 
 
-def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+def resize_square(image: np.ndarray, size: int, resizer: Resizer | None = None) -> np.ndarray:
     h, w = image.shape[:2]
     if (h, w) == (size, size):
         return image
     # INTER_AREA when shrinking avoids aliasing; bilinear when enlarging.
-    interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
-    return cv2.resize(image, (size, size), interpolation=interp)
+    resizer = resizer or Resizer()
+    resize = resizer.area if size < min(h, w) else resizer.linear
+    return resize(image, size, size)
 
 
 Region = tuple[float, float, float]  # top, left, side: a square, as fractions of the crop
@@ -84,7 +85,8 @@ def face_frames(
     chosen = faces[pick_frames(len(faces), num_frames)]
     if region is not None:
         chosen = [crop_region(f, region) for f in chosen]
-    return np.stack([resize_square(f, size) for f in chosen])
+    resizer = Resizer()  # one table for every frame of the sample
+    return np.stack([resize_square(f, size, resizer) for f in chosen])
 
 
 def normalise(rgb: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:

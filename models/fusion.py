@@ -40,11 +40,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
+from core.image_ops import resize_linear
 from core.preprocess_config import PreprocessConfig
 from core.preprocess_data import Sample
 from models.detector import DetectorModel
@@ -277,7 +277,5 @@ def mel_frames(mel: np.ndarray, cfg: FusionConfig) -> np.ndarray:
     if grey.shape[1] < count:  # too short to cut: pad with silence
         grey = np.pad(grey, ((0, 0), (0, count - grey.shape[1])))
     chunks = np.array_split(grey, count, axis=1)
-    images = [
-        cv2.resize(np.ascontiguousarray(c), (size, size), interpolation=cv2.INTER_LINEAR) for c in chunks
-    ]
+    images = [resize_linear(np.ascontiguousarray(c), size, size) for c in chunks]
     return np.repeat(np.stack(images)[..., None], 3, axis=-1)

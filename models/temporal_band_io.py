@@ -9,9 +9,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import cv2
 import numpy as np
 
+from core.image_ops import rgb_to_grey
 from core.preprocess_config import PreprocessConfig
 from core.preprocess_data import Sample
 from core.windows import window_runs
@@ -89,7 +89,7 @@ def sample_windows(sample: Sample, window_frames: int, windows: int) -> list[np.
 
 def grey_face(crop: np.ndarray, region: Region, size: int) -> np.ndarray:
     """An RGB crop → the grayscale face square at ``size``², float32 in 0-1."""
-    grey = cv2.cvtColor(np.ascontiguousarray(crop_region(crop, region)), cv2.COLOR_RGB2GRAY)
+    grey = rgb_to_grey(crop_region(crop, region))
     return resize_square(grey, size).astype(np.float32) / 255.0
 
 

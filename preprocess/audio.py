@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.fft
 
 from core.preprocess_config import AudioConfig
 from core.preprocess_data import AudioFeatures
@@ -53,7 +52,7 @@ def mfcc(audio: np.ndarray, sample_rate: int, cfg: AudioConfig | None = None) ->
     energy = np.maximum(power.sum(axis=1), eps)
     bands = np.maximum(power @ _mel_filterbank(MFCC_FILTERS, n_fft, sample_rate).T, eps)
 
-    cepstra = scipy.fft.dct(np.log(bands), type=2, axis=1, norm="ortho")[:, : cfg.n_mfcc]
+    cepstra = np.log(bands) @ dct_matrix(MFCC_FILTERS)[: cfg.n_mfcc].T
     cepstra *= 1 + (MFCC_LIFTER / 2) * np.sin(np.pi * np.arange(cfg.n_mfcc) / MFCC_LIFTER)
     cepstra[:, 0] = np.log(energy)
     return np.ascontiguousarray(cepstra.T, dtype=np.float32)
@@ -104,6 +103,16 @@ def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
 
 def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
     return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+
+
+def dct_matrix(n: int) -> np.ndarray:
+    """(n, n) orthonormal DCT-II: ``x @ dct_matrix(n).T`` is ``scipy.fft.dct(x, type=2,
+    norm="ortho")`` along the last axis (to ~1e-15 relative; a product, not SciPy's FFT)."""
+    k = np.arange(n)[:, None]
+    basis = np.cos(np.pi * k * (2 * np.arange(n)[None, :] + 1) / (2 * n))
+    basis *= np.sqrt(2.0 / n)
+    basis[0] *= np.sqrt(0.5)
+    return basis
 
 
 def _mel_filterbank(n_filters: int, n_fft: int, sample_rate: int) -> np.ndarray:

@@ -18,16 +18,16 @@ from __future__ import annotations
 import threading
 
 import av
-import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
+
+from core.image_ops import rotate
 
 # 8-bit planar formats whose planes are copied as they are (bytes per row = plane width).
 # Anything else (10-bit, packed RGB, palettes, NV12) is converted to RGB at decode, as before.
 PLANAR_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p"})
 # Formats whose regions convert exactly from the planes' region (2x2 chroma subsampling).
 _REGION_FORMATS = frozenset({"yuv420p", "yuvj420p"})
-_CV2_ROTATE = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
 
 
 def stores_planes(frame: av.VideoFrame) -> bool:
@@ -54,7 +54,7 @@ class FrameStore:
         self.coded = (first.width, first.height)
         w, h = self.coded
         self.rotation = rotation
-        self._rotate = _CV2_ROTATE.get(rotation)
+        self._rotate = rotation if rotation in (90, 180, 270) else None  # clockwise degrees
         self.shape_hw = (w, h) if rotation in (90, 270) else (h, w)
         self._planes = [(p.height, p.width) for p in first.planes]  # (rows, bytes per row)
         self._frame_bytes = sum(r * c for r, c in self._planes)
@@ -121,7 +121,7 @@ class FrameStore:
     def frame(self, slot: int) -> np.ndarray:
         """Slot ``slot`` as an upright (H, W, 3) RGB array."""
         rgb = self._rgb(self._rebuild(self._stored(slot)))
-        return rgb.copy() if self._rotate is None else cv2.rotate(rgb, self._rotate)
+        return rgb.copy() if self._rotate is None else rotate(rgb, self._rotate)
 
     def region(self, slot: int, top: int, bottom: int, left: int, right: int) -> np.ndarray:
         """``self[slot][top:bottom, left:right]`` (bounds inside the frame), converting only

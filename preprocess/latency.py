@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.signal import medfilt
 
 from core.optional_torch import require_torch, torch_available
 from core.preprocess_config import SyncConfig
@@ -234,6 +233,16 @@ class SyncNetScorer:
         return offset_search(lip_emb, aud_emb, lip_frames, self.cfg.vshift, valid_only=self.valid_only)
 
 
+def median_filter(x: np.ndarray, size: int) -> np.ndarray:
+    """The running median of a 1-D array over an odd ``size``, zeros beyond its ends (what
+    ``scipy.signal.medfilt`` computes; each output is one of the inputs or 0, so exact)."""
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"the median filter's size must be odd and positive, got {size}")
+    half = size // 2
+    padded = np.pad(np.asarray(x, dtype=np.float64), half)
+    return np.median(np.lib.stride_tricks.sliding_window_view(padded, size), axis=1)
+
+
 def offset_search(
     lip_emb: np.ndarray,
     aud_emb: np.ndarray,
@@ -271,7 +280,7 @@ def offset_search(
     median = float(np.median(curve))
     frame_conf = median - dists[:, best]
     if smooth > 1:
-        frame_conf = medfilt(frame_conf, kernel_size=smooth)
+        frame_conf = median_filter(frame_conf, smooth)
     return Latency(
         distances=curve.astype(np.float32),
         offset=vshift - best,

@@ -16,11 +16,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from core.files import atomic_path
+from core.image_ops import rotate
 from core.preprocess_config import MediaConfig
 from core.preprocess_data import Clip, PreprocessError, VideoInfo
 from preprocess.frame_store import FrameStore, plane_bytes, stores_planes
@@ -36,7 +36,6 @@ _AUDIO_GAP_S = 0.02
 # ``decode``'s progress hook: called with the frame array and how many slots are filled so far.
 FrameCallback = Callable[[np.ndarray, int], None]
 
-_CV2_ROTATE = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
 # Leading bytes of containers we know to be video; when such a file does not open it is
 # damaged (e.g. an MP4 cut before its index), not some other kind of file.
 _VIDEO_SIGNATURES = ((4, b"ftyp"), (0, b"\x1aE\xdf\xa3"), (0, b"\x00\x00\x01\xba"), (8, b"AVI "))
@@ -339,7 +338,7 @@ class _SlotWriter:
         self.coded = (max(1, round(w * scale)), max(1, round(h * scale))) if scale < 1.0 else (w, h)
         cw, ch = self.coded
         self.shape = (cw, ch, 3) if rotation in (90, 270) else (ch, cw, 3)
-        self.rotate = _CV2_ROTATE.get(rotation)
+        self.rotate = rotation if rotation in (90, 180, 270) else None  # clockwise degrees
         self.max_slots = max_slots
         shape = (max(1, capacity), *self.shape)
         # np.empty reserves address space only; pages of slots never written cost no memory.
@@ -378,7 +377,7 @@ class _SlotWriter:
         if self.rotate is None:
             out[...] = rgb
         else:
-            cv2.rotate(rgb, self.rotate, dst=out)
+            out[...] = rotate(rgb, self.rotate)
 
     def _reserve(self, slot: int) -> None:
         if slot < len(self.frames):

@@ -12,16 +12,25 @@ which the training install keeps).
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import get_window
 
 AMIN = 1e-10  # power_to_db's floor
+
+
+def periodic_hann(n: int) -> np.ndarray:
+    """The periodic Hann window of ``n`` samples (float64), as ``scipy.signal.get_window("hann",
+    n, fftbins=True)`` computes it, to the bit: the symmetric window of n + 1 points, less its
+    last point."""
+    if n <= 1:
+        return np.ones(max(n, 0))
+    phase = np.linspace(-np.pi, np.pi, n + 1)[:-1]
+    return 0.5 + 0.5 * np.cos(phase)
 
 
 def stft_power(y: np.ndarray, n_fft: int, hop: int, win_length: int) -> np.ndarray:
     """|STFT|² (1 + n_fft // 2, frames) float32 of float32 samples: frames centred on multiples
     of ``hop`` (zero padding of n_fft // 2 at both ends), a periodic Hann window of
     ``win_length`` centred in each ``n_fft`` frame. F-ordered, as librosa's."""
-    window = get_window("hann", win_length, fftbins=True)
+    window = periodic_hann(win_length)
     left = (n_fft - win_length) // 2
     window = np.pad(window, (left, n_fft - win_length - left))
     padded = np.pad(y, (n_fft // 2, n_fft // 2))

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
+from core.assignment import linear_sum_assignment
+from core.image_ops import Resizer
 from core.preprocess_config import TrackConfig
 from core.preprocess_data import FaceDetections, Track
 from core.windows import window_runs
@@ -191,6 +191,7 @@ def crop_faces(
     out = np.empty((len(indices), size, size, 3), np.uint8)
     regions = crop_regions(track.boxes[indices - start], cfg.crop_scale)
     height, width = frames.shape[1:3]
+    resizer = Resizer()  # the crops share their output size: its work buffers and tables
     for i, (frame_index, (top, bottom, left, right)) in enumerate(zip(indices, regions, strict=True)):
         y0, y1 = max(top, 0), min(bottom, height)
         x0, x1 = max(left, 0), min(right, width)
@@ -202,7 +203,7 @@ def crop_faces(
                 patch[y0 - top : y1 - top, x0 - left : x1 - left] = _region(
                     frames, frame_index, y0, y1, x0, x1
                 )
-        cv2.resize(patch, (size, size), dst=out[i], interpolation=cv2.INTER_LINEAR)
+        resizer.linear(patch, size, size, out=out[i])
     return out
 
 

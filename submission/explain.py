@@ -15,15 +15,17 @@ import base64
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import cv2
+import av
 import numpy as np
 
 from core.aggregation import combine_log_odds
 from core.calibration import IDENTITY, Calibration
 from core.files import sha256_file
+from core.image_ops import resize_area
 from core.preprocess_config import PreprocessConfig
 from core.preprocess_data import Sample
 from submission.batch import VideoDetail
@@ -31,6 +33,8 @@ from submission.scoring import SecondScores
 
 THUMBNAILS = 4  # per face track: enough to see the face, small enough to keep pages light
 THUMB_SIZE = 96  # pixels
+# FFmpeg's JPEG quantiser for thumbnails (1 best .. 31): about OpenCV's quality 85 in size and error
+JPEG_QSCALE = 2
 
 
 @dataclass(frozen=True)
@@ -140,13 +144,24 @@ def thumbnails(
     picks = np.unique(np.linspace(0, len(faces) - 1, min(count, len(faces))).round().astype(int))
     frames, images = [], []
     for i in picks:
-        face = cv2.resize(np.ascontiguousarray(faces[i]), (size, size), interpolation=cv2.INTER_AREA)
-        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(face, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
-        if ok:
-            images.append(base64.b64encode(jpeg.tobytes()).decode("ascii"))
-            index = sample.face_frame_indices[i] if i < len(sample.face_frame_indices) else -1
-            frames.append(int(index))
+        face = resize_area(np.ascontiguousarray(faces[i]), size, size)
+        images.append(base64.b64encode(jpeg(face)).decode("ascii"))
+        index = sample.face_frame_indices[i] if i < len(sample.face_frame_indices) else -1
+        frames.append(int(index))
     return tuple(frames), tuple(images)
+
+
+def jpeg(rgb: np.ndarray) -> bytes:
+    """A (H, W, 3) uint8 RGB image as JPEG file bytes (FFmpeg's encoder, through PyAV)."""
+    height, width = rgb.shape[:2]
+    codec = av.CodecContext.create("mjpeg", "w")
+    codec.width, codec.height = width + width % 2, height + height % 2  # 4:2:0 needs even sides
+    codec.pix_fmt = "yuvj420p"
+    codec.time_base = Fraction(1, 25)
+    codec.options = {"qmin": str(JPEG_QSCALE), "qmax": str(JPEG_QSCALE)}
+    even = np.pad(rgb, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(even), format="rgb24").reformat(format="yuvj420p")
+    return b"".join(bytes(p) for p in [*codec.encode(frame), *codec.encode(None)])
 
 
 def latency_view(sample: Sample, preprocess: PreprocessConfig) -> tuple[LatencyView | None, str]:

@@ -1,7 +1,8 @@
 """Scoring without torch (the submission image installs requirements.txt, which has none, nor
-librosa, numba or scikit-learn): the shipped default scores real clips on ONNX Runtime with
-only requirements.txt's packages importable and gives the probabilities the full install gives;
-every path that needs torch stops with a message naming the file or option and what to do.
+librosa, numba, scikit-learn, SciPy or OpenCV): the shipped default scores real clips on ONNX
+Runtime with only requirements.txt's packages importable and gives the probabilities the full
+install gives; every path that needs torch stops with a message naming the file or option and
+what to do.
 The other packages are hidden in subprocesses by tests/scoring_only (its sitecustomize)."""
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ def probabilities(path: Path) -> dict[str, list[float]]:
 def test_only_the_scoring_packages_are_importable():
     check = (
         "import importlib.util as u;"
-        "assert all(u.find_spec(m) for m in ('numpy', 'scipy', 'cv2', 'av', 'onnxruntime', 'safetensors', 'tqdm'));"
-        "assert not any(u.find_spec(m) for m in ('librosa', 'numba', 'sklearn', 'PIL', 'lightning'));"
+        "assert all(u.find_spec(m) for m in ('numpy', 'av', 'onnxruntime', 'safetensors', 'tqdm'));"
+        "assert not any(u.find_spec(m) for m in ('scipy', 'cv2', 'librosa', 'numba', 'sklearn', 'PIL', 'lightning'));"
         "assert u.find_spec('torch') is None; import torch"
     )
     proc = run(["-c", check], scoring_only=True)
@@ -85,6 +86,31 @@ def test_default_scoring_without_torch_gives_the_same_probabilities(tmp_path):
         assert sorted(with_torch) == sorted(without) == sorted(Path(c).name for c in CLIPS)
         for video, values in with_torch.items():
             np.testing.assert_allclose(without[video], values, atol=TOLERANCE, rtol=0, err_msg=video)
+
+
+@pytest.mark.shared
+def test_a_real_clip_scores_without_scipy_or_opencv(tmp_path):
+    """The image has neither (requirements.txt): decoding, detection, tracking, crops, audio
+    features and both detectors of the default run with them unimportable, so a stray
+    ``import cv2`` or ``import scipy`` on the scoring path fails here, without Docker."""
+    inp = tmp_path / "input"
+    inp.mkdir()
+    (inp / "clip.mpg").symlink_to(shared_media("real", "lipnet_GRID_bbaf2n.mpg"))
+    out = tmp_path / "submission.csv"
+    script = (
+        "import sys, runpy;"
+        "from importlib.util import find_spec;"
+        "assert find_spec('cv2') is None and find_spec('scipy') is None, 'not hidden';"
+        "sys.argv = ['submission', '--input', sys.argv[1], '--output', sys.argv[2], '--no-progress', '--workers', '1'];"
+        "runpy.run_module('submission', run_name='__main__');"
+    )
+    proc = run(["-c", script, str(inp), str(out)], scoring_only=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "No module named" not in proc.stderr
+    (probability,) = probabilities(out)["clip.mpg"]
+    assert 0.0 < probability < 1.0
+    assert probabilities(out.with_name("submission_failures.csv")) == {}  # scored, no fallback
+    assert len(probabilities(out.with_name("submission_members.csv"))["clip.mpg"]) == 2
 
 
 def test_the_image_check_passes_without_torch():
