@@ -58,12 +58,16 @@ def transpose(image: np.ndarray) -> np.ndarray:
 
 
 def rgb_to_grey(image: np.ndarray) -> np.ndarray:
-    """(H, W, 3) RGB uint8 → (H, W) grey, as ``cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)``."""
+    """(H, W, 3) RGB uint8 → (H, W) grey, as ``cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)``: the
+    fixed-point sum rounded and shifted. In float32 (one matrix-vector product): every product
+    and sum is an integer below 2**24, so exact."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"needs a uint8 (H, W, 3) RGB image, got {image.dtype} {image.shape}")
-    r, g, b = (image[..., i].astype(np.int32) for i in range(3))
-    grey = r * GREY_WEIGHTS[0] + g * GREY_WEIGHTS[1] + b * GREY_WEIGHTS[2] + (1 << (GREY_BITS - 1))
-    return (grey >> GREY_BITS).astype(np.uint8)
+    weights = np.array(GREY_WEIGHTS, np.float32)
+    grey = np.ascontiguousarray(image).reshape(-1, 3).astype(np.float32) @ weights
+    grey += 1 << (GREY_BITS - 1)
+    grey *= np.float32(1.0 / (1 << GREY_BITS))  # a power of two: exact; truncation floors (>= 0)
+    return grey.astype(np.uint8).reshape(image.shape[:2])
 
 
 def _round_f32(x: np.ndarray) -> np.ndarray:
@@ -218,7 +222,7 @@ def _area_blocks(image: np.ndarray, width: int, height: int, ix: int, iy: int) -
     """Integer factors: the mean of each iy × ix block, rounded as OpenCV rounds it."""
     h, w = image.shape[:2]
     x = image.reshape(h, w, -1)[: height * iy, : width * ix]
-    sums = x.reshape(height, iy, width, ix, -1).sum(axis=(1, 3), dtype=np.int64)
+    sums = x.reshape(height, iy, width, ix, -1).sum(axis=(1, 3), dtype=np.int32)
     if ix == 2 and iy == 2:  # OpenCV's SIMD halving rounds halves up
         out = (sums + 2) >> 2
     else:
