@@ -14,10 +14,11 @@
 # The default command reads /data/input/*.mp4 and writes /data/output/submission.csv (+ the
 # failures sidecar and the resume journal beside it); /data/output must be writable by uid 1000.
 #
-# The CPU image (GPU=0) has no torch and no librosa: it installs requirements.txt only (ten
-# packages) and runs every network (RetinaFace, the default's detector and temporal_band) on
-# ONNX Runtime from the .onnx files beside their weights; numpy does what torch and librosa did
-# around them, with the same numbers.
+# The CPU image (GPU=0) has no torch, no librosa, no SciPy and no OpenCV: it installs
+# requirements.txt only (eight packages) and runs every network (RetinaFace, the default's
+# detector and temporal_band) on ONNX Runtime from the .onnx files beside their weights; numpy
+# does what torch, librosa, SciPy and OpenCV did around them, with the same numbers (421 MB on
+# CI's base, `make docker-test`).
 # The GPU image (GPU=1, the default) is torch-free too: it installs onnxruntime-gpu in place of
 # the lock's onnxruntime (both are the `onnxruntime` package: never both) with the CUDA 13 and
 # cuDNN 9 libraries as NVIDIA's pip wheels (requirements-gpu.txt), so no CUDA base image is
@@ -65,7 +66,7 @@ RUN if [ "$GPU" = 1 ]; then \
             -c requirements.txt -r requirements-gpu.txt; \
     fi
 
-# The installed packages' own test suites (scipy's and numpy's, ~40 MB) and the venv's
+# The installed packages' own test suites (numpy's, ~9 MB, now SciPy is out) and the venv's
 # setuptools: scoring never runs or imports them (numpy.testing imports numpy/_core/tests: kept).
 # The GPU image's CUDA wheels carry C headers and static libraries (~14 MB) for building
 # against them: nothing loads those at run time.
