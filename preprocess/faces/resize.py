@@ -11,17 +11,31 @@ resize off by one grey level on 0.05 % of the values (Pillow's own precision) mo
 3 px on one frame of the media clips, where non-maximum suppression picked a neighbouring
 anchor's box of nearly the same score.
 
-Each pass is a weighted sum of whole rows (``_rows``): per filter tap, the rows it reads
-gathered, multiplied by their weights and added, in int32; the horizontal pass runs on the
-transposed frame. numpy only (the scoring image has no SciPy or OpenCV): ~26 ms per 1080p
-frame on one core, 2.1x the SciPy sparse-matrix product it replaced (~13 ms; torch: ~1.5 ms).
+Each pass is a weighted sum of whole rows (``_rows``), the horizontal one on the transposed
+frame: one SciPy sparse-matrix product where SciPy is installed (training and development:
+~13 ms per 1080p frame on one core), else per filter tap the rows it reads gathered,
+multiplied by their weights and added, in int32 (the scoring image has no SciPy: ~26 ms).
+The same integers either way (tests/test_resize.py runs both against torch; torch: ~1.5 ms).
 """
 
 from __future__ import annotations
 
+import functools
+from types import ModuleType
+
 import numpy as np
 
 from core.image_ops import transpose
+
+
+@functools.cache
+def _installed_sparse() -> ModuleType | None:
+    try:
+        from scipy import sparse
+    except ImportError:
+        return None
+    return sparse
+
 
 MAX_PRECISION = 22  # bits; the weights' scale is the largest that keeps them below 2**15
 
@@ -53,24 +67,37 @@ def resample_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, int
     return index, fixed, precision
 
 
-def _rows(x: np.ndarray, n_out: int) -> np.ndarray:
+def _rows(x: np.ndarray, n_out: int, sparse: ModuleType | None = None) -> np.ndarray:
     """(n_in, C) uint8 rows → (n_out, C): each output row the fixed-point weighted sum of the
     input rows ``resample_weights`` names, rounded, clipped to uint8 (the sums are exact in
-    int32: 255 × 2**15 × taps stays far below 2**31)."""
+    int32: 255 × 2**15 × taps stays far below 2**31). ``sparse``: scipy.sparse to do it in one
+    product, or None for numpy."""
     index, fixed, precision = resample_weights(len(x), n_out)
-    acc = np.full((n_out, x.shape[1]), 1 << (precision - 1), np.int32)
-    term = np.empty_like(acc)
-    for k in range(index.shape[1]):  # taps past a support read the last pixel with weight 0
-        np.multiply(x[index[:, k]], fixed[:, k, None], out=term)
-        acc += term
+    if sparse is not None:
+        rows = np.repeat(np.arange(n_out), index.shape[1])
+        matrix = sparse.csr_matrix(
+            (fixed.ravel(), (rows, index.ravel())), shape=(n_out, len(x)), dtype=np.int32
+        )
+        matrix.sum_duplicates()  # the repeated last pixel beyond a support carries weight 0
+        acc = matrix @ x.astype(np.int32)
+        acc += 1 << (precision - 1)
+    else:
+        acc = np.full((n_out, x.shape[1]), 1 << (precision - 1), np.int32)
+        term = np.empty_like(acc)
+        for k in range(index.shape[1]):  # taps past a support read the last pixel with weight 0
+            np.multiply(x[index[:, k]], fixed[:, k, None], out=term)
+            acc += term
     acc >>= precision
     np.clip(acc, 0, 255, out=acc)
     return acc.astype(np.uint8)
 
 
-def resize_antialiased(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+def resize_antialiased(
+    frames: np.ndarray, height: int, width: int, scipy_use: bool | None = None
+) -> np.ndarray:
     """(B, H, W, 3) uint8 → (B, height, width, 3) uint8, antialiased bilinear (see the module
-    docstring); the frames themselves when the size is already right."""
+    docstring); the frames themselves when the size is already right. ``scipy_use``: None
+    takes SciPy where it imports, False never, True requires it."""
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(
             f"resize_antialiased needs uint8 (B, H, W, 3) frames, got {frames.dtype} {frames.shape}"
@@ -80,12 +107,15 @@ def resize_antialiased(frames: np.ndarray, height: int, width: int) -> np.ndarra
     batch, h, w, _ = frames.shape
     if (h, w) == (height, width):
         return frames
+    sparse = None if scipy_use is False else _installed_sparse()
+    if sparse is None and scipy_use:
+        raise ImportError("scipy_use=True: SciPy is not installed")
     out = np.empty((batch, height, width, 3), np.uint8)
     for i, frame in enumerate(frames):
         x = np.ascontiguousarray(frame)
         if w != width:  # horizontal: the columns of the frame are the rows of its transpose
-            x = transpose(_rows(transpose(x).reshape(w, h * 3), width).reshape(width, h, 3))
+            x = transpose(_rows(transpose(x).reshape(w, h * 3), width, sparse).reshape(width, h, 3))
         if h != height:
-            x = _rows(x.reshape(h, width * 3), height).reshape(height, width, 3)
+            x = _rows(x.reshape(h, width * 3), height, sparse).reshape(height, width, 3)
         out[i] = x
     return out
