@@ -80,13 +80,15 @@ def onnx_runtime(name_or_path: str | os.PathLike, threads: int, device: str = "c
         import onnxruntime  # noqa: F401  (absent: torch it is)
     except (WeightsError, KeyError, OSError, ImportError):
         return None
-    from models.runtimes import OnnxRuntimeRuntime
+    from models.runtimes import OnnxRuntimeRuntime, cuda_index
 
     try:
         # no spinning: the detector waits on the decoder between batches, and a spinning pool
         # burns the core the decoder needs
         providers = ["CPUExecutionProvider"] if device == "cpu" else "auto"
-        runtime = OnnxRuntimeRuntime(onnx, providers, threads=threads, spinning=False)
+        runtime = OnnxRuntimeRuntime(
+            onnx, providers, threads=threads, spinning=False, device_id=cuda_index(device)
+        )
     except RuntimeError as err:
         log.warning("%s: %s; face detection runs on torch", onnx, err)
         return None

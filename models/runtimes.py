@@ -140,10 +140,12 @@ def choose_providers(
     cache_dir: Path | None = None,
     fp16: bool = True,
     tensorrt_libs: bool = True,
+    device_id: int = 0,
 ) -> list[Any]:
     """Execution providers in preference order. ``"auto"``: TensorRT (only with
     ``tensorrt_libs``: TensorRT's own libraries load), CUDA, then CPU, each where this
-    onnxruntime build has it; ``"cpu"``: CPU only; a list is used as given."""
+    onnxruntime build has it, the GPU ones on GPU ``device_id`` (``cuda:N``'s N); ``"cpu"``:
+    CPU only; a list is used as given."""
     if not isinstance(wanted, str):
         return list(wanted)
     if wanted == "cpu":
@@ -155,9 +157,13 @@ def choose_providers(
         options: dict[str, Any] = {"trt_fp16_enable": bool(fp16)}
         if cache_dir is not None:
             options.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache_dir))
+        if device_id:
+            options["device_id"] = device_id
         chosen.append(("TensorrtExecutionProvider", options))
     if "CUDAExecutionProvider" in available:
-        chosen.append("CUDAExecutionProvider")
+        chosen.append(
+            ("CUDAExecutionProvider", {"device_id": device_id}) if device_id else "CUDAExecutionProvider"
+        )
     chosen.append("CPUExecutionProvider")
     return chosen
 
@@ -209,9 +215,11 @@ class OnnxRuntimeRuntime:
         cache_dir: str | os.PathLike | None = None,
         fp16: bool = True,
         spinning: bool = True,
+        device_id: int = 0,
     ):
         """``threads``: intra-op threads (0 = onnxruntime's default, all cores). ``cache_dir``
-        and ``fp16`` apply to ONNX Runtime's own TensorRT provider when it is chosen.
+        and ``fp16`` apply to ONNX Runtime's own TensorRT provider when it is chosen;
+        ``device_id``: the GPU its GPU providers use.
         ``spinning=False``: idle pool threads sleep instead of spinning (for a network that
         shares the cores with other work between calls)."""
         import onnxruntime as ort
@@ -227,6 +235,7 @@ class OnnxRuntimeRuntime:
             Path(cache_dir) if cache_dir else None,
             fp16,
             tensorrt_libs=gpu_asked and tensorrt_libs_loadable(),
+            device_id=device_id,
         )
         names = [_provider_name(p) for p in chosen]
         if {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(names):
@@ -523,6 +532,16 @@ class TensorRTRuntime:
 # ---------------------------------------------------------------------------------------------
 
 
+def cuda_index(device: str) -> int:
+    """``cuda:N`` → N; ``cuda``, ``cpu`` and anything else → 0."""
+    kind, _, index = str(device).partition(":")
+    if kind != "cuda" or not index:
+        return 0
+    if not index.isdigit():
+        raise ValueError(f"device {device!r}: expected cuda:N with N a GPU index")
+    return int(index)
+
+
 def make_runtime(
     kind: str = "auto",
     module: torch.nn.Module | None = None,
@@ -552,7 +571,12 @@ def make_runtime(
         if onnx_path is None:
             raise ValueError("the onnxruntime runtime needs an onnx_path")
         return OnnxRuntimeRuntime(
-            onnx_path, providers="auto" if on_gpu else "cpu", threads=threads, cache_dir=cache_dir, fp16=fp16
+            onnx_path,
+            providers="auto" if on_gpu else "cpu",
+            threads=threads,
+            cache_dir=cache_dir,
+            fp16=fp16,
+            device_id=cuda_index(dev),
         )
     if kind == "tensorrt":
         if onnx_path is None:
@@ -567,7 +591,9 @@ def make_runtime(
         except (RuntimeError, ValueError) as e:
             warnings.warn(f"TensorRT unavailable for {onnx_path} ({e}); using ONNX Runtime", stacklevel=2)
     if onnx_path is not None and importlib.util.find_spec("onnxruntime") is not None:
-        return OnnxRuntimeRuntime(onnx_path, providers="auto" if on_gpu else "cpu", threads=threads)
+        return OnnxRuntimeRuntime(
+            onnx_path, providers="auto" if on_gpu else "cpu", threads=threads, device_id=cuda_index(dev)
+        )
     if module is not None:
         return TorchRuntime(module, dev, fp16=fp16 and on_gpu)
     raise ValueError("make_runtime('auto') needs an onnx_path or a module")

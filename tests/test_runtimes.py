@@ -23,6 +23,7 @@ from models.runtimes import (
     TensorRTRuntime,
     TorchRuntime,
     choose_providers,
+    cuda_index,
     engine_cache_path,
     make_runtime,
     preload_cuda_libraries,
@@ -191,6 +192,17 @@ def test_provider_choice():
     # PyPI's onnxruntime-gpu lists TensorRT's provider without TensorRT's libraries: CUDA first then
     without_trt = choose_providers(everything, "auto", Path("/cache"), tensorrt_libs=False)
     assert without_trt == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    # cuda:1: both GPU providers on GPU 1 (ONNX Runtime's own default is GPU 0)
+    second = choose_providers(everything, "auto", None, device_id=1)
+    assert second[0] == ("TensorrtExecutionProvider", {"trt_fp16_enable": True, "device_id": 1})
+    assert second[1:] == [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]
+    assert choose_providers(everything, "cpu", device_id=1) == ["CPUExecutionProvider"]
+
+
+def test_cuda_index_reads_the_gpu_of_a_device_name():
+    assert [cuda_index(d) for d in ("cuda:3", "cuda", "cpu", "cuda:0")] == [3, 0, 0, 0]
+    with pytest.raises(ValueError, match="cuda:N"):
+        cuda_index("cuda:x")
 
 
 def test_a_gpu_provider_that_does_not_load_is_logged(tiny_export, caplog):
