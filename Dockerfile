@@ -17,7 +17,7 @@
 # The CPU image (GPU=0) has no torch, no librosa, no SciPy and no OpenCV: it installs
 # requirements.txt only (eight packages) and runs every network (RetinaFace, the default's
 # detector and temporal_band) on ONNX Runtime from the .onnx files beside their weights; numpy
-# does what torch, librosa, SciPy and OpenCV did around them, with the same numbers (421 MB on
+# does what torch, librosa, SciPy and OpenCV did around them, with the same numbers (408 MB on
 # CI's base, `make docker-test`).
 # The GPU image (GPU=1, the default) is torch-free too: it installs onnxruntime-gpu in place of
 # the lock's onnxruntime (both are the `onnxruntime` package: never both) with the CUDA 13 and
@@ -67,13 +67,15 @@ RUN if [ "$GPU" = 1 ]; then \
     fi
 
 # The installed packages' own test suites (numpy's, ~9 MB, now SciPy is out) and the venv's
-# setuptools: scoring never runs or imports them (numpy.testing imports numpy/_core/tests: kept).
+# setuptools and pip (16 MB): scoring never runs or imports them (numpy.testing imports
+# numpy/_core/tests: kept); make docker-test lists the image's packages through
+# importlib.metadata instead of pip.
 # The GPU image's CUDA wheels carry C headers and static libraries (~14 MB) for building
 # against them: nothing loads those at run time.
 RUN site=/opt/venv/lib/python3.11/site-packages \
     && find "$site" -type d -name tests ! -path "*/numpy/_core/tests" -prune -exec rm -rf {} + \
     && if [ -d "$site/nvidia" ]; then rm -rf "$site"/nvidia/*/include && find "$site/nvidia" -name "*.a" -delete; fi \
-    && pip uninstall -y -q setuptools
+    && python -m pip uninstall -y -q setuptools pip
 
 FROM python AS runtime
 COPY --from=build /opt/venv /opt/venv
