@@ -10,7 +10,9 @@ from __future__ import annotations
 import csv
 import os
 import re
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from submission_fakes import FailingPreprocessor, FakePreprocessor, FakeScorer
 
 from core.aggregation import aggregate
 from core.preprocess_config import PreprocessConfig
+from core.preprocess_data import VideoResult
 from models.detector_io import softmax_fake_probability
 from submission import writer
 from submission.cli import build_parser, main
@@ -690,3 +693,34 @@ def test_available_cpus_honours_a_cgroup_quota(tmp_path):
     (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")  # cgroup v1, --cpus 0.5
     (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
     assert available_cpus(tmp_path) == 1
+
+
+class SwallowsTheFirstAlarm:
+    """A video whose code swallows the first time-out, as Python does when the alarm lands in
+    a weakref callback or ``__del__`` during garbage collection ("Exception ignored in ..."),
+    then works on: the deadline must still end it."""
+
+    def __init__(self) -> None:
+        self.swallowed = 0
+
+    def process(self, path):
+        deadline = time.monotonic() + 3.0
+        try:
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+        except BaseException:
+            self.swallowed += 1
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+        return VideoResult(path=str(path))
+
+
+def test_a_swallowed_time_out_fires_again_until_it_ends_the_video():
+    from submission.preprocess_pool import _process_video, _WorkerSlot
+
+    preprocessor = SwallowsTheFirstAlarm()
+    started = time.monotonic()
+    path, samples, error, _ = _process_video(_WorkerSlot(preprocessor, "", 0.1), "a.mp4")
+    assert preprocessor.swallowed == 1 and error is not None and error[0] == "timeout"
+    assert time.monotonic() - started < 1.0  # not the 3 s the video would have taken
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # nothing left armed
