@@ -17,6 +17,7 @@ requires OpenCV, ``None`` (the default) takes it where it imports.
 from __future__ import annotations
 
 import functools
+import importlib
 from types import ModuleType
 
 import numpy as np
@@ -29,23 +30,28 @@ GREY_WEIGHTS = (9798, 19235, 3735)
 
 
 @functools.cache
-def _installed_opencv() -> ModuleType | None:
+def _installed(module: str) -> ModuleType | None:
     try:
-        import cv2
+        return importlib.import_module(module)
     except ImportError:
         return None
-    return cv2
+
+
+def optional_module(module: str, use: bool | None, what: str) -> ModuleType | None:
+    """A faster library to hand work to (``cv2``, ``scipy.sparse``), or None for the numpy
+    code: ``use`` None takes it where it imports, False never, True requires it (``what``
+    names it in the error)."""
+    if use is False:
+        return None
+    found = _installed(module)
+    if found is None and use:
+        raise ImportError(f"{what} is not installed")
+    return found
 
 
 def opencv(use: bool | None = None) -> ModuleType | None:
-    """The ``cv2`` module to hand work to, or None for numpy: ``use`` None takes it where it
-    imports, False never, True requires it."""
-    if use is False:
-        return None
-    cv2 = _installed_opencv()
-    if cv2 is None and use:
-        raise ImportError("opencv_use=True: OpenCV (opencv-python-headless) is not installed")
-    return cv2
+    """The ``cv2`` module to hand work to, or None for numpy (``optional_module``)."""
+    return optional_module("cv2", use, "opencv_use=True: OpenCV (opencv-python-headless)")
 
 
 def _check(image: np.ndarray, width: int, height: int) -> None:

@@ -221,6 +221,18 @@ def test_an_ensemble_json_names_its_preprocessing_and_maps_its_combined_log_odds
         ensemble_settings(str(tmp_path / "bad.json"))
 
 
+def random_members(folder: Path, pre: PreprocessConfig) -> list[Path]:
+    """Two untrained ``meso4`` members, ``a`` and ``b`` (seeds 0 and 1), saved in ``folder``."""
+    paths = []
+    for seed, name in ((0, "a"), (1, "b")):
+        torch.manual_seed(seed)
+        model = create_model("meso4", num_frames=2, img_size=32).eval()
+        paths.append(
+            save_weights(folder / name, model.state_dict(), "meso4", model.config.to_dict(), pre.to_dict())
+        )
+    return paths
+
+
 def test_train_eval_scores_an_ensemble_json_as_run_sh_combines_it(tmp_path):
     """``train eval --weights ENSEMBLE.json`` on a cache: each member scored alone (its own
     calibration), log-odds averaged 2:1, the ensemble's mapping applied; the report is built
@@ -241,14 +253,7 @@ def test_train_eval_scores_an_ensemble_json_as_run_sh_combines_it(tmp_path):
     pre = PreprocessConfig().replace("sample", num_frames=2)
     videos = generate_videos(12, seconds=0.12, seed=3, categories=["face_blend"])
     manifest = write_sample_cache(samples_from_videos(videos, pre, crop_size=32), tmp_path / "cache", pre)
-    paths = []
-    for seed, name in ((0, "a"), (1, "b")):
-        torch.manual_seed(seed)
-        model = create_model("meso4", num_frames=2, img_size=32).eval()
-        path = save_weights(
-            tmp_path / name, model.state_dict(), "meso4", model.config.to_dict(), pre.to_dict()
-        )
-        paths.append(path)
+    paths = random_members(tmp_path, pre)
     write_calibration(paths[0], Calibration(0.7, -0.1).to_dict())  # a member's own mapping counts
     ensemble = tmp_path / "ens.json"
     ensemble.write_text(
@@ -312,17 +317,7 @@ def test_an_ensemble_fitted_on_two_caches_is_the_one_fitted_on_their_union(tmp_p
     union = write_sample_cache(pairs, tmp_path / "union", pre)
     first = write_sample_cache(pairs[::2], tmp_path / "first", pre)
     second = write_sample_cache(pairs[1::2], tmp_path / "second", pre)
-    members = []
-    for seed, name in ((0, "a"), (1, "b")):
-        torch.manual_seed(seed)
-        model = create_model("meso4", num_frames=2, img_size=32).eval()
-        members.append(
-            str(
-                save_weights(
-                    tmp_path / name, model.state_dict(), "meso4", model.config.to_dict(), pre.to_dict()
-                )
-            )
-        )
+    members = [str(p) for p in random_members(tmp_path, pre)]
     whole = fit_ensemble(members, union, "all")
     parts = fit_ensemble(members, [first, second], "all")
     assert parts.weights == whole.weights
@@ -354,17 +349,7 @@ def test_a_probe_of_reals_is_scored_with_the_fitted_stacking_and_never_fitted_on
     assert len(probe_pairs) >= 2 and len(reals[1::2]) >= 2
     manifest = write_sample_cache(fit_pairs, tmp_path / "fit", pre)
     probe = write_sample_cache(probe_pairs, tmp_path / "probe", pre)
-    members = []
-    for seed, name in ((0, "a"), (1, "b")):
-        torch.manual_seed(seed)
-        model = create_model("meso4", num_frames=2, img_size=32).eval()
-        members.append(
-            str(
-                save_weights(
-                    tmp_path / name, model.state_dict(), "meso4", model.config.to_dict(), pre.to_dict()
-                )
-            )
-        )
+    members = [str(p) for p in random_members(tmp_path, pre)]
     plain = fit_ensemble(members, manifest, "all")
     probed = fit_ensemble(members, manifest, "all", probe=probe)
     assert (probed.weights, probed.fit.calibration) == (plain.weights, plain.fit.calibration)

@@ -119,7 +119,7 @@ def test_scoring_hands_the_ops_to_opencv_where_it_is_installed_and_numpy_gives_i
 
 
 def test_opencv_required_but_missing_says_so(monkeypatch):
-    monkeypatch.setattr(image_ops, "_installed_opencv", lambda: None)
+    monkeypatch.setattr(image_ops, "_installed", lambda module: None)
     assert image_ops.opencv() is None
     with pytest.raises(ImportError, match="opencv_use=True"):
         image_ops.Resizer(True)

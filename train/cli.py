@@ -255,7 +255,8 @@ def cmd_repackage_reals(args: argparse.Namespace) -> int:
     from train.repackage_reals import RepackageSpec, repackage_reals, write_label_rows
 
     spec = RepackageSpec(args.side, args.bitrate, args.face_scale, args.fps)
-    detector = FaceDetector.from_weights(DetectorConfig().weights, DetectorConfig())
+    cfg = DetectorConfig()
+    detector = FaceDetector.from_weights(cfg.weights, cfg)
     rows, failed = repackage_reals(args.root, args.labels, args.out, args.split, spec, detector)
     write_label_rows(rows, args.labels_out)
     for line in failed:
@@ -353,8 +354,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
     members = [m.strip() for m in args.members.split(",") if m.strip()]
     sources = {k: v for labels in args.labels or () for k, v in read_sources(labels).items()} or None
-    manifests = args.manifest[0] if len(args.manifest) == 1 else args.manifest
-    fit = fit_ensemble(members, manifests, args.split, sources, args.objective, args.held_out, args.probe)
+    fit = fit_ensemble(members, args.manifest, args.split, sources, args.objective, args.held_out, args.probe)
     print(format_ensemble(fit))
     preprocess = load_model(args.preprocess_from).preprocess if args.preprocess_from else None
     if args.preprocess_config:

@@ -117,6 +117,21 @@ def _names(manifest: Path | Sequence[Path]) -> str:
     return str(manifest) if isinstance(manifest, (str, Path)) else " + ".join(map(str, manifest))
 
 
+def members_log_odds(
+    members: Sequence[str], manifest: Path | Sequence[Path], split: str, sources: dict[str, str] | None
+) -> tuple[dict[str, LabelledVideos], np.ndarray]:
+    """Each member's videos (``member_videos``) and their log-odds stacked (members, videos);
+    ``ValueError`` when the members scored different videos."""
+    scores = {m: member_videos(m, manifest, split, sources) for m in members}
+    first = scores[members[0]]
+    for m in members[1:]:
+        if scores[m].filenames != first.filenames:
+            raise ValueError(
+                f"{m}: scored other videos than {members[0]} on {_names(manifest)} split {split}"
+            )
+    return scores, np.stack([log_odds(scores[m].probabilities) for m in members])
+
+
 def fit_ensemble(
     members: Sequence[str],
     manifest: Path | Sequence[Path],
@@ -134,14 +149,8 @@ def fit_ensemble(
         raise ValueError("an ensemble needs at least two members")
     if objective not in (*OBJECTIVES, "auto"):
         raise ValueError(f"objective {objective!r}: expected one of {', '.join((*OBJECTIVES, 'auto'))}")
-    scores = {m: member_videos(m, manifest, split, sources) for m in members}
+    scores, z = members_log_odds(members, manifest, split, sources)  # z: (members, videos)
     first = scores[members[0]]
-    for m in members[1:]:
-        if scores[m].filenames != first.filenames:
-            raise ValueError(
-                f"{m}: scored other videos than {members[0]} on {_names(manifest)} split {split}"
-            )
-    z = np.stack([log_odds(scores[m].probabilities) for m in members])  # (members, videos)
     tried = OBJECTIVES if objective == "auto" else (objective,)
     reports = (
         tuple(held_out_sources(z, first.labels, first.sources, o) for o in tried)
@@ -167,13 +176,9 @@ def probe_reals(
 ) -> ProbeReals:
     """The stacking (``weights``, ``fit``) applied to the real videos of ``probe`` (every
     split), beside the fit split's log-odds ``z`` and ``labels``."""
-    scored = [member_videos(m, probe, "all", None) for m in members]
-    for m, videos in zip(members[1:], scored[1:], strict=True):
-        if videos.filenames != scored[0].filenames:
-            raise ValueError(f"{m}: scored other videos than {members[0]} on {_names(probe)}")
-    if (scored[0].labels != 0).any():
+    scored, zp = members_log_odds(members, probe, "all", None)
+    if (scored[members[0]].labels != 0).any():
         raise ValueError(f"{_names(probe)}: a probe holds real videos only (it found labelled fakes)")
-    zp = np.stack([log_odds(v.probabilities) for v in scored])
     z_probe = fit.calibration.apply_log_odds(_combine(zp, weights))
     p_probe = sigmoid(z_probe)
     p_fit = sigmoid(fit.calibration.apply_log_odds(_combine(z, weights)))

@@ -20,22 +20,12 @@ The same integers either way (tests/test_resize.py runs both against torch; torc
 
 from __future__ import annotations
 
-import functools
+from dataclasses import dataclass
 from types import ModuleType
 
 import numpy as np
 
-from core.image_ops import transpose
-
-
-@functools.cache
-def _installed_sparse() -> ModuleType | None:
-    try:
-        from scipy import sparse
-    except ImportError:
-        return None
-    return sparse
-
+from core.image_ops import optional_module, transpose
 
 MAX_PRECISION = 22  # bits; the weights' scale is the largest that keeps them below 2**15
 
@@ -43,7 +33,8 @@ MAX_PRECISION = 22  # bits; the weights' scale is the largest that keeps them be
 def resample_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Per output pixel, the input pixels it reads ((n_out, taps) indices; beyond its support
     they repeat the last pixel, with weight 0), their fixed-point weights ((n_out, taps) int32)
-    and the weights' precision in bits. Cheap (~0.1 ms for 1920 → 384): computed per call."""
+    and the weights' precision in bits. Cheap (~0.1 ms for 1920 → 384): computed once per
+    ``resize_antialiased`` call."""
     scale = n_in / n_out
     support = scale if scale >= 1.0 else 1.0  # the triangle's half-width, in input pixels
     invscale = 1.0 / scale if scale >= 1.0 else 1.0
@@ -67,27 +58,42 @@ def resample_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, int
     return index, fixed, precision
 
 
-def _rows(x: np.ndarray, n_out: int, sparse: ModuleType | None = None) -> np.ndarray:
-    """(n_in, C) uint8 rows → (n_out, C): each output row the fixed-point weighted sum of the
-    input rows ``resample_weights`` names, rounded, clipped to uint8 (the sums are exact in
-    int32: 255 × 2**15 × taps stays far below 2**31). ``sparse``: scipy.sparse to do it in one
-    product, or None for numpy."""
-    index, fixed, precision = resample_weights(len(x), n_out)
+@dataclass(frozen=True)
+class _Pass:
+    """One direction's resampling, built once per size pair and applied to every frame."""
+
+    index: np.ndarray  # (n_out, taps), from resample_weights
+    fixed: np.ndarray
+    precision: int
+    matrix: object | None  # the same as a scipy.sparse (n_out, n_in) int32 matrix, or None: numpy
+
+
+def _pass(n_in: int, n_out: int, sparse: ModuleType | None) -> _Pass:
+    index, fixed, precision = resample_weights(n_in, n_out)
+    matrix = None
     if sparse is not None:
         rows = np.repeat(np.arange(n_out), index.shape[1])
         matrix = sparse.csr_matrix(
-            (fixed.ravel(), (rows, index.ravel())), shape=(n_out, len(x)), dtype=np.int32
+            (fixed.ravel(), (rows, index.ravel())), shape=(n_out, n_in), dtype=np.int32
         )
         matrix.sum_duplicates()  # the repeated last pixel beyond a support carries weight 0
-        acc = matrix @ x.astype(np.int32)
-        acc += 1 << (precision - 1)
+    return _Pass(index, fixed, precision, matrix)
+
+
+def _rows(x: np.ndarray, p: _Pass) -> np.ndarray:
+    """(n_in, C) uint8 rows → (n_out, C): each output row the fixed-point weighted sum of the
+    input rows ``p`` names, rounded, clipped to uint8 (the sums are exact in int32: 255 × 2**15
+    × taps stays far below 2**31): one sparse product, or per tap in numpy."""
+    if p.matrix is not None:
+        acc = p.matrix @ x.astype(np.int32)
+        acc += 1 << (p.precision - 1)
     else:
-        acc = np.full((n_out, x.shape[1]), 1 << (precision - 1), np.int32)
+        acc = np.full((len(p.index), x.shape[1]), 1 << (p.precision - 1), np.int32)
         term = np.empty_like(acc)
-        for k in range(index.shape[1]):  # taps past a support read the last pixel with weight 0
-            np.multiply(x[index[:, k]], fixed[:, k, None], out=term)
+        for k in range(p.index.shape[1]):  # taps past a support read the last pixel with weight 0
+            np.multiply(x[p.index[:, k]], p.fixed[:, k, None], out=term)
             acc += term
-    acc >>= precision
+    acc >>= p.precision
     np.clip(acc, 0, 255, out=acc)
     return acc.astype(np.uint8)
 
@@ -107,15 +113,15 @@ def resize_antialiased(
     batch, h, w, _ = frames.shape
     if (h, w) == (height, width):
         return frames
-    sparse = None if scipy_use is False else _installed_sparse()
-    if sparse is None and scipy_use:
-        raise ImportError("scipy_use=True: SciPy is not installed")
+    sparse = optional_module("scipy.sparse", scipy_use, "scipy_use=True: SciPy")
+    across = _pass(w, width, sparse) if w != width else None
+    down = _pass(h, height, sparse) if h != height else None
     out = np.empty((batch, height, width, 3), np.uint8)
     for i, frame in enumerate(frames):
         x = np.ascontiguousarray(frame)
-        if w != width:  # horizontal: the columns of the frame are the rows of its transpose
-            x = transpose(_rows(transpose(x).reshape(w, h * 3), width, sparse).reshape(width, h, 3))
-        if h != height:
-            x = _rows(x.reshape(h, width * 3), height, sparse).reshape(height, width, 3)
+        if across is not None:  # horizontal: the columns of the frame are the rows of its transpose
+            x = transpose(_rows(transpose(x).reshape(w, h * 3), across).reshape(width, h, 3))
+        if down is not None:
+            x = _rows(x.reshape(h, width * 3), down).reshape(height, width, 3)
         out[i] = x
     return out
