@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup venv repo-path weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test docker-build-gpu fuzz soak train-default eval-default train-compare train-avattn train-mds train-temporal train-temporal-net train-ensemble train-syncnet train-sync-evidence train-fusion
+.PHONY: setup venv repo-path weights test test-fast lint bench bench-gpu demo lock clean wheelhouse wheelhouse-gpu docker-base docker-test docker-build-gpu fuzz soak train-default eval-default train-compare train-avattn train-mds train-temporal train-temporal-net train-ensemble train-syncnet train-sync-evidence train-fusion train-mds-sync media-labels release-table
 
 setup: venv repo-path weights  ## virtualenv + pinned dependencies + default weights
 
@@ -217,10 +217,7 @@ train-fusion: weights  ## fusion_timesformer (tiny) with and without its SyncNet
 	printf '%s\n' '{"sync": {"weights": "syncnet"}}' > $(FUSION_RUN)/preprocess.json
 	$(PY) -m preprocess $(SHARED)/train --labels $(FUSION_RUN)/labels_trainval.csv --out $(FUSION_RUN)/cache \
 		--config $(FUSION_RUN)/preprocess.json --still-images $(FUSION_PRE)
-	awk -F'\t' 'NR > 1 && ($$2 == "real" || $$2 == "fake") { c = $$2; \
-		if ($$2 == "fake") c = ($$3 ~ /SadTalker-Video-Lip-Sync/) ? "lip_sync" : ($$3 ~ /SadTalker/) ? "talking_head" : "face_swap"; \
-		print $$1 "," $$2 ",test,," c }' $(SHARED)/media/MANIFEST.tsv \
-		| sed '1i filename,label,split,original,category' > $(FUSION_RUN)/media_labels.csv
+	$(MAKE) media-labels MEDIA_LABELS=$(FUSION_RUN)/media_labels.csv
 	$(PY) -m preprocess $(SHARED)/media --labels $(FUSION_RUN)/media_labels.csv --out $(FUSION_RUN)/media_cache \
 		--config $(FUSION_RUN)/preprocess.json $(FUSION_PRE)
 	for variant in latency:true:$(FUSION_FAKES),$(FUSION_AUDIO_FAKES) no_latency:false:$(FUSION_FAKES); do \
@@ -243,7 +240,11 @@ train-fusion: weights  ## fusion_timesformer (tiny) with and without its SyncNet
 MDS_RUN       ?= $(DEFAULT_RUN)/compare/mds
 MDS_STEPS     ?= 2000
 # head_weight=0: the heads cannot tell a moved soundtrack from either stream alone (models/mds.py)
-MDS_FIT       ?= --model mds:head_weight=0 --pseudo-fakes audio_desync --pseudo-fake-p 0.5 --optimizer adamw --lr 1e-3 \
+# MDS_MODEL / MDS_INIT: the audio stream from scratch, or (train-mds-sync) the shipped SyncNet's
+# audio tower as MDS's MFCC stream, started from weights/syncnet (models/mds.py, audio_tower)
+MDS_MODEL     ?= mds:head_weight=0
+MDS_INIT      ?=
+MDS_FIT       ?= --model $(MDS_MODEL) $(MDS_INIT) --pseudo-fakes audio_desync --pseudo-fake-p 0.5 --optimizer adamw --lr 1e-3 \
 	--scheduler cosine --warmup-steps 50 --batch-size 8 --max-steps $(MDS_STEPS) --epoch-size 1600 \
 	--epochs 100 --patience 0 --seed 0
 train-mds: weights  ## MDS on $(SHARED)/train's real speech with audio pseudo-fakes; its media AUC
@@ -261,6 +262,10 @@ train-mds: weights  ## MDS on $(SHARED)/train's real speech with audio pseudo-fa
 	$(PY) -m train eval --manifest $(DEFAULT_RUN)/mds_cache/manifest.csv --weights $(MDS_RUN)/mds \
 		--split val --out $(MDS_RUN)/eval_val
 
+train-mds-sync: weights  ## MDS whose MFCC stream starts from the shipped SyncNet's audio tower (the sync ablation)
+	$(MAKE) train-mds MDS_RUN=$(DEFAULT_RUN)/compare/mds_sync_frozen \
+		MDS_MODEL=mds:head_weight=0,audio_tower=syncnet_mouth,audio_width=24,freeze_audio=true MDS_INIT="--init syncnet"
+
 # temporal_band (models/temporal_band.py): a one-class band of real motion, fitted on the real
 # speech clips of $(SHARED)/train alone (photos have no motion; every labelled fake is validation)
 # in a "windows" cache: 4 runs of 32 consecutive frames per face track, one still crop per run,
@@ -276,10 +281,7 @@ train-temporal: weights  ## temporal_band on $(SHARED)/train's real clips; its v
 	$(PY) -m preprocess $(SHARED)/train --labels $(TEMPORAL_RUN)/labels.csv --out $(TEMPORAL_RUN)/cache \
 		--config $(TEMPORAL_RUN)/preprocess.json --workers 2 --threads 1 --no-progress
 	$(PY) -m train fit-temporal --manifest $(TEMPORAL_RUN)/cache/manifest.csv --out $(TEMPORAL_RUN)/temporal_band $(TEMPORAL_FIT)
-	awk -F'\t' 'NR > 1 && ($$2 == "real" || $$2 == "fake") { c = $$2; \
-		if ($$2 == "fake") c = ($$3 ~ /SadTalker-Video-Lip-Sync/) ? "lip_sync" : ($$3 ~ /SadTalker/) ? "talking_head" : "face_swap"; \
-		print $$1 "," $$2 ",test,," c }' $(SHARED)/media/MANIFEST.tsv \
-		| sed '1i filename,label,split,original,category' > $(TEMPORAL_RUN)/media_labels.csv
+	$(MAKE) media-labels MEDIA_LABELS=$(TEMPORAL_RUN)/media_labels.csv
 	$(PY) -m preprocess $(SHARED)/media --labels $(TEMPORAL_RUN)/media_labels.csv --out $(TEMPORAL_RUN)/media_cache \
 		--config $(TEMPORAL_RUN)/preprocess.json --workers 2 --threads 1 --no-progress
 	$(PY) -m train eval --manifest $(TEMPORAL_RUN)/cache/manifest.csv --weights $(TEMPORAL_RUN)/temporal_band \
@@ -307,10 +309,7 @@ train-temporal-net: weights  ## temporal_net from pseudo-fakes of $(SHARED)/trai
 		--config $(TNET_RUN)/preprocess.json --workers 2 --threads 1 --no-progress
 	$(PY) -m train fit-temporal-net --manifest $(TNET_RUN)/cache/manifest.csv --out $(TNET_RUN)/temporal_net \
 		--pool $(TNET_RUN)/pool.npz --workers 2 --threads 2 --labels $(TNET_RUN)/labels_all.csv $(TNET_FIT)
-	awk -F'\t' 'NR > 1 && ($$2 == "real" || $$2 == "fake") { c = $$2; \
-		if ($$2 == "fake") c = ($$3 ~ /SadTalker-Video-Lip-Sync/) ? "lip_sync" : ($$3 ~ /SadTalker/) ? "talking_head" : "face_swap"; \
-		print $$1 "," $$2 ",test,," c }' $(SHARED)/media/MANIFEST.tsv \
-		| sed '1i filename,label,split,original,category' > $(TNET_RUN)/media_labels.csv
+	$(MAKE) media-labels MEDIA_LABELS=$(TNET_RUN)/media_labels.csv
 	$(PY) -m preprocess $(SHARED)/media --labels $(TNET_RUN)/media_labels.csv --out $(TNET_RUN)/media_cache \
 		--config $(TNET_RUN)/preprocess.json --workers 2 --threads 1 --no-progress
 	$(PY) -m train eval --manifest $(TNET_RUN)/media_cache/manifest.csv --weights $(TNET_RUN)/temporal_net \
@@ -345,17 +344,48 @@ train-sync-evidence: weights  ## sync_evidence on $(SHARED)/train (LOGO report) 
 		--out $(SYNC_EVIDENCE_RUN)/default3.json
 
 # Evaluation only: ../shared/media is never trained or tuned on. Categories from its sources.
-eval-default:  ## the shipped detector on $(SHARED)/media and on the training set's held-out fakes
+MEDIA_LABELS ?= $(DEFAULT_RUN)/media_labels.csv
+media-labels:  ## $(SHARED)/media's labels, each fake's category from its source (evaluation only)
+	mkdir -p $(dir $(MEDIA_LABELS))
 	awk -F'\t' 'NR > 1 && ($$2 == "real" || $$2 == "fake") { c = $$2; \
 		if ($$2 == "fake") c = ($$3 ~ /SadTalker-Video-Lip-Sync/) ? "lip_sync" : ($$3 ~ /SadTalker/) ? "talking_head" : "face_swap"; \
 		print $$1 "," $$2 ",test,," c }' $(SHARED)/media/MANIFEST.tsv \
-		| sed '1i filename,label,split,original,category' > $(DEFAULT_RUN)/media_labels.csv
+		| sed '1i filename,label,split,original,category' > $(MEDIA_LABELS)
+
+eval-default:  ## the shipped detector on $(SHARED)/media and on the training set's held-out fakes
+	$(MAKE) media-labels
 	$(PY) -m preprocess $(SHARED)/media --labels $(DEFAULT_RUN)/media_labels.csv --out $(DEFAULT_RUN)/media_cache \
 		--workers 2 --threads 1 --no-progress
 	$(PY) -m train eval --manifest $(DEFAULT_RUN)/media_cache/manifest.csv --weights weights/detector \
 		--split all --out $(DEFAULT_RUN)/eval_media
 	$(PY) -m train eval --manifest $(DEFAULT_RUN)/cache/manifest.csv --weights weights/detector \
 		--split val --out $(DEFAULT_RUN)/eval_val
+
+# The README's release rows, regenerated: the shipped default and its members on the default's
+# "windows" preprocessing (224 px crops, no SyncNet) of $(SHARED)/media (evaluation only) and of
+# $(SHARED)/train's validation split (LOGO AUC), laid out by train compare. RELEASE_EXTRA adds
+# more evaluation reports as rows ([NAME=]EVAL_DIR), RELEASE_EXTRA_VAL their validation reports.
+RELEASE_RUN       ?= $(DEFAULT_RUN)/release
+RELEASE_MEMBERS   ?= default detector temporal_band
+RELEASE_EXTRA     ?=
+RELEASE_EXTRA_VAL ?=
+release-table: weights media-labels  ## the README's release rows: shipped default and members evaluated, then train compare
+	awk -F, 'NR == 1 || $$3 == "val"' $(DEFAULT_RUN)/labels.csv > $(DEFAULT_RUN)/val_labels.csv
+	printf '%s\n' '{"sample": {"sampling": "windows", "windows": 4, "window_frames": 32}, "sync": {"weights": ""}}' \
+		> $(RELEASE_RUN).json
+	$(PY) -m preprocess $(SHARED)/media --labels $(MEDIA_LABELS) --out $(DEFAULT_RUN)/w224_media \
+		--config $(RELEASE_RUN).json --workers 2 --threads 1 --no-progress
+	$(PY) -m preprocess $(SHARED)/train --labels $(DEFAULT_RUN)/val_labels.csv --out $(DEFAULT_RUN)/w224_val \
+		--config $(RELEASE_RUN).json --workers 2 --threads 1 --no-progress
+	for w in $(RELEASE_MEMBERS); do \
+		$(PY) -m train eval --manifest $(DEFAULT_RUN)/w224_media/manifest.csv --weights $$w --split all \
+			--out $(RELEASE_RUN)/$$w/eval_media && \
+		$(PY) -m train eval --manifest $(DEFAULT_RUN)/w224_val/manifest.csv --weights $$w --split val \
+			--out $(RELEASE_RUN)/$$w/eval_val || exit 1; \
+	done
+	$(PY) -m train compare $(foreach w,$(RELEASE_MEMBERS),$(RELEASE_RUN)/$(w)/eval_media) $(RELEASE_EXTRA) \
+		--val $(foreach w,$(RELEASE_MEMBERS),$(RELEASE_RUN)/$(w)/eval_val) $(RELEASE_EXTRA_VAL) \
+		--out-md $(RELEASE_RUN)/detectors.md --out-csv $(RELEASE_RUN)/detectors.csv
 
 lock:  ## re-resolve requirements.in into the pinned requirements.txt (see its header)
 	@echo "see requirements.txt header: install requirements.in in a fresh venv, keep one OpenCV, pip freeze"

@@ -52,6 +52,7 @@ from models.detector import DetectorModel
 from models.detector_io import logits_to_log_odds
 from models.face_frames_io import Region, crop_region, pick_frames, resize_square
 from models.registry import FlatConfig, register_model
+from models.syncnet_mouth import SyncNetMouth, audio_tower, scale_mfcc
 
 REGIONS: dict[str, Region | None] = {
     "whole": None,
@@ -86,10 +87,22 @@ class MdsConfig(FlatConfig):
     # the visual head then stays untrained and samples without audio score about 0.5.
     head_weight: float = 1.0
     norm: str = "batch"  # "batch" (the paper's) or "group" (see make_norm)
+    # "mds": the narrow CNN below on MFCCs normalised per soundtrack (cmvn), from scratch;
+    # "syncnet_mouth": the shipped sync model's audio tower (models.syncnet_mouth.audio_tower at
+    # ``audio_width``, flatten head, ``embed_dim`` wide) on raw MFCCs as that model reads them,
+    # so ``init_from_upstream(weights/syncnet)`` starts it from a tower that already learnt which
+    # sounds go with which mouth shapes.
+    audio_tower: str = "mds"
+    audio_c0_floor: float = 0.0  # syncnet_mouth tower only: its floor of MFCC coefficient 0
+    # Keep the audio stream as initialised (weights and BatchNorm statistics): the video stream
+    # then learns to meet a fixed sync embedding instead of both streams drifting together.
+    freeze_audio: bool = False
 
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
             raise ValueError(f"mds: norm must be one of {NORMS}, got {self.norm!r}")
+        if self.audio_tower not in AUDIO_TOWERS:
+            raise ValueError(f"mds: audio_tower must be one of {AUDIO_TOWERS}, got {self.audio_tower!r}")
         if self.region not in REGIONS:
             raise ValueError(f"mds: region must be one of {sorted(REGIONS)}, got {self.region!r}")
         if min(self.max_chunks, self.chunk_frames, self.img_size, self.width, self.mfcc_frames) < 1:
@@ -99,6 +112,7 @@ class MdsConfig(FlatConfig):
 
 
 NORMS = ("batch", "group")
+AUDIO_TOWERS = ("mds", "syncnet_mouth")
 
 
 def make_norm(kind: str, channels: int, dims: int) -> nn.Module:
@@ -185,6 +199,19 @@ class AudioStream(nn.Module):
         return self.embed(self.trunk(x).mean(dim=(2, 3)))
 
 
+class SyncAudioStream(nn.Module):
+    """(N, 1, 13, m) raw MFCC windows → (N, embed_dim): the shipped sync model's audio tower
+    (``aud.*`` keys as in ``models.syncnet_mouth``), unnormalised like ``AudioStream``'s output."""
+
+    def __init__(self, width: int, embed_dim: int, c0_floor: float):
+        super().__init__()
+        self.c0_floor = c0_floor
+        self.aud = audio_tower(width, embed_dim, "flatten")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.aud(scale_mfcc(x, self.c0_floor))
+
+
 def cmvn(mfcc: np.ndarray) -> np.ndarray:
     """Each coefficient (row) to zero mean and unit variance over the soundtrack."""
     mfcc = np.asarray(mfcc, np.float32)
@@ -249,9 +276,20 @@ class MdsModel(DetectorModel):
         self.config = config or MdsConfig()
         cfg = self.config
         self.video_stream = VideoStream(cfg.width, cfg.embed_dim, cfg.norm)
-        self.audio_stream = AudioStream(cfg.audio_width, cfg.embed_dim, cfg.norm)
+        if cfg.audio_tower == "syncnet_mouth":
+            self.audio_stream = SyncAudioStream(cfg.audio_width, cfg.embed_dim, cfg.audio_c0_floor)
+        else:
+            self.audio_stream = AudioStream(cfg.audio_width, cfg.embed_dim, cfg.norm)
         self.video_head = nn.Linear(cfg.embed_dim, 2)
         self.audio_head = nn.Linear(cfg.embed_dim, 2)
+        if cfg.freeze_audio:
+            self.audio_stream.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> MdsModel:
+        super().train(mode)
+        if self.config.freeze_audio:  # its BatchNorm keeps the statistics it came with
+            self.audio_stream.eval()
+        return self
 
     # --- data ---------------------------------------------------------------------------------
 
@@ -267,7 +305,10 @@ class MdsModel(DetectorModel):
             raise ValueError(
                 f"{sample.meta.video}: MFCC has {sample.mfcc.shape[0]} rows, MDS reads {cfg.n_mfcc}"
             )
-        features = cmvn(sample.mfcc) if has_audio else None
+        features = None
+        if has_audio:  # the sync model's tower reads MFCCs as it was trained on them: raw
+            raw = cfg.audio_tower == "syncnet_mouth"
+            features = np.asarray(sample.mfcc, np.float32) if raw else cmvn(sample.mfcc)
         region = REGIONS[cfg.region]
         for i, chunk in enumerate(sample_chunks(sample, cfg)):
             crops = [
@@ -393,6 +434,36 @@ class MdsModel(DetectorModel):
         heads = masked_mean(F.binary_cross_entropy_with_logits(visual, label, reduction="none"), mask)
         heads = heads + masked_mean(F.binary_cross_entropy_with_logits(audio, label, reduction="none"), sound)
         return masked_mean(contrast, sound) + self.config.head_weight * heads
+
+    def init_from_upstream(self, path: str) -> None:
+        """Start the audio stream from a sync model's audio tower (``weights/syncnet``: arch
+        ``syncnet_mouth``); needs ``audio_tower="syncnet_mouth"`` with that model's width, embedding
+        size, head and c0 floor. The video stream and the heads stay as initialised."""
+        from models.syncnet import load_syncnet
+
+        cfg = self.config
+        if cfg.audio_tower != "syncnet_mouth":
+            raise ValueError(
+                f"mds: --init {path} starts the audio stream from a sync model; "
+                "set audio_tower=syncnet_mouth (and its audio_width)"
+            )
+        sync = load_syncnet(path)
+        want = getattr(sync, "config", None)
+        if not isinstance(sync, SyncNetMouth) or want is None:
+            raise ValueError(f"mds: {path} is not a syncnet_mouth model ({type(sync).__name__})")
+        mismatch = {
+            name: (ours, theirs)
+            for name, ours, theirs in (
+                ("audio_width", cfg.audio_width, want.width),
+                ("embed_dim", cfg.embed_dim, want.embed_dim),
+                ("audio_c0_floor", cfg.audio_c0_floor, want.c0_floor),
+                ("head", "flatten", want.head),
+            )
+            if ours != theirs
+        }
+        if mismatch:
+            raise ValueError(f"mds: {path}'s audio tower does not fit this config (ours, theirs): {mismatch}")
+        self.audio_stream.aud.load_state_dict(sync.aud.state_dict())
 
     # --- export -------------------------------------------------------------------------------
 

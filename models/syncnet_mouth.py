@@ -72,6 +72,29 @@ def _head(channels: int, size: tuple[int, int], dim: int, kind: str) -> list[nn.
     return [nn.Flatten(), nn.Linear(channels * size[0] * size[1], dim)]
 
 
+def audio_tower(width: int, dim: int, head: str) -> nn.Sequential:
+    """(B, 1, 13, 20) scaled MFCC windows (``scale_mfcc``) → (B, dim), not yet normalised. Its
+    own function so another detector (``models.mds``) can run this layout and start from the
+    shipped weights' ``aud.*``."""
+    w = width
+    return nn.Sequential(
+        _block(1, w),  # 13x20
+        _block(w, 2 * w, (1, 2)),  # 13x10
+        _block(2 * w, 4 * w, 2),  # 7x5
+        _block(4 * w, 8 * w, 2),  # 4x3
+        *_head(8 * w, (4, 3), dim, head),
+    )
+
+
+def scale_mfcc(mfcc: torch.Tensor, c0_floor: float | None) -> torch.Tensor:
+    """Raw MFCC windows (B, 1, 13, T) as the audio tower reads them: coefficient 0 floored at
+    ``c0_floor`` (None: not floored), everything divided by ``MFCC_SCALE``."""
+    if c0_floor is not None:
+        floor = torch.full_like(mfcc[:, :, :1], c0_floor)
+        mfcc = torch.cat([torch.maximum(mfcc[:, :, :1], floor), mfcc[:, :, 1:]], dim=2)
+    return mfcc / MFCC_SCALE
+
+
 @dataclass(frozen=True)
 class SyncNetMouthConfig:
     embed_dim: int = 128
@@ -122,13 +145,7 @@ class SyncNetMouth(nn.Module):
             _block(4 * w, 8 * w, 2),  # 3x4
             *_head(8 * w, (3, 4), d, self.config.head),
         )
-        self.aud = nn.Sequential(
-            _block(1, w),  # 13x20
-            _block(w, 2 * w, (1, 2)),  # 13x10
-            _block(2 * w, 4 * w, 2),  # 7x5
-            _block(4 * w, 8 * w, 2),  # 4x3
-            *_head(8 * w, (4, 3), d, self.config.head),
-        )
+        self.aud = audio_tower(w, d, self.config.head)
 
     def forward_mouth(self, mouth: torch.Tensor) -> torch.Tensor:
         """(B, 3, 5, 48, 64) BGR 0..255 → (B, D)."""
@@ -140,10 +157,7 @@ class SyncNetMouth(nn.Module):
         return self.forward_mouth(mouth_region(video))
 
     def forward_aud(self, mfcc: torch.Tensor) -> torch.Tensor:
-        if self.config.c0_floor is not None:
-            floor = torch.full_like(mfcc[:, :, :1], self.config.c0_floor)
-            mfcc = torch.cat([torch.maximum(mfcc[:, :, :1], floor), mfcc[:, :, 1:]], dim=2)
-        return F.normalize(self.aud(mfcc / MFCC_SCALE), dim=1)
+        return F.normalize(self.aud(scale_mfcc(mfcc, self.config.c0_floor)), dim=1)
 
     def forward(self, video: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.forward_lip(video), self.forward_aud(audio)

@@ -381,8 +381,10 @@ def assign_splits(
     """Give every item a split (``train``/``val``/``test``), moving whole groups.
 
     Splits the dataset provides are kept unless ``resplit``, when they form a real partition
-    (at least two distinct splits: DFDC's ``"train"`` on every entry does not); unsplit items
-    then join their group's split, and unsplit groups are assigned like the rest.
+    (at least two distinct splits: DFDC's ``"train"`` on every entry does not) or name only
+    evaluation splits (a labels file whose every row says ``val`` or ``test`` is an evaluation
+    set: split again, most of it would silently land in ``train``); unsplit items then join
+    their group's split, and unsplit groups are assigned like the rest.
     Assignment is greedy, largest group first (ties in a seeded shuffle): each group goes to
     the split that still lacks most of its target, counted per class when ``balance`` (so
     every split keeps the dataset's real/fake ratio) or in videos otherwise. The result only
@@ -391,7 +393,7 @@ def assign_splits(
     fractions = _check_fractions(fractions)
     names = SPLITS[: len(fractions)]
     provided = {item.split for item in items if item.split}
-    keep = not resplit and len(provided) >= 2
+    keep = not resplit and (len(provided) >= 2 or provided in ({"val"}, {"test"}))
 
     groups: dict[str, list[int]] = defaultdict(list)
     for index, item in enumerate(items):

@@ -299,6 +299,10 @@ def test_provided_splits_are_kept_unless_resplit():
     # DFDC says "train" for every entry: that is no partition, so it is resplit.
     dfdc = [item(f"d{k}.mp4", k % 2, split="train") for k in range(30)]
     assert {i.split for i in assign_splits(dfdc)} == {"train", "val", "test"}
+    # A labels file that calls every row "val" (or "test") is an evaluation set: kept whole.
+    for name in ("val", "test"):
+        evaluation = [item(f"e{k}.mp4", k % 2, split=name) for k in range(30)]
+        assert {i.split for i in assign_splits(evaluation)} == {name}
     # --resplit ignores a real partition too.
     resplit = assign_splits(items, (0.5, 0.5), resplit=True)
     assert {i.split for i in resplit} == {"train", "val"}

@@ -292,3 +292,58 @@ def test_export_chooses_the_threshold_on_validation_and_writes_it(tmp_path):
     assert saved["model"]["distance_threshold"] == pytest.approx(expected.threshold)
     assert saved["extra"]["threshold_calibration"]["videos"] == 8
     assert result.onnx_max_abs_diff <= 1e-4
+
+
+def test_syncnet_audio_tower_starts_from_the_shipped_sync_model_and_reads_raw_mfcc(tmp_path):
+    """``audio_tower=syncnet_mouth``: MFCC windows go in raw (the sync model's input), ``--init
+    weights/syncnet`` copies its audio tower, so before any training each chunk's audio embedding
+    is the sync model's own; a config that does not fit it is refused by name."""
+    from models.onnx_export import export_onnx
+    from models.syncnet import load_syncnet
+    from train.cli import model_spec
+    from train.export import onnx_difference
+
+    sync = load_syncnet("syncnet")
+    arch, spec = model_spec(f"mds:audio_tower=syncnet_mouth,audio_width={sync.config.width},img_size=32")
+    assert arch == "mds" and spec["audio_tower"] == "syncnet_mouth"
+    model = create_model("mds", **spec)
+    model.init_from_upstream("syncnet")
+    model.eval()
+    sample = chunk_sample(seconds=3)
+    rng = np.random.default_rng(0)
+    sample = dataclasses.replace(sample, mfcc=rng.normal(0, 8, sample.mfcc.shape).astype(np.float32))
+    inputs = MdsModel.sample_inputs(sample, model.config)
+    np.testing.assert_array_equal(inputs["mfcc"][0], sample.mfcc[:, 40:60])  # raw, not cmvn'd
+    windows = torch.from_numpy(inputs["mfcc"][:3]).unsqueeze(1)
+    with torch.no_grad():
+        ours = torch.nn.functional.normalize(model.audio_stream(windows), dim=1)
+        theirs = sync.forward_aud(windows)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+    assert onnx_difference(model, export_onnx(model, tmp_path / "mds.onnx"), batch=2) <= 1e-4
+
+    with pytest.raises(ValueError, match="audio_width"):
+        create_model("mds", audio_tower="syncnet_mouth", audio_width=8).init_from_upstream("syncnet")
+    with pytest.raises(ValueError, match="audio_tower=syncnet_mouth"):
+        create_model("mds", **TINY).init_from_upstream("syncnet")
+    with pytest.raises(ValueError, match="audio_tower must be one of"):
+        MdsConfig(audio_tower="vggish")
+
+
+def test_a_frozen_audio_stream_stays_as_initialised_through_training_steps():
+    torch.manual_seed(0)
+    model = create_model("mds", **TINY, freeze_audio=True)
+    before = {k: v.clone() for k, v in model.audio_stream.state_dict().items()}
+    video_before = model.video_stream.stem[0].weight.clone()
+    model.train()
+    assert not model.audio_stream.training and model.video_stream.training
+    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    samples = [chunk_sample(3), chunk_sample(4)]
+    inputs = [torch.from_numpy(x) for x in MdsModel.batch_inputs(samples, model.config)]
+    batch = {"chunk_mask": inputs[2], "has_audio": inputs[3], "label": torch.tensor([0.0, 1.0])}
+    for _ in range(3):
+        optimiser.zero_grad()
+        model.training_loss(model(*inputs), batch).backward()
+        optimiser.step()
+    for key, value in model.audio_stream.state_dict().items():
+        torch.testing.assert_close(value, before[key], msg=key)  # weights and running statistics
+    assert not torch.equal(model.video_stream.stem[0].weight, video_before)

@@ -142,3 +142,33 @@ def test_submission_eval_reports_localisation_from_a_per_second_csv(tmp_path, ca
     assert main(["eval", "--submission", str(sub), "--labels", str(plain), "--per-second", str(per_second),
                  "--out", str(tmp_path / "rep2")]) == 0  # fmt: skip
     assert "localisation" not in json.loads((tmp_path / "rep2" / "report.json").read_text())
+
+
+def test_by_source_reports_each_generator_against_all_reals(files, tmp_path, capsys):
+    labels, test, _ = files
+    truth = read_labels(labels)
+    # two fake sources, two real sources; one video the sources file does not name
+    sources = {
+        n: (f"gen{int(n[1:-4]) % 3}" if lab.label else f"cam{int(n[1:-4]) % 4}") for n, lab in truth.items()
+    }
+    sources.pop("v39.mp4")
+    src = _write(tmp_path / "sources.csv", ["filename", "source"], sorted(sources.items()))
+    out = tmp_path / "report"
+    args = ["eval", "--submission", str(test), "--labels", str(labels), "--split", "test",
+            "--threshold", "0.5"]  # fmt: skip
+    assert main([*args, "--by-source", str(src), "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    scores = read_submission(test)
+    names = sorted(n for n in scores if n in truth and truth[n].split == "test")
+    reals = [n for n in names if truth[n].label == 0]
+    for k in range(3):
+        fakes = [n for n in names if truth[n].label == 1 and sources.get(n) == f"gen{k}"]
+        entry = report["per_source"][f"fake: gen{k}"]
+        y = [0] * len(reals) + [1] * len(fakes)
+        p = [scores[n] for n in reals + fakes]
+        assert entry["n"] == len(fakes) and entry["auc_vs_real"] == pytest.approx(skm.roc_auc_score(y, p))
+    assert report["per_source"]["real: cam0"]["auc_vs_real"] is None
+    assert report["per_source"]["audio_shift"]["n"] == 1  # v39: unnamed, keeps its category
+    assert "by source:" in capsys.readouterr().out
+    assert main([*args, "--by-source", str(labels)]) == 2  # no source column: an error naming the file
+    assert "source" in capsys.readouterr().err

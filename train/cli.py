@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -22,7 +23,8 @@ def model_spec(text: str) -> tuple[str, dict]:
     """``--model`` → (arch, config dict). ``text`` is a registered detector's name (its default
     config), ``tiny`` / ``base`` (fusion presets), a JSON file (a weights JSON: its ``arch`` and
     ``model``; else a fusion config) or inline JSON (a fusion config), with ``key=value,...``
-    overrides after ``:`` (``tiny:img_size=96,num_layers=3``, ``meso4:num_frames=4``)."""
+    overrides after ``:`` (``tiny:img_size=96,num_layers=3``, ``meso4:num_frames=4``), each value
+    JSON or, failing that, a bare string (``mds:audio_tower=syncnet_mouth``)."""
     from models.fusion import FusionConfig, FusionModel
     from models.registry import model_entry, registered_models
 
@@ -44,7 +46,10 @@ def model_spec(text: str) -> tuple[str, dict]:
         )
     for part in filter(None, overrides.split(",")):
         key, _, value = part.partition("=")
-        cfg[key.strip()] = json.loads(value)
+        try:
+            cfg[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:  # a bare word is a string: audio_tower=syncnet_mouth
+            cfg[key.strip()] = value.strip()
     model_entry(arch).config_class.from_dict(cfg)  # validate now, not after the data has loaded
     return arch, cfg
 
@@ -426,6 +431,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if evaluated.missing:
         print(f"warning: {len(evaluated.missing)} labelled videos have no score (listed in the report)")
     extra: dict = {"title": title}
+    if args.by_source:
+        by_source = ev.per_source(evaluated, ev.read_sources(args.by_source), report.threshold)
+        print("by source:\n" + "\n".join(ev.format_categories(by_source)))
+        extra["per_source"] = {name: dataclasses.asdict(cat) for name, cat in by_source.items()}
     if localisation is not None:
         print(ev.format_localisation(localisation))
         extra["localisation"] = localisation.to_dict()
@@ -548,7 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--init", type=Path,
         help="start from this upstream checkpoint (EfficientNet: timm/torchvision ImageNet B0; "
-        "fusion: mmaction2 TimeSformer or ImageNet ViT)",
+        "fusion: mmaction2 TimeSformer or ImageNet ViT; MobileNetV2 detectors: retinaface_mobilenetv2; "
+        "mds with audio_tower=syncnet_mouth: a sync model such as syncnet, whose audio tower it copies)",
     )  # fmt: skip
     f.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
     f.add_argument("--lr", type=float, help="default 5e-3 (sgd) / 1e-3 (adamw)")
@@ -856,6 +866,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --weights: the detector's own probabilities, without its calibration",
     )
+    v.add_argument(
+        "--by-source", type=Path, metavar="LABELS",
+        help="also report each source's figures (its fakes' AUC against all reals; each real source's "
+        "mean score) from this labels CSV's 'source' column (train footage-labels writes one)",
+    )  # fmt: skip
     v.set_defaults(func=cmd_eval)
 
     m = sub.add_parser(

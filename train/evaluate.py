@@ -24,6 +24,7 @@ from core.calibration import IDENTITY, Calibration
 from core.files import atomic_path, atomic_write
 from preprocess.datasets import parse_label, parse_segment
 from train.metrics import (
+    CategoryReport,
     DetectionReport,
     LocalisationReport,
     VideoTimeline,
@@ -148,6 +149,32 @@ def report_for(
     )
 
 
+def read_sources(path: str | Path) -> dict[str, str]:
+    """``filename -> source`` from a labels CSV with a ``source`` column (``train footage-labels``
+    writes one: a generator, a dataset or a speaker folder)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: labels file not found")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or not {"filename", "source"} <= set(reader.fieldnames):
+            raise ValueError(f"{path}: --by-source needs a labels CSV with 'filename' and 'source' columns")
+        return {Path(row["filename"]).name: (row["source"] or "").strip() for row in reader}
+
+
+def per_source(
+    evaluated: LabelledScores, sources: dict[str, str], threshold: float
+) -> dict[str, CategoryReport]:
+    """``per_category``'s figures with each video's source as its category (``real: SOURCE`` and
+    ``fake: SOURCE``): every fake source's AUC against all reals, and which real sources look
+    fake. A video the sources do not name keeps its category."""
+    groups = [
+        f"{'fake' if y else 'real'}: {sources[n]}" if sources.get(n) else c
+        for n, y, c in zip(evaluated.filenames, evaluated.labels, evaluated.categories, strict=True)
+    ]
+    return evaluate_scores(evaluated.labels, evaluated.scores, groups, threshold=threshold).per_category
+
+
 def save_figure(fig, path: Path) -> Path:
     """Lay out, write atomically and close a matplotlib figure."""
     import matplotlib.pyplot as plt
@@ -252,13 +279,22 @@ def format_report(report: DetectionReport) -> str:
         lines.append(
             f"model's threshold (probability 0.5): accuracy {f(m.accuracy)}  TP {m.tp} FP {m.fp} TN {m.tn} FN {m.fn}"
         )
-    for name, cat in report.per_category.items():
+    lines += format_categories(report.per_category)
+    return "\n".join(lines)
+
+
+def format_categories(categories: dict[str, CategoryReport]) -> list[str]:
+    def f(x: float | None) -> str:
+        return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
+
+    lines = []
+    for name, cat in categories.items():
         what = "caught" if cat.label == 1 else "passed"
         auc = f"  AUC vs real {f(cat.auc_vs_real)}" if cat.auc_vs_real is not None else ""
         lines.append(
             f"  {name:<16} n {cat.n:<4} mean score {cat.mean_score:.3f}  {what} {f(cat.detected)}{auc}"
         )
-    return "\n".join(lines)
+    return lines
 
 
 # --- scoring a cache with a model -------------------------------------------------------------
