@@ -27,6 +27,12 @@ the same whatever the embedding's scale), each MFCC coefficient is normalised ov
 sample's whole soundtrack (cepstral mean and variance normalisation: the channel and the
 speaker's loudness drop out), and both heads are trained with the sample's label.
 
+The audio stream can instead be the shipped sync model's audio tower (``audio_tower=
+"syncnet_mouth"``, started from ``weights/syncnet`` by ``init_from_upstream`` and best kept fixed,
+``freeze_audio``): it already maps the sound of each 0.2 s to the mouth shapes that go with it,
+so the video stream learns to meet a sync embedding instead of both streams learning from the
+desync pseudo-fakes alone (README, "The audio-visual half": what it changed).
+
 Scores: ``fake_logit`` is ``(mean chunk distance - distance_threshold) * logit_scale``, computed
 in the graph, so probability 0.5 is exactly the threshold. A sample without audio (empty MFCC)
 has no dissonance to measure: its log-odds are the mean of the visual head's chunk log-odds

@@ -13,7 +13,8 @@ from torch.nn import functional as F
 from core.preprocess_config import PreprocessConfig
 from models.mobilenet_frames import MobileNetFrames, MobileNetFramesConfig
 from train.metrics import roc_auc
-from train.pseudo_fakes import MouthRerender, PseudoFakeConfig, PseudoFakes, SelfBlend
+from train.pseudo_fake_mix import PseudoFakeConfig, PseudoFakes
+from train.pseudo_fakes import MouthRerender, SelfBlend
 
 PHOTOS = 64  # every 4th held out: 48 people to train on, 16 never seen
 STEPS, BATCH = 120, 16

@@ -180,7 +180,8 @@ def test_scored_from_the_weights_alone_on_every_runtime(tmp_path):
 
 
 def test_audio_desync_moves_mfcc_mel_and_waveform_together_by_what_it_says():
-    from train.pseudo_fakes import AudioDesync, PseudoFakeConfig, PseudoFakes
+    from train.pseudo_fake_mix import PseudoFakeConfig, PseudoFakes
+    from train.pseudo_fakes import AudioDesync
 
     sample = chunk_sample(4)
     sample = dataclasses.replace(

@@ -12,7 +12,7 @@ import torch
 
 from models.temporal_band import motion_features
 from tests.temporal_clips import real_motion, windows_sample
-from train.pseudo_fakes import PseudoFakeConfig, PseudoFakes
+from train.pseudo_fake_mix import PseudoFakeConfig, PseudoFakes
 from train.temporal_pool import PULLDOWN, repeat_frames, shrink
 from train.temporal_pseudo_fakes import TEMPORAL_CATEGORIES, consecutive_runs
 

@@ -11,13 +11,12 @@ from conftest import shared_media
 
 from core.preprocess_config import PreprocessConfig
 from core.preprocess_data import Latency, Sample
+from train.pseudo_fake_mix import PseudoFakeConfig, PseudoFakes
 from train.pseudo_fakes import (
     AudioShift,
     BlendFlicker,
     FaceFrame,
     MouthRerender,
-    PseudoFakeConfig,
-    PseudoFakes,
     SelfBlend,
     shift_latency,
 )

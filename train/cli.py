@@ -115,7 +115,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     arch, model = model_spec(args.model)
     transforms = ()
     if args.pseudo_fakes:
-        from train.pseudo_fakes import PseudoFakeConfig, PseudoFakes
+        from train.pseudo_fake_mix import PseudoFakeConfig, PseudoFakes
 
         pcfg = PseudoFakeConfig()
         if args.pseudo_fakes != "default":

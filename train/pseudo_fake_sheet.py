@@ -23,7 +23,7 @@ import numpy as np
 from core.files import atomic_path
 from preprocess.sample_file import load_sample
 from train.data import read_manifest
-from train.pseudo_fakes import PseudoFakeConfig
+from train.pseudo_fake_mix import PseudoFakeConfig
 from train.temporal_pseudo_fakes import TEMPORAL_CATEGORIES, consecutive_runs
 
 VISUAL = ("self_blend", "mouth_rerender", "blend_flicker")

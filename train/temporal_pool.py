@@ -36,7 +36,7 @@ from core.preprocess_data import Sample
 from models.temporal_net_io import TemporalNetConfig, TemporalNetIO
 from preprocess.sample_file import load_sample
 from train.data import read_manifest
-from train.pseudo_fakes import PseudoFakeConfig
+from train.pseudo_fake_mix import PseudoFakeConfig
 from train.temporal_fit import reencoded_sample
 from train.temporal_pseudo_fakes import ALL_CONSECUTIVE, TEMPORAL_CATEGORIES, consecutive_runs
 
