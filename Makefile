@@ -123,9 +123,10 @@ train-default: weights  ## the shipped default from $(SHARED)/train: seam detect
 # The validation reals re-packaged like generated talking heads (512² face-centred, 550 kbit/s)
 # are a probe the fit never reads: does packaging alone push reals towards "fake"?
 ENSEMBLE_PRE ?= $(DEFAULT_RUN)/windows224.json
+WINDOWS224   := '{"sample": {"sampling": "windows", "windows": 4, "window_frames": 32}, "sync": {"weights": ""}}'
 train-ensemble:  ## fit weights/default.json (detector + temporal_band) on $(SHARED)/train validation
 	awk -F, 'NR == 1 || $$3 == "val"' $(DEFAULT_RUN)/labels.csv > $(DEFAULT_RUN)/val_labels.csv
-	printf '%s\n' '{"sample": {"sampling": "windows", "windows": 4, "window_frames": 32}, "sync": {"weights": ""}}' > $(ENSEMBLE_PRE)
+	printf '%s\n' $(WINDOWS224) > $(ENSEMBLE_PRE)
 	$(PY) -m preprocess $(SHARED)/train --labels $(DEFAULT_RUN)/val_labels.csv --out $(DEFAULT_RUN)/w224_val \
 		--config $(ENSEMBLE_PRE) --workers 2 --threads 1 --no-progress
 	$(PY) -m train repackage-reals $(SHARED)/train --labels $(DEFAULT_RUN)/val_labels.csv \
@@ -371,12 +372,11 @@ RELEASE_EXTRA     ?=
 RELEASE_EXTRA_VAL ?=
 release-table: weights media-labels  ## the README's release rows: shipped default and members evaluated, then train compare
 	awk -F, 'NR == 1 || $$3 == "val"' $(DEFAULT_RUN)/labels.csv > $(DEFAULT_RUN)/val_labels.csv
-	printf '%s\n' '{"sample": {"sampling": "windows", "windows": 4, "window_frames": 32}, "sync": {"weights": ""}}' \
-		> $(RELEASE_RUN).json
+	printf '%s\n' $(WINDOWS224) > $(ENSEMBLE_PRE)
 	$(PY) -m preprocess $(SHARED)/media --labels $(MEDIA_LABELS) --out $(DEFAULT_RUN)/w224_media \
-		--config $(RELEASE_RUN).json --workers 2 --threads 1 --no-progress
+		--config $(ENSEMBLE_PRE) --workers 2 --threads 1 --no-progress
 	$(PY) -m preprocess $(SHARED)/train --labels $(DEFAULT_RUN)/val_labels.csv --out $(DEFAULT_RUN)/w224_val \
-		--config $(RELEASE_RUN).json --workers 2 --threads 1 --no-progress
+		--config $(ENSEMBLE_PRE) --workers 2 --threads 1 --no-progress
 	for w in $(RELEASE_MEMBERS); do \
 		$(PY) -m train eval --manifest $(DEFAULT_RUN)/w224_media/manifest.csv --weights $$w --split all \
 			--out $(RELEASE_RUN)/$$w/eval_media && \

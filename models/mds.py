@@ -454,9 +454,9 @@ class MdsModel(DetectorModel):
                 "set audio_tower=syncnet_mouth (and its audio_width)"
             )
         sync = load_syncnet(path)
-        want = getattr(sync, "config", None)
-        if not isinstance(sync, SyncNetMouth) or want is None:
+        if not isinstance(sync, SyncNetMouth):
             raise ValueError(f"mds: {path} is not a syncnet_mouth model ({type(sync).__name__})")
+        want = sync.config
         mismatch = {
             name: (ours, theirs)
             for name, ours, theirs in (

@@ -432,7 +432,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"warning: {len(evaluated.missing)} labelled videos have no score (listed in the report)")
     extra: dict = {"title": title}
     if args.by_source:
-        by_source = ev.per_source(evaluated, ev.read_sources(args.by_source), report.threshold)
+        from train.calibration import read_sources
+
+        sources = {Path(k).name: v for k, v in read_sources(args.by_source).items()}
+        if not sources:
+            raise ValueError(f"{args.by_source}: --by-source needs a labels CSV with a 'source' column")
+        by_source = ev.per_source(evaluated, sources, report.threshold)
         print("by source:\n" + "\n".join(ev.format_categories(by_source)))
         extra["per_source"] = {name: dataclasses.asdict(cat) for name, cat in by_source.items()}
     if localisation is not None:

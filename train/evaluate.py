@@ -149,25 +149,13 @@ def report_for(
     )
 
 
-def read_sources(path: str | Path) -> dict[str, str]:
-    """``filename -> source`` from a labels CSV with a ``source`` column (``train footage-labels``
-    writes one: a generator, a dataset or a speaker folder)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: labels file not found")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or not {"filename", "source"} <= set(reader.fieldnames):
-            raise ValueError(f"{path}: --by-source needs a labels CSV with 'filename' and 'source' columns")
-        return {Path(row["filename"]).name: (row["source"] or "").strip() for row in reader}
-
-
 def per_source(
     evaluated: LabelledScores, sources: dict[str, str], threshold: float
 ) -> dict[str, CategoryReport]:
-    """``per_category``'s figures with each video's source as its category (``real: SOURCE`` and
-    ``fake: SOURCE``): every fake source's AUC against all reals, and which real sources look
-    fake. A video the sources do not name keeps its category."""
+    """``per_category``'s figures with each video's source (``sources``: file name → source, e.g.
+    from ``train.calibration.read_sources``) as its category (``real: SOURCE`` and ``fake:
+    SOURCE``): every fake source's AUC against all reals, and which real sources look fake. A
+    video the sources do not name keeps its category."""
     groups = [
         f"{'fake' if y else 'real'}: {sources[n]}" if sources.get(n) else c
         for n, y, c in zip(evaluated.filenames, evaluated.labels, evaluated.categories, strict=True)
@@ -261,10 +249,12 @@ def write_report(
     return json_path, plot_roc(scores.labels, scores.scores, report, out_dir / "roc.png")
 
 
-def format_report(report: DetectionReport) -> str:
-    def f(x: float | None) -> str:
-        return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
+def _figure(x: float | None) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
 
+
+def format_report(report: DetectionReport) -> str:
+    f = _figure
     c = report.confusion
     lines = [
         f"videos {report.n} (fake {report.n_fake})  AUC {f(report.auc)}  log-loss {f(report.log_loss)}  "
@@ -284,9 +274,7 @@ def format_report(report: DetectionReport) -> str:
 
 
 def format_categories(categories: dict[str, CategoryReport]) -> list[str]:
-    def f(x: float | None) -> str:
-        return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
-
+    f = _figure
     lines = []
     for name, cat in categories.items():
         what = "caught" if cat.label == 1 else "passed"
