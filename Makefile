@@ -175,11 +175,12 @@ AVATTN_OUT   ?= $(DEFAULT_RUN)/compare/av_attention
 # the vision-only ablation: AVATTN_MODEL=av_attention:use_audio=false, AVATTN_FAKES without
 # audio_desync (invisible to it), AVATTN_OUT elsewhere (README, "Detectors")
 AVATTN_MODEL ?= av_attention
+AVATTN_INIT  ?= --init retinaface_mobilenetv2
 train-avattn: weights  ## train the attention-fusion AV detector with the default's recipe; media AUC
 	@test -f $(DEFAULT_RUN)/cache/manifest.csv -a -f $(DEFAULT_RUN)/media_cache/manifest.csv || \
 		{ echo "train-avattn: run make train-default (cache, media_cache) first"; exit 1; }
 	$(PY) -m train fit --manifest $(DEFAULT_RUN)/cache/manifest.csv --out $(AVATTN_OUT)/fit \
-		--model $(AVATTN_MODEL) --init retinaface_mobilenetv2 --pseudo-fakes $(AVATTN_FAKES) --balance category \
+		--model $(AVATTN_MODEL) $(AVATTN_INIT) --pseudo-fakes $(AVATTN_FAKES) --balance category \
 		--optimizer adamw --lr 5e-4 --scheduler cosine --warmup-steps 50 --ema 0.995 --batch-size 16 \
 		--max-steps $(AVATTN_STEPS) --epoch-size 3200 --epochs 100 --patience 0 --seed 0 --quiet
 	$(PY) -m train export $(AVATTN_OUT)/fit/checkpoints/last.ckpt --out $(AVATTN_OUT)/av_attention
@@ -187,6 +188,14 @@ train-avattn: weights  ## train the attention-fusion AV detector with the defaul
 		--split all --out $(AVATTN_OUT)/eval_media
 	$(PY) -m train eval --manifest $(DEFAULT_RUN)/cache/manifest.csv --weights $(AVATTN_OUT)/av_attention \
 		--split val --out $(AVATTN_OUT)/eval_val
+
+# The sync ablation: the audio path is the shipped SyncNet's audio tower, copied from weights/syncnet
+# and kept fixed (each frame's 0.2 s MFCC window → one sync embedding → one audio token).
+AVATTN_SYNC_OUT ?= $(DEFAULT_RUN)/compare/av_attention_sync
+train-avattn-sync: weights  ## av_attention whose audio path is the shipped SyncNet's frozen audio tower (the sync ablation)
+	$(MAKE) train-avattn AVATTN_OUT=$(AVATTN_SYNC_OUT) \
+		AVATTN_MODEL=av_attention:audio_tower=syncnet_mouth,audio_window=20,freeze_audio=true \
+		AVATTN_INIT="--init retinaface_mobilenetv2 --init syncnet"
 
 # The seed design (models/fusion.py: TimeSformer over face frames + the shipped SyncNet's latency
 # vector), `tiny` on CPU, on the default's real-footage recipe: its own uniform cache of
@@ -266,6 +275,34 @@ train-mds: weights  ## MDS on $(SHARED)/train's real speech with audio pseudo-fa
 train-mds-sync: weights  ## MDS whose MFCC stream starts from the shipped SyncNet's audio tower (the sync ablation)
 	$(MAKE) train-mds MDS_RUN=$(DEFAULT_RUN)/compare/mds_sync_frozen \
 		MDS_MODEL=mds:head_weight=0,audio_tower=syncnet_mouth,audio_width=24,freeze_audio=true MDS_INIT="--init syncnet"
+
+# MDS with the frozen SyncNet tower on the default's own "windows" samples (224 px crops, SyncNet off),
+# so it can sit beside the seam and temporal_band members: trained on the training reals of a windows
+# cache that also holds the validation split (threshold and checkpoint), then the 3-member stacking
+# fitted as the default's (worst source, leave-one-source-out report, re-packaged reals probe). Not
+# shipped (README, "The audio-visual half"); ~3.5 min cache + ~23 min fit + ~4 min stacking on 2 cores.
+MDS_WINDOWS_RUN ?= $(DEFAULT_RUN)/compare/mds_sync_windows
+MDS_WINDOWS_FIT ?= --model mds:head_weight=0,audio_tower=syncnet_mouth,audio_width=24,freeze_audio=true --init syncnet \
+	--pseudo-fakes audio_desync --pseudo-fake-p 0.5 --optimizer adamw --lr 1e-3 --scheduler cosine --warmup-steps 50 \
+	--batch-size 8 --max-steps 800 --epoch-size 1600 --epochs 100 --patience 0 --seed 0
+train-mds-windows: weights media-labels  ## MDS (frozen SyncNet tower) on windows samples, and a 3-member default beside it in runs/
+	printf '%s\n' $(WINDOWS224) > $(ENSEMBLE_PRE)
+	awk -F, 'NR == 1 || $$3 == "val" || ($$3 == "train" && $$5 == "real")' $(DEFAULT_RUN)/labels.csv \
+		> $(DEFAULT_RUN)/w224_trainval_labels.csv
+	$(PY) -m preprocess $(SHARED)/train --labels $(DEFAULT_RUN)/w224_trainval_labels.csv --out $(DEFAULT_RUN)/w224_trainval \
+		--config $(ENSEMBLE_PRE) --workers 2 --threads 1 --no-progress
+	$(PY) -m preprocess $(SHARED)/media --labels $(MEDIA_LABELS) --out $(DEFAULT_RUN)/w224_media \
+		--config $(ENSEMBLE_PRE) --workers 2 --threads 1 --no-progress
+	$(PY) -m train fit --manifest $(DEFAULT_RUN)/w224_trainval/manifest.csv --out $(MDS_WINDOWS_RUN)/fit $(MDS_WINDOWS_FIT) --quiet
+	$(PY) -m train export $(MDS_WINDOWS_RUN)/fit/checkpoints/last.ckpt --out $(MDS_WINDOWS_RUN)/mds
+	$(PY) -m train eval --manifest $(DEFAULT_RUN)/w224_media/manifest.csv --weights $(MDS_WINDOWS_RUN)/mds \
+		--split all --out $(MDS_WINDOWS_RUN)/eval_media
+	$(PY) -m train eval --manifest $(DEFAULT_RUN)/w224_trainval/manifest.csv --weights $(MDS_WINDOWS_RUN)/mds \
+		--split val --out $(MDS_WINDOWS_RUN)/eval_val
+	$(PY) -m train ensemble --members weights/detector,weights/temporal_band,$(MDS_WINDOWS_RUN)/mds \
+		--names seam,temporal_band,mds_sync --manifest $(DEFAULT_RUN)/w224_trainval/manifest.csv --split val \
+		--labels $(DEFAULT_RUN)/labels.csv --preprocess-config $(ENSEMBLE_PRE) --objective auto \
+		--out $(MDS_WINDOWS_RUN)/default3.json
 
 # temporal_band (models/temporal_band.py): a one-class band of real motion, fitted on the real
 # speech clips of $(SHARED)/train alone (photos have no motion; every labelled fake is validation)

@@ -42,6 +42,14 @@ Why windows and not the whole span resampled to a fixed length: a 16 s track's 8
 into each column, the very timescale on which lips and sound disagree in a lip-sync fake.
 The windows cover the span between frames whenever the frames lie closer than a window (a
 short track: a one-second clip's frames lie 0.13 s apart).
+
+The audio path can instead be the shipped sync model's audio tower (``audio_tower=
+"syncnet_mouth"``; ``--init syncnet`` copies it, ``freeze_audio`` keeps it as it came, BatchNorm
+statistics included): each frame's 0.2 s window (``audio_window=20``), raw MFCC as that model
+reads it, becomes one sync embedding (unit length, as the sync model compares them), projected
+to a token; the tokens then cross-attend with
+the frames as above. The frames then meet an embedding that already says which mouth shapes
+go with the sound, the ablation the SyncNet issue asked for (README, "The audio-visual half").
 """
 
 from __future__ import annotations
@@ -49,11 +57,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from core.preprocess_config import AudioConfig, PreprocessConfig
 from core.preprocess_data import Sample
@@ -70,8 +80,12 @@ from models.face_frames_io import (
 )
 from models.mobilenetv2 import MobileNetV2
 from models.registry import FlatConfig, register_model
+from models.syncnet_mouth import AUDIO_INPUT as SYNC_AUDIO_INPUT
+from models.syncnet_mouth import SyncAudioStream
 
 BACKBONES = ("mobilenetv2", "compact")
+AUDIO_TOWERS = ("mfcc", "syncnet_mouth")
+SYNC_WINDOW = SYNC_AUDIO_INPUT[-1]  # MFCC columns the sync model's audio tower reads (0.2 s)
 # The cached MFCC's timing (``core.preprocess_config.AudioConfig``; ``preprocess_problem`` refuses
 # other settings): column c is the 25 ms frame starting at c * 10 ms.
 MFCC_RATE = 1.0 / AudioConfig().mfcc_hop_s
@@ -100,6 +114,14 @@ class AvAttentionConfig(FlatConfig):
     # False: the audio path is switched off for every sample (the vision-only ablation); the
     # inputs stay the same, so weights, JSON and ONNX keep one contract either way
     use_audio: bool = True
+    # "mfcc": the 1-D conv stack above on normalised MFCC; "syncnet_mouth": the shipped sync
+    # model's audio tower (width ``audio_width``, ``sync_embed_dim`` wide, flatten head) on raw
+    # MFCC, one token per frame from its 0.2 s window (``audio_window`` must be 20)
+    audio_tower: str = "mfcc"
+    audio_width: int = 24
+    sync_embed_dim: int = 128
+    audio_c0_floor: float = 0.0
+    freeze_audio: bool = False  # keep the audio tower as initialised (weights and BatchNorm statistics)
 
     def __post_init__(self):
         check_region_and_size(self.region, self.img_size)
@@ -115,6 +137,12 @@ class AvAttentionConfig(FlatConfig):
             raise ValueError(f"audio_window {self.audio_window} must be a positive multiple of 4")
         if not 0 <= self.audio_dropout < 1:
             raise ValueError(f"audio_dropout {self.audio_dropout} must be in [0, 1)")
+        if self.audio_tower not in AUDIO_TOWERS:
+            raise ValueError(f"audio_tower must be one of {AUDIO_TOWERS}, got {self.audio_tower!r}")
+        if self.audio_tower == "syncnet_mouth" and self.audio_window != SYNC_WINDOW:
+            raise ValueError(
+                f"audio_tower syncnet_mouth reads {SYNC_WINDOW} MFCC columns: set audio_window={SYNC_WINDOW}"
+            )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> AvAttentionConfig:
@@ -139,15 +167,17 @@ def normalised_mfcc(mfcc: np.ndarray) -> np.ndarray:
     return ((x - x.mean(axis=1, keepdims=True)) / np.where(std > 1e-6, std, 1.0)).astype(np.float32)
 
 
-def mfcc_windows(mfcc: np.ndarray, times: np.ndarray, fps: float, window: int) -> tuple[np.ndarray, bool]:
+def mfcc_windows(
+    mfcc: np.ndarray, times: np.ndarray, fps: float, window: int, normalise: bool = True
+) -> tuple[np.ndarray, bool]:
     """The clip's MFCC (C, N) → (C, len(times) * window): for each frame time, the ``window``
-    columns centred on the middle of that video frame, zero outside the audio; and whether any
-    column came from the audio."""
+    columns centred on the middle of that video frame (normalised over the clip, or raw), zero
+    outside the audio; and whether any column came from the audio."""
     channels, n = mfcc.shape
     out = np.zeros((channels, len(times), window), np.float32)
     if n == 0:
         return out.reshape(channels, -1), False
-    norm = normalised_mfcc(mfcc)
+    norm = normalised_mfcc(mfcc) if normalise else np.asarray(mfcc, np.float32)
     # column c is centred at c / rate + MFCC_CENTRE_S; the frame at t shows t .. t + 1 / fps
     centre = np.round((times + 0.5 / fps - MFCC_CENTRE_S) * MFCC_RATE).astype(int)
     found = False
@@ -256,15 +286,23 @@ class AvAttentionDetector(DetectorModel):
         self.frame_proj = nn.Linear(self.cnn.out_features, d)
         self.video1 = TemporalConv(d, cfg.dropout)
         self.video2 = TemporalConv(d, cfg.dropout)
-        # audio, per frame window: W columns → W/2 tokens (stage 1) → W/4 → one per frame (stage 2)
-        self.audio1 = nn.Sequential(
-            nn.Conv1d(cfg.n_mfcc, d, 5, padding=2),
-            nn.GELU(),
-            nn.Conv1d(d, d, 3, stride=2, padding=1),
-            nn.GELU(),
-        )
-        self.audio2 = nn.Sequential(nn.Conv1d(d, d, 3, stride=2, padding=1), nn.GELU())
-        self.audio_offset = nn.Parameter(torch.zeros(cfg.audio_window // 2, d))  # place inside a window
+        if cfg.audio_tower == "syncnet_mouth":
+            # per frame window: one sync embedding → one token (stage 1) → a per-token MLP (stage 2)
+            self.audio_sync = SyncAudioStream(cfg.audio_width, cfg.sync_embed_dim, cfg.audio_c0_floor)
+            self.audio1 = nn.Sequential(nn.Linear(cfg.sync_embed_dim, d), nn.GELU())
+            self.audio2 = nn.Sequential(nn.Linear(d, d), nn.GELU())
+            if cfg.freeze_audio:
+                self.audio_sync.requires_grad_(False)
+        else:
+            # per frame window: W columns → W/2 tokens (stage 1) → W/4 → one per frame (stage 2)
+            self.audio1 = nn.Sequential(
+                nn.Conv1d(cfg.n_mfcc, d, 5, padding=2),
+                nn.GELU(),
+                nn.Conv1d(d, d, 3, stride=2, padding=1),
+                nn.GELU(),
+            )
+            self.audio2 = nn.Sequential(nn.Conv1d(d, d, 3, stride=2, padding=1), nn.GELU())
+            self.audio_offset = nn.Parameter(torch.zeros(cfg.audio_window // 2, d))  # place inside a window
         self.video_from_audio = CrossAttention(d, cfg.heads, cfg.dropout)
         self.audio_from_video = CrossAttention(d, cfg.heads, cfg.dropout)
         self.no_audio_context = nn.Parameter(torch.zeros(d))  # what frames add when there is no audio
@@ -291,7 +329,11 @@ class AvAttentionDetector(DetectorModel):
         mfcc = np.asarray(sample.mfcc, np.float32).reshape(config.n_mfcc, -1)
         fps = sample.meta.fps if sample.meta.fps > 0 else DEFAULT_FPS
         windows, present = mfcc_windows(
-            mfcc, frame_times(sample, config.num_frames), fps, config.audio_window
+            mfcc,
+            frame_times(sample, config.num_frames),
+            fps,
+            config.audio_window,
+            normalise=config.audio_tower == "mfcc",  # the sync tower reads raw MFCC, as it was trained
         )
         return {
             "frames": np.ascontiguousarray(frames),
@@ -329,6 +371,8 @@ class AvAttentionDetector(DetectorModel):
         super().train(mode)
         for module in self.frozen_modules():  # frozen layers keep their running statistics too
             module.eval()
+        if self.config.audio_tower == "syncnet_mouth" and self.config.freeze_audio:
+            self.audio_sync.eval()
         return self
 
     def forward(
@@ -350,14 +394,25 @@ class AvAttentionDetector(DetectorModel):
         video = self.frame_proj(self.cnn(frames.reshape(-1, *frames.shape[2:]))).reshape(-1, t, d)
         video = self.video1(video + self.frame_position)
         windows = mfcc.reshape(-1, cfg.n_mfcc, t, w).transpose(1, 2).reshape(-1, cfg.n_mfcc, w)
-        audio = self.audio1(windows).transpose(1, 2).reshape(-1, t, w // 2, d)  # (B, T, W/2, d)
-        audio = (audio + self.frame_position[:, None] + self.audio_offset).reshape(-1, t * (w // 2), d)
+        sync = cfg.audio_tower == "syncnet_mouth"
+        if sync:  # one token per frame: its window's sync embedding, unit length as the sync model
+            # compares them (raw, its norm is ~55: the tokens would drown the frames' features in
+            # the frame MLP's shared LayerNorm, and the run learnt nothing from faces)
+            embedding = F.normalize(self.audio_sync(windows.unsqueeze(1)), dim=1)
+            audio = self.audio1(embedding).reshape(-1, t, d)
+            audio = audio + self.frame_position
+        else:
+            audio = self.audio1(windows).transpose(1, 2).reshape(-1, t, w // 2, d)  # (B, T, W/2, d)
+            audio = (audio + self.frame_position[:, None] + self.audio_offset).reshape(-1, t * (w // 2), d)
 
         # intermediate fusion: each stream attends to the other's stage-1 tokens, then continues
         video_context = self.video_from_audio(video, audio)
         audio = audio + self.audio_from_video(audio, video)
         video = self.video2(video + torch.where(present, video_context, self.no_audio_context))
-        audio = self.audio2(audio.reshape(-1, w // 2, d).transpose(1, 2)).mean(dim=2).reshape(-1, t, d)
+        if sync:
+            audio = self.audio2(audio)
+        else:
+            audio = self.audio2(audio.reshape(-1, w // 2, d).transpose(1, 2)).mean(dim=2).reshape(-1, t, d)
         audio = torch.where(present, audio, self.no_audio_frame)  # each frame's own audio window
 
         features = self.frame_mlp(torch.cat([video, audio], dim=2))  # (B, T, d)
@@ -390,9 +445,31 @@ class AvAttentionDetector(DetectorModel):
         return frames, mfcc, present
 
     def init_from_upstream(self, path: str) -> None:
-        """Start the MobileNetV2 body from a RetinaFace-MobileNetV2 checkpoint of ours (``body.*``)."""
+        """Start the MobileNetV2 body from a RetinaFace-MobileNetV2 checkpoint of ours (``body.*``),
+        or, given a sync model (``weights/syncnet``), the ``syncnet_mouth`` audio tower from its own."""
+        if is_sync_model(path):
+            if self.config.audio_tower != "syncnet_mouth":
+                raise ValueError(
+                    f"av_attention: --init {path} starts the audio tower from a sync model; "
+                    "set audio_tower=syncnet_mouth,audio_window=20"
+                )
+            self.audio_sync.load_from_sync_model(path, "av_attention")
+            return
         if self.config.backbone != "mobilenetv2":
             raise ValueError(
                 f"backbone {self.config.backbone!r} has no upstream checkpoint (use mobilenetv2)"
             )
         self.cnn.body.load_from_retinaface(path)
+
+
+def is_sync_model(path: str) -> bool:
+    """Whether a weights name or path holds a sync model (its JSON's arch), without loading it."""
+    from models.sync_archs import SYNC_ARCHS, UPSTREAM_SUFFIXES
+    from weights.store import WeightsError, read_config
+
+    if Path(path).suffix in UPSTREAM_SUFFIXES:
+        return True
+    try:
+        return read_config(path).get("arch") in SYNC_ARCHS
+    except WeightsError:
+        return False

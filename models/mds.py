@@ -58,7 +58,7 @@ from models.detector import DetectorModel
 from models.detector_io import logits_to_log_odds
 from models.face_frames_io import Region, crop_region, pick_frames, resize_square
 from models.registry import FlatConfig, register_model
-from models.syncnet_mouth import SyncNetMouth, audio_tower, scale_mfcc
+from models.syncnet_mouth import SyncAudioStream
 
 REGIONS: dict[str, Region | None] = {
     "whole": None,
@@ -205,19 +205,6 @@ class AudioStream(nn.Module):
         return self.embed(self.trunk(x).mean(dim=(2, 3)))
 
 
-class SyncAudioStream(nn.Module):
-    """(N, 1, 13, m) raw MFCC windows → (N, embed_dim): the shipped sync model's audio tower
-    (``aud.*`` keys as in ``models.syncnet_mouth``), unnormalised like ``AudioStream``'s output."""
-
-    def __init__(self, width: int, embed_dim: int, c0_floor: float):
-        super().__init__()
-        self.c0_floor = c0_floor
-        self.aud = audio_tower(width, embed_dim, "flatten")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.aud(scale_mfcc(x, self.c0_floor))
-
-
 def cmvn(mfcc: np.ndarray) -> np.ndarray:
     """Each coefficient (row) to zero mean and unit variance over the soundtrack."""
     mfcc = np.asarray(mfcc, np.float32)
@@ -242,8 +229,12 @@ class Chunk:
 
 def sample_chunks(sample: Sample, config: MdsConfig) -> list[Chunk]:
     """The sample's first ``max_chunks`` one-second chunks: its crops grouped by the second
-    their clip frame falls in; ``chunk_frames`` consecutive ones from the middle of each group
-    (evenly spaced repeats when a group holds fewer)."""
+    their clip frame falls in; ``chunk_frames`` consecutive ones from the middle of each group's
+    longest run of consecutive frames. Seconds whose run is shorter are skipped when any second
+    has a full one (a "windows" sample's runs of 32 frames straddle seconds: their stubs would
+    be chunks of repeated frames, no motion to match with the sound); a track shorter than one
+    chunk gives one chunk of evenly spaced repeats. Per-second samples hold exactly one full run
+    per second, so every second is a chunk."""
     fps = float(sample.meta.fps)
     indices = np.asarray(sample.face_frame_indices, np.int64)
     if fps <= 0 or len(indices) != len(sample.faces) or len(indices) == 0:
@@ -253,13 +244,19 @@ def sample_chunks(sample: Sample, config: MdsConfig) -> list[Chunk]:
         )
     order = np.argsort(indices, kind="stable")
     seconds = np.floor(indices[order] / fps + 1e-9).astype(np.int64)
-    chunks = []
-    for second in np.unique(seconds)[: config.max_chunks]:
+    k = config.chunk_frames
+    groups = []
+    for second in np.unique(seconds):
         rows = order[seconds == second]
-        k = config.chunk_frames
+        runs = np.split(rows, np.flatnonzero(np.diff(indices[rows]) != 1) + 1)
+        groups.append((int(second), max(runs, key=len)))
+    if any(len(rows) >= k for _, rows in groups):
+        groups = [(second, rows) for second, rows in groups if len(rows) >= k]
+    chunks = []
+    for second, rows in groups[: config.max_chunks]:
         rows = rows[(len(rows) - k) // 2 :][:k] if len(rows) >= k else rows[pick_frames(len(rows), k)]
         centre = (indices[rows[0]] + indices[rows[-1]] + 1) / 2 / fps
-        chunks.append(Chunk(int(second), rows, float(centre)))
+        chunks.append(Chunk(second, rows, float(centre)))
     return chunks
 
 
@@ -348,13 +345,14 @@ class MdsModel(DetectorModel):
     @classmethod
     def preprocess_problem(cls, config: MdsConfig, preprocess: PreprocessConfig) -> str | None:
         sample = preprocess.sample
-        if sample.sampling != "per_second":
+        if sample.sampling not in ("per_second", "windows"):
             return (
-                "MDS reads one-second chunks: preprocess with sample.sampling = 'per_second' "
-                f"(the samples are {sample.sampling!r})"
+                "MDS reads chunks of consecutive frames: preprocess with sample.sampling = 'per_second' "
+                f"or 'windows' (the samples are {sample.sampling!r})"
             )
-        if sample.chunk_frames < config.chunk_frames:
-            return f"samples hold {sample.chunk_frames} frames per second, MDS reads {config.chunk_frames}"
+        held = sample.chunk_frames if sample.sampling == "per_second" else sample.window_frames
+        if held < config.chunk_frames:
+            return f"samples hold runs of {held} consecutive frames, MDS reads {config.chunk_frames}"
         want = round(config.chunk_frames / preprocess.media.fps * config.mfcc_rate)
         if want != config.mfcc_frames:
             return (
@@ -445,31 +443,13 @@ class MdsModel(DetectorModel):
         """Start the audio stream from a sync model's audio tower (``weights/syncnet``: arch
         ``syncnet_mouth``); needs ``audio_tower="syncnet_mouth"`` with that model's width, embedding
         size, head and c0 floor. The video stream and the heads stay as initialised."""
-        from models.syncnet import load_syncnet
-
         cfg = self.config
         if cfg.audio_tower != "syncnet_mouth":
             raise ValueError(
                 f"mds: --init {path} starts the audio stream from a sync model; "
                 "set audio_tower=syncnet_mouth (and its audio_width)"
             )
-        sync = load_syncnet(path)
-        if not isinstance(sync, SyncNetMouth):
-            raise ValueError(f"mds: {path} is not a syncnet_mouth model ({type(sync).__name__})")
-        want = sync.config
-        mismatch = {
-            name: (ours, theirs)
-            for name, ours, theirs in (
-                ("audio_width", cfg.audio_width, want.width),
-                ("embed_dim", cfg.embed_dim, want.embed_dim),
-                ("audio_c0_floor", cfg.audio_c0_floor, want.c0_floor),
-                ("head", "flatten", want.head),
-            )
-            if ours != theirs
-        }
-        if mismatch:
-            raise ValueError(f"mds: {path}'s audio tower does not fit this config (ours, theirs): {mismatch}")
-        self.audio_stream.aud.load_state_dict(sync.aud.state_dict())
+        self.audio_stream.load_from_sync_model(path, "mds")
 
     # --- export -------------------------------------------------------------------------------
 

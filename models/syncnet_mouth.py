@@ -95,6 +95,45 @@ def scale_mfcc(mfcc: torch.Tensor, c0_floor: float | None) -> torch.Tensor:
     return mfcc / MFCC_SCALE
 
 
+class SyncAudioStream(nn.Module):
+    """(N, 1, 13, 20) raw MFCC windows → (N, embed_dim), unnormalised: this model's audio tower
+    (``aud.*`` keys as here) inside another detector (``models.mds``, ``models.av_attention``),
+    which ``load_from_sync_model`` starts from the shipped sync weights."""
+
+    def __init__(self, width: int, embed_dim: int, c0_floor: float | None):
+        super().__init__()
+        self.width, self.embed_dim, self.c0_floor = width, embed_dim, c0_floor
+        self.aud = audio_tower(width, embed_dim, "flatten")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.aud(scale_mfcc(x, self.c0_floor))
+
+    def load_from_sync_model(self, path: str, owner: str) -> None:
+        """Copy the audio tower of a ``syncnet_mouth`` model (a weights name or path); a
+        ``ValueError`` naming ``owner`` and every setting that differs when it does not fit."""
+        from models.syncnet import load_syncnet  # models.syncnet registers this module's model
+
+        sync = load_syncnet(path)
+        if not isinstance(sync, SyncNetMouth):
+            raise ValueError(f"{owner}: {path} is not a {ARCH} model ({type(sync).__name__})")
+        want = sync.config
+        mismatch = {
+            name: (ours, theirs)
+            for name, ours, theirs in (
+                ("width", self.width, want.width),
+                ("embed_dim", self.embed_dim, want.embed_dim),
+                ("c0_floor", self.c0_floor, want.c0_floor),
+                ("head", "flatten", want.head),
+            )
+            if ours != theirs
+        }
+        if mismatch:
+            raise ValueError(
+                f"{owner}: {path}'s audio tower does not fit this config (ours, theirs): {mismatch}"
+            )
+        self.aud.load_state_dict(sync.aud.state_dict())
+
+
 @dataclass(frozen=True)
 class SyncNetMouthConfig:
     embed_dim: int = 128

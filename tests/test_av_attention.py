@@ -247,6 +247,52 @@ def test_starts_from_the_face_detectors_body_and_keeps_its_first_blocks_fixed():
         tiny("compact").init_from_upstream("retinaface_mobilenetv2")
 
 
+def test_sync_audio_tower_starts_from_the_shipped_sync_model_reads_raw_mfcc_and_stays_fixed(tmp_path):
+    """``audio_tower=syncnet_mouth``: each frame's 0.2 s window goes in raw, ``--init syncnet``
+    copies the sync model's audio tower (its embeddings are the sync model's own), ``freeze_audio``
+    keeps its weights and statistics through training, ONNX matches, and misfits are refused."""
+    from models.syncnet import load_syncnet
+    from train.export import onnx_difference
+
+    sync = load_syncnet("syncnet")  # shipped in weights/
+    model = tiny("compact", audio_tower="syncnet_mouth", audio_window=20, freeze_audio=True)
+    model.init_from_upstream("syncnet")
+    rng = np.random.default_rng(1)
+    sample = av_sample(rng, "clip.mp4", frames=6, seconds=2.0)
+    inputs = AvAttentionDetector.sample_inputs(sample, model.config)
+    times = AvAttentionDetector.time_columns(sample, model.config)
+    windows = inputs["mfcc"].reshape(13, 4, 20)
+    centre = int(round((times[2] + 0.02 - 0.0125) * 100))
+    np.testing.assert_array_equal(windows[:, 2], sample.mfcc[:, centre - 10 : centre + 10])  # raw
+    batch = torch.from_numpy(windows.transpose(1, 0, 2)).unsqueeze(1)  # (T, 1, 13, 20)
+    with torch.no_grad():
+        ours = torch.nn.functional.normalize(model.audio_sync(batch), dim=1)
+        torch.testing.assert_close(ours, sync.forward_aud(batch), atol=1e-5, rtol=1e-5)
+
+    before = {k: v.clone() for k, v in model.audio_sync.state_dict().items()}
+    model.train()
+    assert not model.audio_sync.training
+    optim = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    tensors = {k: torch.from_numpy(v)[None].repeat(2, *[1] * v.ndim) for k, v in inputs.items()}
+    for _ in range(2):
+        optim.zero_grad()
+        model(**tensors)[0].sum().backward()
+        optim.step()
+    for key, value in model.audio_sync.state_dict().items():
+        torch.testing.assert_close(value, before[key])  # weights and running statistics
+    model.eval()
+    assert onnx_difference(model, export_onnx(model, tmp_path / "av.onnx"), batch=2) <= 1e-4
+
+    with pytest.raises(ValueError, match="audio_window=20"):
+        AvAttentionConfig(audio_tower="syncnet_mouth")
+    with pytest.raises(ValueError, match="audio_tower=syncnet_mouth"):
+        tiny("compact").init_from_upstream("syncnet")
+    with pytest.raises(ValueError, match="width.*8, 24"):
+        tiny("compact", audio_tower="syncnet_mouth", audio_window=20, audio_width=8).init_from_upstream(
+            "syncnet"
+        )
+
+
 # --- learning on generated clips -----------------------------------------------------------------
 
 # Measured with one torch thread (data seed 4, training seeds 0 / 1 / 2): held-out AUC 0.931 /

@@ -83,6 +83,30 @@ def test_chunks_are_cut_from_the_middle_of_a_second_and_capped():
     np.testing.assert_array_equal(first, [10, 11, 12, 13, 14])  # the middle 5 of frames 8..16
 
 
+def test_windows_samples_give_chunks_of_consecutive_frames_only():
+    """A "windows" sample (runs of 32 consecutive frames at four places in the track): each run
+    straddles two seconds, each second's part long enough gives a chunk of consecutive frames,
+    stubs shorter than a chunk are skipped, and preprocessing with windows is accepted."""
+    sample = chunk_sample(seconds=12)
+    starts = (20, 105, 190, 290)  # frames 20..51 lie in seconds 0 (5 frames) and 1 (27 frames)
+    keep = np.concatenate([np.arange(a, a + 32) for a in starts])
+    sample = dataclasses.replace(
+        sample,
+        face_frame_indices=keep,
+        faces=np.broadcast_to(keep[:, None, None, None].astype(np.uint8), (len(keep), 8, 8, 3)).copy(),
+    )
+    chunks = sample_chunks(sample, MdsConfig(chunk_frames=5, max_chunks=16))
+    frames = [keep[c.rows] for c in chunks]
+    assert all(np.all(np.diff(f) == 1) and len(f) == 5 for f in frames)
+    # each run gives its two seconds: 20-51 (5 + 27 frames), 105-136 (20 + 12), 190-221, 290-321
+    assert [c.second for c in chunks] == [0, 1, 4, 5, 7, 8, 11, 12]
+    np.testing.assert_array_equal(frames[0], [20, 21, 22, 23, 24])  # the 5 frames of second 0
+    windows = PreprocessConfig().replace("sample", sampling="windows", windows=4, window_frames=32)
+    assert MdsModel.preprocess_problem(MdsConfig(), windows) is None
+    short = windows.replace("sample", window_frames=4)
+    assert "runs of 4" in MdsModel.preprocess_problem(MdsConfig(), short)
+
+
 def test_fake_log_odds_are_the_mean_distance_above_the_threshold_and_fall_back_without_audio():
     model = create_model("mds", **TINY).eval()
     samples = [chunk_sample(3), chunk_sample(5), chunk_sample(4, audio=False)]
@@ -322,7 +346,7 @@ def test_syncnet_audio_tower_starts_from_the_shipped_sync_model_and_reads_raw_mf
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
     assert onnx_difference(model, export_onnx(model, tmp_path / "mds.onnx"), batch=2) <= 1e-4
 
-    with pytest.raises(ValueError, match="audio_width"):
+    with pytest.raises(ValueError, match="width.*8, 24"):
         create_model("mds", audio_tower="syncnet_mouth", audio_width=8).init_from_upstream("syncnet")
     with pytest.raises(ValueError, match="audio_tower=syncnet_mouth"):
         create_model("mds", **TINY).init_from_upstream("syncnet")

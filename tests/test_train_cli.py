@@ -134,3 +134,27 @@ def test_lightning_info_lines_print_once(capfd):
     finally:
         root.removeHandler(ours)
     assert capfd.readouterr().err.count("GPU available: False") == 1
+
+
+def test_fit_init_repeats_for_a_model_with_two_upstream_checkpoints():
+    """``av_attention`` starts its frames from RetinaFace and its audio tower from the sync model:
+    ``--init`` is repeatable and the checkpoints reach the model in the order given."""
+    from pathlib import Path
+
+    from train.cli import build_parser
+
+    args = build_parser().parse_args(
+        [
+            "fit",
+            "--manifest",
+            "m.csv",
+            "--out",
+            "run",
+            "--init",
+            "retinaface_mobilenetv2",
+            "--init",
+            "syncnet",
+        ]
+    )
+    assert args.init == [Path("retinaface_mobilenetv2"), Path("syncnet")]
+    assert build_parser().parse_args(["fit", "--manifest", "m.csv", "--out", "run"]).init == []

@@ -127,7 +127,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         out=args.out,
         arch=arch,
         model=model,
-        init=args.init,
+        init=tuple(args.init),
         optim=optim,
         augment=None if args.no_augment else AugmentConfig(repackage_p=args.augment_repackage),
         batch_size=args.batch_size,
@@ -560,10 +560,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: %(default)s, the shipped detector's architecture)",
     )  # fmt: skip
     f.add_argument(
-        "--init", type=Path,
-        help="start from this upstream checkpoint (EfficientNet: timm/torchvision ImageNet B0; "
-        "fusion: mmaction2 TimeSformer or ImageNet ViT; MobileNetV2 detectors: retinaface_mobilenetv2; "
-        "mds with audio_tower=syncnet_mouth: a sync model such as syncnet, whose audio tower it copies)",
+        "--init", type=Path, action="append", default=[],
+        help="start from this upstream checkpoint; repeat for a model with two (EfficientNet: timm/torchvision "
+        "ImageNet B0; fusion: mmaction2 TimeSformer or ImageNet ViT; MobileNetV2 detectors: retinaface_mobilenetv2; "
+        "mds, av_attention with audio_tower=syncnet_mouth: a sync model such as syncnet, whose audio tower it "
+        "copies; av_attention: both, --init retinaface_mobilenetv2 --init syncnet)",
     )  # fmt: skip
     f.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
     f.add_argument("--lr", type=float, help="default 5e-3 (sgd) / 1e-3 (adamw)")

@@ -52,7 +52,9 @@ class FitConfig:
     # (sample, label, rng) -> (sample, label), applied in order to training samples before the
     # augmentation (train.sample_transforms); e.g. pseudo-fakes made from real faces
     sample_transforms: tuple[SampleTransform, ...] = ()
-    init: Path | None = None  # an upstream checkpoint the model starts from (its init_from_upstream)
+    # upstream checkpoints the model starts from, in order (its init_from_upstream reads each:
+    # av_attention takes RetinaFace for its frames and a sync model for its audio)
+    init: tuple[Path, ...] = ()
     batch_size: int = 8
     epoch_size: int | None = None  # training samples per epoch (default: the train split's size)
     max_epochs: int = 30
@@ -239,8 +241,9 @@ def fit(cfg: FitConfig) -> FitResult:
         syncnet=cfg.syncnet,
         arch=cfg.arch,
     )
-    if cfg.init is not None and cfg.resume is None:
-        module.model.init_from_upstream(str(cfg.init))
+    if cfg.resume is None:
+        for path in cfg.init:
+            module.model.init_from_upstream(str(path))
         if module.ema is not None:
             module.ema.load_state_dict(module.model.state_dict())
     trainer = build_trainer(cfg)  # knows this process's rank from the launcher's environment
