@@ -272,9 +272,10 @@ train-mds: weights  ## MDS on $(SHARED)/train's real speech with audio pseudo-fa
 	$(PY) -m train eval --manifest $(DEFAULT_RUN)/mds_cache/manifest.csv --weights $(MDS_RUN)/mds \
 		--split val --out $(MDS_RUN)/eval_val
 
+MDS_SYNC_FROZEN := mds:head_weight=0,audio_tower=syncnet_mouth,audio_width=24,freeze_audio=true
 train-mds-sync: weights  ## MDS whose MFCC stream starts from the shipped SyncNet's audio tower (the sync ablation)
 	$(MAKE) train-mds MDS_RUN=$(DEFAULT_RUN)/compare/mds_sync_frozen \
-		MDS_MODEL=mds:head_weight=0,audio_tower=syncnet_mouth,audio_width=24,freeze_audio=true MDS_INIT="--init syncnet"
+		MDS_MODEL=$(MDS_SYNC_FROZEN) MDS_INIT="--init syncnet"
 
 # MDS with the frozen SyncNet tower on the default's own "windows" samples (224 px crops, SyncNet off),
 # so it can sit beside the seam and temporal_band members: trained on the training reals of a windows
@@ -282,9 +283,10 @@ train-mds-sync: weights  ## MDS whose MFCC stream starts from the shipped SyncNe
 # fitted as the default's (worst source, leave-one-source-out report, re-packaged reals probe). Not
 # shipped (README, "The audio-visual half"); ~3.5 min cache + ~23 min fit + ~4 min stacking on 2 cores.
 MDS_WINDOWS_RUN ?= $(DEFAULT_RUN)/compare/mds_sync_windows
-MDS_WINDOWS_FIT ?= --model mds:head_weight=0,audio_tower=syncnet_mouth,audio_width=24,freeze_audio=true --init syncnet \
-	--pseudo-fakes audio_desync --pseudo-fake-p 0.5 --optimizer adamw --lr 1e-3 --scheduler cosine --warmup-steps 50 \
-	--batch-size 8 --max-steps 800 --epoch-size 1600 --epochs 100 --patience 0 --seed 0
+# MDS_FIT's recipe, with this run's model, start and steps
+train-mds-windows: MDS_MODEL = $(MDS_SYNC_FROZEN)
+train-mds-windows: MDS_INIT = --init syncnet
+train-mds-windows: MDS_STEPS = 800
 train-mds-windows: weights media-labels  ## MDS (frozen SyncNet tower) on windows samples, and a 3-member default beside it in runs/
 	printf '%s\n' $(WINDOWS224) > $(ENSEMBLE_PRE)
 	awk -F, 'NR == 1 || $$3 == "val" || ($$3 == "train" && $$5 == "real")' $(DEFAULT_RUN)/labels.csv \
@@ -293,7 +295,7 @@ train-mds-windows: weights media-labels  ## MDS (frozen SyncNet tower) on window
 		--config $(ENSEMBLE_PRE) --workers 2 --threads 1 --no-progress
 	$(PY) -m preprocess $(SHARED)/media --labels $(MEDIA_LABELS) --out $(DEFAULT_RUN)/w224_media \
 		--config $(ENSEMBLE_PRE) --workers 2 --threads 1 --no-progress
-	$(PY) -m train fit --manifest $(DEFAULT_RUN)/w224_trainval/manifest.csv --out $(MDS_WINDOWS_RUN)/fit $(MDS_WINDOWS_FIT) --quiet
+	$(PY) -m train fit --manifest $(DEFAULT_RUN)/w224_trainval/manifest.csv --out $(MDS_WINDOWS_RUN)/fit $(MDS_FIT) --quiet
 	$(PY) -m train export $(MDS_WINDOWS_RUN)/fit/checkpoints/last.ckpt --out $(MDS_WINDOWS_RUN)/mds
 	$(PY) -m train eval --manifest $(DEFAULT_RUN)/w224_media/manifest.csv --weights $(MDS_WINDOWS_RUN)/mds \
 		--split all --out $(MDS_WINDOWS_RUN)/eval_media

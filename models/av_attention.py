@@ -57,7 +57,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -80,6 +79,7 @@ from models.face_frames_io import (
 )
 from models.mobilenetv2 import MobileNetV2
 from models.registry import FlatConfig, register_model
+from models.sync_archs import is_sync_weights
 from models.syncnet_mouth import AUDIO_INPUT as SYNC_AUDIO_INPUT
 from models.syncnet_mouth import SyncAudioStream
 
@@ -447,7 +447,7 @@ class AvAttentionDetector(DetectorModel):
     def init_from_upstream(self, path: str) -> None:
         """Start the MobileNetV2 body from a RetinaFace-MobileNetV2 checkpoint of ours (``body.*``),
         or, given a sync model (``weights/syncnet``), the ``syncnet_mouth`` audio tower from its own."""
-        if is_sync_model(path):
+        if is_sync_weights(path):
             if self.config.audio_tower != "syncnet_mouth":
                 raise ValueError(
                     f"av_attention: --init {path} starts the audio tower from a sync model; "
@@ -460,16 +460,3 @@ class AvAttentionDetector(DetectorModel):
                 f"backbone {self.config.backbone!r} has no upstream checkpoint (use mobilenetv2)"
             )
         self.cnn.body.load_from_retinaface(path)
-
-
-def is_sync_model(path: str) -> bool:
-    """Whether a weights name or path holds a sync model (its JSON's arch), without loading it."""
-    from models.sync_archs import SYNC_ARCHS, UPSTREAM_SUFFIXES
-    from weights.store import WeightsError, read_config
-
-    if Path(path).suffix in UPSTREAM_SUFFIXES:
-        return True
-    try:
-        return read_config(path).get("arch") in SYNC_ARCHS
-    except WeightsError:
-        return False
