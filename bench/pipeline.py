@@ -1,8 +1,10 @@
 """``make bench``: preprocessing and ``run.sh`` speed, and SyncNet's sampled search against the full
 one, all measured side by side in one run.
 
-1. 1080p clips (and short/small ones): ``ffmpeg -threads N -f null`` decoding of the file (the
-   floor); preprocessing without SyncNet and with it (the default sampled offset search), as
+1. 1080p clips (and short/small ones): ``ffmpeg -threads N -f null`` decoding of the file (what
+   ratios are taken against); the floor today's samples allow on this machine
+   (``bench.floor``: the pipeline's own decode and RetinaFace's network, over every core);
+   preprocessing without SyncNet and with it (the default sampled offset search), as
    ratios to that floor; SyncNet's CPU seconds with the full search (every frame, as before
    ``SyncConfig.windows``) against the sampled one, on the same track.
 2. Offset agreement: ``../shared/media/real`` with the audio shifted by -10..+10 frames, each
@@ -32,9 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.floor import Floor, measure_floor
 from bench.stages import ffmpeg_decode_seconds, find_clips
 from core.preprocess_config import PreprocessConfig, SyncConfig
-from core.threads import limit_threads
+from core.threads import available_cpus, limit_threads
 from models.runtimes import TorchRuntime
 from preprocess.latency import SyncNetScorer
 from preprocess.media import probe
@@ -85,11 +88,18 @@ class ClipRow:
     tracks: int
     floor_cpu: float  # ffmpeg's CPU seconds
     plain_cpu: float  # preprocessing's, without SyncNet
+    parts: Floor  # the pipeline's decode and RetinaFace's network alone (bench.floor)
+
+    @property
+    def least(self) -> float:
+        """The least wall time these samples allow on this machine's cores."""
+        return self.parts.wall(available_cpus())
 
     def cells(self) -> list[str]:
         return [
             f"{self.name[:24]:<24}",
             f"{self.floor:7.2f}",
+            f"{self.least / self.floor:6.2f}x",
             f"{self.plain:7.2f}",
             f"{self.plain / self.floor:6.2f}x",
             f"{self.synced:7.2f}",
@@ -102,10 +112,12 @@ class ClipRow:
         ]
 
 
-# ratio: wall / ffmpeg wall; cpu×: CPU seconds / ffmpeg's (steadier on a busy machine)
+# least: the floor's wall over ffmpeg's (bench.floor); ratio: wall / ffmpeg wall; cpu×: CPU seconds /
+# ffmpeg's (steadier on a busy machine)
 HEADER = [
     "clip",
     "ffmpeg",
+    "least",
     "pre",
     "ratio",
     "pre+sync",
@@ -116,7 +128,7 @@ HEADER = [
     "cpu×",
     "cpu×sync",
 ]
-WIDTHS = [24, 7, 7, 7, 7, 7, 9, 9, 3, 7, 8]
+WIDTHS = [24, 7, 7, 7, 7, 7, 7, 9, 9, 3, 7, 8]
 
 
 def best_run(pre: Preprocessor, path: Path, repeat: int) -> dict[str, float] | None:
@@ -154,6 +166,7 @@ def clip_rows(paths: list[Path], module, args) -> list[ClipRow]:
     rows = []
     for path in paths:
         ffmpeg = ffmpeg_decode_seconds(path, args.threads, args.repeat)
+        floor = measure_floor(path, plain.detector, cfg, args.threads, args.repeat)
         without = best_run(plain, path, args.repeat)
         with_sync = best_run(sampled, path, args.repeat)
         before = best_run(full, path, 1)
@@ -169,6 +182,7 @@ def clip_rows(paths: list[Path], module, args) -> list[ClipRow]:
             int(with_sync["tracks"]),
             ffmpeg.cpu,
             without["preprocess_cpu"],
+            floor,
         )
         rows.append(row)
         print(" ".join(row.cells()), flush=True)
@@ -199,12 +213,17 @@ def summarise(label: str, rows: list[ClipRow]) -> None:
     synced = statistics.median(r.synced / r.floor for r in rows)
     plain_cpu = statistics.median(r.plain_cpu / r.floor_cpu for r in rows)
     synced_cpu = statistics.median((r.plain_cpu + r.sync_cpu_sampled) / r.floor_cpu for r in rows)
+    least = statistics.median(r.least / r.floor for r in rows)
+    decode_cpu = statistics.median(r.parts.decode_cpu / r.floor_cpu for r in rows)
+    network_cpu = statistics.median(r.parts.network_cpu for r in rows)
     full = sum(r.sync_cpu_full for r in rows) / sum(r.tracks for r in rows)
     now = sum(r.sync_cpu_sampled for r in rows) / sum(r.tracks for r in rows)
     print(
         f"{label}: median ratio to ffmpeg decode: without SyncNet {against(plain, target_plain)},"
         f" with SyncNet {against(synced, target_synced)}"
-        f" (CPU seconds: {plain_cpu:.2f}x, {synced_cpu:.2f}x);"
+        f" (CPU seconds: {plain_cpu:.2f}x, {synced_cpu:.2f}x); the least these samples allow on"
+        f" {available_cpus()} cores: {least:.2f}x (the pipeline's decode alone {decode_cpu:.2f}x ffmpeg's"
+        f" CPU-s, RetinaFace's network {network_cpu:.2f} CPU-s a clip);"
         f" SyncNet CPU-s per track: full search {full:.2f}, sampled {now:.2f} ({full / now:.1f}x less)"
     )
 
