@@ -11,11 +11,13 @@ fusion model (exported to ONNX for the ONNX Runtime row).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from core.memory import available_memory, preprocess_workers
+from core.threads import available_cpus
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = (("torch", False), ("torch", True), ("onnxruntime", False))  # (runtime, fp16)
@@ -28,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--media", type=Path, default=ROOT.parent / "shared" / "media")
     parser.add_argument("--weights", help="detector weights (default: a tiny random fusion model)")
     parser.add_argument("--copies", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=0, help="preprocessing processes (0: CPUs - 1)")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="preprocessing processes (0: run.sh's default)"
+    )
     args = parser.parse_args(argv)
     import torch
 
@@ -47,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from submission.scoring import DetectorScorer
 
     clips = find_clips(args.media, 1080) * args.copies
-    workers = args.workers or max(1, (os.cpu_count() or 2) - 1)
+    workers = args.workers or preprocess_workers(available_cpus(), available_memory())
     print(f"{torch.cuda.get_device_name()}: {len(clips)} videos, {workers} preprocessing workers")
     with tempfile.TemporaryDirectory(prefix="avdf-bench-gpu-") as tmp:
         weights = args.weights or str(Path(tmp) / "fusion")

@@ -24,6 +24,7 @@ from typing import Any
 from core.aggregation import AGGREGATIONS
 from core.calibration import UNCERTAIN_BAND, is_uncertain
 from core.device import RUNTIMES, DeviceChoice, choose_auto_device
+from core.memory import available_memory, preprocess_workers
 from core.optional_torch import TorchMissing, torch_available
 from core.ray_pool import RayOptions, add_ray_arguments, ray_options
 from core.text import plural
@@ -114,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=None,
-        help="preprocessing processes (default: CPUs - 1; 0: in this process, without crash isolation or timeout)",
+        help="preprocessing processes (default: one per CPU, as many as the memory holds at 2.5 GB each,"
+        " at least 1; 0: in this process, without crash isolation or timeout)",
     )
     p.add_argument("--batch-size", type=int, default=16, help="samples per model call")
     p.add_argument(
@@ -371,7 +373,7 @@ def _run(args: argparse.Namespace, preprocessor_factory: Any, scorer: SampleScor
     explainer = _explainer(args, scorer, how)
     journal = Journal(csv_path, videos, identity, fresh=args.fresh, reuse=_reuse(args, explainer))
     cpus = available_cpus()
-    workers = max(1, cpus - 1) if args.workers is None else args.workers
+    workers = preprocess_workers(cpus, available_memory()) if args.workers is None else args.workers
     threads = max(1, cpus // max(workers, 1))
     if ray is not None:
         threads = max(1, math.ceil(ray.cpus))
