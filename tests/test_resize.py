@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import preprocess.faces.detector as face_detector
 from core.preprocess_config import DetectorConfig, MediaConfig
 from preprocess.faces.detector import FaceDetector
-from preprocess.faces.resize import resample_weights, resize_antialiased
+from preprocess.faces.resize import _pass, resample_weights, resize_antialiased
 from preprocess.media import decode
 from tests.conftest import shared_media
 
@@ -103,3 +103,25 @@ def test_weights_and_edge_cases():
         resize_antialiased(frames.astype(np.float32), 3, 3)
     with pytest.raises(ValueError, match="cannot resize"):
         resize_antialiased(frames, 0, 3)
+
+
+@pytest.mark.parametrize(
+    ("size", "out", "period", "step"),
+    [
+        ((1080, 1920), (216, 384), 1, 5),  # 1080p at the detector's 384 px: 5 to 1
+        ((720, 1280), (216, 384), 3, 10),  # 720p: 10 to 3
+        ((360, 640), (216, 384), 3, 5),  # shrinking 5 to 3
+    ],
+)
+def test_repeating_filters_take_strided_rows_to_the_same_bytes(size, out, period, step):
+    """Where the filter repeats (the detector's common shrinks), the numpy path reads each tap as
+    a strided view instead of a gather; one period at each edge, where the filter may be cut, is
+    still gathered. Noise frames through it give torch's bytes."""
+    for n_in, n_out in zip(size, out, strict=True):  # the same scale both ways
+        p = _pass(n_in, n_out, None)
+        assert (p.period, p.step) == (period, step)
+        assert p.lo == period and p.hi == n_out - period
+    frames = np.random.default_rng(0).integers(0, 256, (2, *size, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(
+        resize_antialiased(frames, *out, scipy_use=False), torch_resize(frames, *out)
+    )
