@@ -5,7 +5,7 @@ one, all measured side by side in one run.
    ratios are taken against); the floor today's samples allow on this machine
    (``bench.floor``: the pipeline's own decode and RetinaFace's network, over every core);
    preprocessing without SyncNet and with it (the default sampled offset search), as
-   ratios to that floor; SyncNet's CPU seconds with the full search (every frame, as before
+   ratios to FFmpeg's decode; SyncNet's CPU seconds with the full search (every frame, as before
    ``SyncConfig.windows``) against the sampled one, on the same track.
 2. Offset agreement: ``../shared/media/real`` with the audio shifted by -10..+10 frames, each
    sampled configuration against the full search (``bench.sync_agreement``).
@@ -80,13 +80,13 @@ def scorer(module, cfg: SyncConfig, fast: bool) -> SyncNetScorer:
 @dataclasses.dataclass
 class ClipRow:
     name: str
-    floor: float
+    ffmpeg: float  # FFmpeg's decode, wall seconds: what every ratio is taken against
     plain: float  # preprocessing wall without SyncNet
     synced: float  # preprocessing + sampled SyncNet, wall
     sync_cpu_full: float
     sync_cpu_sampled: float
     tracks: int
-    floor_cpu: float  # ffmpeg's CPU seconds
+    ffmpeg_cpu: float  # FFmpeg's CPU seconds
     plain_cpu: float  # preprocessing's, without SyncNet
     parts: Floor  # the pipeline's decode and RetinaFace's network alone (bench.floor)
 
@@ -98,17 +98,17 @@ class ClipRow:
     def cells(self) -> list[str]:
         return [
             f"{self.name[:24]:<24}",
-            f"{self.floor:7.2f}",
-            f"{self.least / self.floor:6.2f}x",
+            f"{self.ffmpeg:7.2f}",
+            f"{self.least / self.ffmpeg:6.2f}x",
             f"{self.plain:7.2f}",
-            f"{self.plain / self.floor:6.2f}x",
+            f"{self.plain / self.ffmpeg:6.2f}x",
             f"{self.synced:7.2f}",
-            f"{self.synced / self.floor:6.2f}x",
+            f"{self.synced / self.ffmpeg:6.2f}x",
             f"{self.sync_cpu_full:9.2f}",
             f"{self.sync_cpu_sampled:9.2f}",
             f"{self.tracks:3d}",
-            f"{self.plain_cpu / self.floor_cpu:6.2f}x",
-            f"{(self.plain_cpu + self.sync_cpu_sampled) / self.floor_cpu:6.2f}x",
+            f"{self.plain_cpu / self.ffmpeg_cpu:6.2f}x",
+            f"{(self.plain_cpu + self.sync_cpu_sampled) / self.ffmpeg_cpu:6.2f}x",
         ]
 
 
@@ -209,12 +209,12 @@ def summarise(label: str, rows: list[ClipRow]) -> None:
         print(f"{label}: no clips")
         return
     target_plain, target_synced = TARGETS.get(label, (None, None))
-    plain = statistics.median(r.plain / r.floor for r in rows)
-    synced = statistics.median(r.synced / r.floor for r in rows)
-    plain_cpu = statistics.median(r.plain_cpu / r.floor_cpu for r in rows)
-    synced_cpu = statistics.median((r.plain_cpu + r.sync_cpu_sampled) / r.floor_cpu for r in rows)
-    least = statistics.median(r.least / r.floor for r in rows)
-    decode_cpu = statistics.median(r.parts.decode_cpu / r.floor_cpu for r in rows)
+    plain = statistics.median(r.plain / r.ffmpeg for r in rows)
+    synced = statistics.median(r.synced / r.ffmpeg for r in rows)
+    plain_cpu = statistics.median(r.plain_cpu / r.ffmpeg_cpu for r in rows)
+    synced_cpu = statistics.median((r.plain_cpu + r.sync_cpu_sampled) / r.ffmpeg_cpu for r in rows)
+    least = statistics.median(r.least / r.ffmpeg for r in rows)
+    decode_cpu = statistics.median(r.parts.decode_cpu / r.ffmpeg_cpu for r in rows)
     network_cpu = statistics.median(r.parts.network_cpu for r in rows)
     full = sum(r.sync_cpu_full for r in rows) / sum(r.tracks for r in rows)
     now = sum(r.sync_cpu_sampled for r in rows) / sum(r.tracks for r in rows)

@@ -291,8 +291,6 @@ class AvAttentionDetector(DetectorModel):
             self.audio_sync = SyncAudioStream(cfg.audio_width, cfg.sync_embed_dim, cfg.audio_c0_floor)
             self.audio1 = nn.Sequential(nn.Linear(cfg.sync_embed_dim, d), nn.GELU())
             self.audio2 = nn.Sequential(nn.Linear(d, d), nn.GELU())
-            if cfg.freeze_audio:
-                self.audio_sync.requires_grad_(False)
         else:
             # per frame window: W columns → W/2 tokens (stage 1) → W/4 → one per frame (stage 2)
             self.audio1 = nn.Sequential(
@@ -362,17 +360,20 @@ class AvAttentionDetector(DetectorModel):
     # --- the network ---
 
     def frozen_modules(self) -> list[nn.Module]:
-        if self.config.backbone != "mobilenetv2" or not self.config.frozen_blocks:
-            return []
-        body = self.cnn.body
-        return [body.stem, *body.blocks[: self.config.frozen_blocks]]
+        """Layers that keep their weights and BatchNorm statistics: the MobileNetV2 stem and first
+        ``frozen_blocks`` blocks, and the sync audio tower with ``freeze_audio``."""
+        cfg = self.config
+        frozen: list[nn.Module] = []
+        if cfg.backbone == "mobilenetv2" and cfg.frozen_blocks:
+            frozen += [self.cnn.body.stem, *self.cnn.body.blocks[: cfg.frozen_blocks]]
+        if cfg.audio_tower == "syncnet_mouth" and cfg.freeze_audio:
+            frozen.append(self.audio_sync)
+        return frozen
 
     def train(self, mode: bool = True) -> AvAttentionDetector:
         super().train(mode)
         for module in self.frozen_modules():  # frozen layers keep their running statistics too
             module.eval()
-        if self.config.audio_tower == "syncnet_mouth" and self.config.freeze_audio:
-            self.audio_sync.eval()
         return self
 
     def forward(

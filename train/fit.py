@@ -241,7 +241,7 @@ def fit(cfg: FitConfig) -> FitResult:
         syncnet=cfg.syncnet,
         arch=cfg.arch,
     )
-    if cfg.resume is None:
+    if cfg.init and cfg.resume is None:
         for path in cfg.init:
             module.model.init_from_upstream(str(path))
         if module.ema is not None:
