@@ -152,9 +152,13 @@ train-ensemble:  ## fit weights/default.json (detector + temporal_band) on $(SHA
 SYNC_CACHE   ?= data/sync_cache
 SYNC_SOURCES ?= real/,real_mouth/
 SYNC_STEPS   ?= 1200
+# SYNC_OUT / SYNC_EXCLUDE: e.g. a sync model that never saw the detectors' validation reals,
+# SYNC_OUT=$(DEFAULT_RUN)/syncnet_clean/syncnet SYNC_EXCLUDE="--exclude-labels $(DEFAULT_RUN)/labels.csv"
+SYNC_OUT     ?= weights/syncnet
+SYNC_EXCLUDE ?=
 train-syncnet: weights  ## train the shipped sync model weights/syncnet from $(SHARED)/train (see weights/README.md)
 	nice -n 10 $(PY) -m train sync-train $(SHARED)/train --cache $(SYNC_CACHE) --sources $(SYNC_SOURCES) \
-		--steps $(SYNC_STEPS) --threads 1 --out weights/syncnet --tensorboard runs/syncnet/tb
+		--steps $(SYNC_STEPS) --threads 1 --out $(SYNC_OUT) $(SYNC_EXCLUDE) --tensorboard runs/syncnet/tb
 
 # The other detectors on the same data and recipe (pseudo-fakes from real faces), each exported
 # to $(DEFAULT_RUN)/compare/NAME and evaluated like the default; then their ensemble with it.

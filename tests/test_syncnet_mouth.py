@@ -13,7 +13,7 @@ from core.preprocess_config import PreprocessConfig, SyncConfig
 from models.syncnet import load_syncnet, normalised_embeddings
 from models.syncnet_mouth import MOUTH_SIZE, SyncNetMouth, mouth_region
 from preprocess.latency import SyncNetScorer, offset_search
-from train.sync_data import MARGIN, SyncClipData, mouth_crops
+from train.sync_data import MARGIN, SyncClipData, drop_split, mouth_crops
 from train.sync_mouth import (
     SAMPLES_PER_FRAME,
     SyncTrainConfig,
@@ -41,6 +41,38 @@ def test_the_training_crop_centre_is_the_inference_crop():
     np.testing.assert_allclose(centre_window(cached), inference, atol=0.5)  # uint8 rounding only
     with pytest.raises(ValueError, match="224x224"):
         mouth_region(torch.zeros(1, 3, 160, 160))
+
+
+def test_a_detectors_validation_clips_can_be_left_out_of_sync_training(tmp_path):
+    def clip(name: str, group: str) -> SyncClipData:
+        return SyncClipData(
+            name,
+            group,
+            "/".join(name.split("/")[:2]),
+            np.zeros((1, 2, 2, 3), np.uint8),
+            np.zeros(1, np.int16),
+            16000,
+        )
+
+    clips = [
+        clip("real/grid_s1/a.mpg", "grid_s1"),
+        clip("real/grid_s1/b.mpg", "grid_s1"),
+        clip("real/lrs2/1.mp4", "lrs2_1"),
+    ]
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "filename,label,split,original,category,source\n"
+        "real/grid_s1/b.mpg,0,val,,real,real/grid_s1\nreal/lrs2/1.mp4,0,train,,real,real/lrs2\n"
+        "fake/x.mp4,1,val,,lip_sync,x\n"
+    )
+    kept, dropped = drop_split(clips, labels, "val")
+    assert [c.name for c in kept] == ["real/grid_s1/a.mpg", "real/lrs2/1.mp4"]
+    assert dropped == ["real/grid_s1/b.mpg"]
+    with pytest.raises(ValueError, match="no file in split 'test'"):
+        drop_split(clips, labels, "test")
+    (tmp_path / "bad.csv").write_text("file,label\nreal/lrs2/1.mp4,0\n")
+    with pytest.raises(ValueError, match="filename and split"):
+        drop_split(clips, tmp_path / "bad.csv", "val")
 
 
 def test_embeddings_have_unit_length_and_the_search_ignores_padding():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import torch
 from core.preprocess_config import PreprocessConfig
 from models.fusion import FusionConfig, FusionModel
 from train.augment import AugmentConfig
-from train.data import ManifestDataModule, cache_preprocess_config, read_manifest
+from train.data import ManifestDataModule, ManifestEntry, cache_preprocess_config, draw_weights, read_manifest
 from train.synth.samples import samples_from_videos, write_sample_cache
 from train.synth.videos import generate_videos
 
@@ -162,3 +163,29 @@ def test_category_balance_draws_each_category_equally(cache):
             drawn.update(batch["category"])
     share = drawn["face_blend"] / sum(drawn.values())
     assert 0.4 < share < 0.6, drawn
+
+
+def test_source_balance_shares_a_category_among_its_sources_by_square_root():
+    def entry(video: str, category: str) -> ManifestEntry:
+        return ManifestEntry(
+            video.split("/")[-1], "train", 0, Path("x.npz"), video_id=video, category=category
+        )
+
+    entries = (
+        [entry(f"real/grid/{i}.mpg", "real") for i in range(36)]
+        + [entry(f"real/lrs2/{i}.mp4", "real") for i in range(4)]
+        + [entry("real/one/a.mp4", "real")]
+        + [entry(f"photos/{i}.jpg", "photo") for i in range(10)]
+    )
+    for mode, grid_share in (("category", 36 / 41), ("category_source", 6 / 9)):
+        w = np.array(draw_weights(entries, mode))
+        w /= w.sum()
+        assert w[41:].sum() == pytest.approx(0.5)  # categories stay equal
+        assert w[:36].sum() / w[:41].sum() == pytest.approx(grid_share)
+        assert np.allclose(w[:36], w[0]) and np.allclose(w[36:40], w[36])  # alike within a source
+    w = np.array(draw_weights(entries, "category_source"))
+    assert w[36:40].sum() / w[:36].sum() == pytest.approx(2 / 6) and w[40] / w[:36].sum() == pytest.approx(
+        1 / 6
+    )
+    with pytest.raises(ValueError, match="no weights"):
+        draw_weights(entries, "loss")

@@ -498,13 +498,16 @@ SYNC_STEPS = 1200
 
 
 def cmd_sync_train(args: argparse.Namespace) -> int:
-    from train.sync_data import build_cache, load_cache
+    from train.sync_data import build_cache, drop_split, load_cache
     from train.sync_mouth import SyncTrainConfig, train_sync_mouth
 
     sources = tuple(s if s.endswith("/") else s + "/" for s in args.sources.split(","))
     if not args.cached_only:
         build_cache(args.train, args.cache, sources, progress=not args.quiet)
     clips = load_cache(args.cache, sources)
+    if args.exclude_labels:
+        clips, dropped = drop_split(clips, args.exclude_labels, args.exclude_split)
+        print(f"[sync] left out {len(dropped)} clips of split {args.exclude_split!r} ({args.exclude_labels})")
     cfg = SyncTrainConfig(
         steps=args.steps,
         seed=args.seed,
@@ -578,7 +581,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--epochs", type=int, default=30)
     f.add_argument("--epoch-size", type=int, help="training samples per epoch (default: the train split)")
     f.add_argument("--max-steps", type=int, default=-1)
-    f.add_argument("--balance", choices=("sampler", "loss", "category", "none"), default="sampler")
+    f.add_argument(
+        "--balance", choices=("sampler", "loss", "category", "category_source", "none"), default="sampler"
+    )
     f.add_argument(
         "--pseudo-fakes", metavar="CATEGORIES",
         help="forge fakes from real training samples on the fly: 'default' or a comma list of "
@@ -951,6 +956,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--cached-only", action="store_true", help="train on what the cache holds; extract nothing"
     )
     t.add_argument("--init", help="start from these syncnet_mouth weights")
+    t.add_argument(
+        "--exclude-labels",
+        type=Path,
+        help="a detector's labels CSV (train footage-labels): leave out its --exclude-split clips entirely",
+    )
+    t.add_argument("--exclude-split", default="val", help="the split --exclude-labels leaves out")
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument(
         "--fake-weight", type=float, default=0.5, help="sampling multiplier of fake/ (generated) clips"

@@ -11,7 +11,8 @@ Class balance: ``balance="sampler"`` draws training samples with a ``WeightedRan
 (each class equally likely per draw); ``"loss"`` keeps the natural order and exposes class
 weights for the loss; ``"category"`` makes each manifest ``category`` equally likely per draw
 (training on reals alone with pseudo-fakes: video frames and photos in equal shares, however
-many of each the cache holds); ``"none"`` does neither.
+many of each the cache holds); ``"category_source"`` also shares a category's draws among its
+source folders ∝ √(their size) (``draw_weights``); ``"none"`` does neither.
 
 Several processes (DDP): Lightning puts each rank on a disjoint shard of every epoch. A
 shuffle or a plain split becomes a ``DistributedSampler``; the balanced samplers are wrapped
@@ -24,9 +25,10 @@ plain ``DistributedSampler``, dropping ``epoch_size``: uniform draws use a weigh
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import lightning as L
@@ -44,7 +46,7 @@ from train.augment import AugmentConfig, ClipAugmenter
 from train.sample_transforms import ChainedTransforms, SampleTransform
 
 REQUIRED_COLUMNS = ("filename", "split", "label", "sample")
-BALANCE_MODES = ("sampler", "loss", "category", "none")
+BALANCE_MODES = ("sampler", "loss", "category", "category_source", "none")
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,42 @@ def class_counts(entries: Sequence[ManifestEntry]) -> tuple[int, int]:
     return labels.count(0), labels.count(1)
 
 
+def entry_source(entry: ManifestEntry) -> str:
+    """The collection a sample comes from: its video's folder (``real/grid_s1``), else itself."""
+    parent = PurePosixPath(entry.video).parent
+    return str(parent) if str(parent) != "." else entry.video
+
+
+def draw_weights(entries: Sequence[ManifestEntry], balance: str) -> list[float]:
+    """Per-entry draw weights: each label (``sampler``) or each ``category`` (``category``) equally
+    likely; ``category_source`` also splits a category's share among its source folders in
+    proportion to the square root of their sizes, so one large corpus (GRID: 40 of 52 real
+    clips) does not make up most of what "real" looks like, nor does a one-clip source get a
+    large corpus's share."""
+    if balance == "sampler":
+        key = lambda e: e.label  # noqa: E731
+    elif balance in ("category", "category_source"):
+        key = lambda e: e.category  # noqa: E731
+    else:
+        raise ValueError(f"draw_weights: no weights for balance {balance!r}")
+    counts: dict[Any, int] = {}
+    for e in entries:
+        counts[key(e)] = counts.get(key(e), 0) + 1
+    if balance != "category_source":
+        return [1.0 / counts[key(e)] for e in entries]
+    per_source: dict[tuple[Any, str], int] = {}
+    for e in entries:
+        per_source[key(e), entry_source(e)] = per_source.get((key(e), entry_source(e)), 0) + 1
+    roots: dict[Any, float] = {}
+    for (k, _), n in per_source.items():
+        roots[k] = roots.get(k, 0.0) + math.sqrt(n)
+    weights = []
+    for e in entries:
+        n = per_source[key(e), entry_source(e)]
+        weights.append(math.sqrt(n) / roots[key(e)] / n)
+    return weights
+
+
 class ManifestDataModule(L.LightningDataModule):
     """A cache's splits as batches of ``detector``'s inputs. Training samples go through
     ``sample_transforms`` and then the clip augmentation (``augment``; ``audio_augment`` also
@@ -274,12 +312,8 @@ class ManifestDataModule(L.LightningDataModule):
         dataset = self._dataset("train", train=True)
         generator = torch.Generator().manual_seed(self.seed)
         size = self.epoch_size or len(dataset)
-        if self.balance in ("sampler", "category"):
-            key = (lambda e: e.label) if self.balance == "sampler" else (lambda e: e.category)
-            counts: dict[Any, int] = {}
-            for e in dataset.entries:
-                counts[key(e)] = counts.get(key(e), 0) + 1
-            weights = [1.0 / counts[key(e)] for e in dataset.entries]
+        if self.balance in ("sampler", "category", "category_source"):
+            weights = draw_weights(dataset.entries, self.balance)
             return self._loader(
                 dataset, sampler=WeightedRandomSampler(weights, size, replacement=True, generator=generator)
             )

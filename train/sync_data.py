@@ -159,3 +159,24 @@ def load_cache(folder: str | Path, sources: Sequence[str] = DEFAULT_SOURCES) -> 
     if not clips:
         raise FileNotFoundError(f"{folder}: no cached sync clips of {list(sources)} (run build_cache)")
     return clips
+
+
+def drop_split(
+    clips: Sequence[SyncClipData], labels: str | Path, split: str
+) -> tuple[list[SyncClipData], list[str]]:
+    """``clips`` less those a detector's labels CSV (``train footage-labels``) puts in ``split``.
+
+    A sync model whose tower a detector reads must not have trained on that detector's
+    validation reals, or their sync looks better than any unseen real's (returns kept, dropped)."""
+    path = Path(labels)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such labels CSV")
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"filename", "split"} <= set(rows[0]):
+        raise ValueError(f"{path}: a labels CSV needs filename and split columns")
+    leave = {r["filename"] for r in rows if r["split"] == split}
+    if not leave:
+        raise ValueError(f"{path}: no file in split {split!r}")
+    kept = [c for c in clips if c.name not in leave]
+    return kept, sorted(c.name for c in clips if c.name in leave)
