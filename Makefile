@@ -101,7 +101,7 @@ demo:  ## synthetic data → preprocess → train → export → run.sh → AUC
 SHARED      ?= ../shared
 DEFAULT_RUN ?= runs/default
 DEFAULT_FIT ?= --model mobilenetv2_frames:num_frames=4 --init retinaface_mobilenetv2 \
-	--pseudo-fakes self_blend,mouth_rerender,blend_flicker --balance category \
+	--pseudo-fakes self_blend,mouth_rerender,blend_flicker --balance category_source \
 	--optimizer adamw --lr 5e-4 --scheduler cosine --warmup-steps 100 --ema 0.995 \
 	--batch-size 16 --max-steps 1200 --epoch-size 3200 --epochs 100 --patience 0 --seed 0 --augment-repackage 0.3
 train-default: weights  ## the shipped default from $(SHARED)/train: seam detector, temporal_band, ensemble (~75 min on 2 cores)
