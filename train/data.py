@@ -28,6 +28,7 @@ import csv
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -185,15 +186,12 @@ def entry_source(entry: ManifestEntry) -> str:
 def draw_weights(entries: Sequence[ManifestEntry], balance: str) -> list[float]:
     """Per-entry draw weights: each label (``sampler``) or each ``category`` (``category``) equally
     likely; ``category_source`` also splits a category's share among its source folders in
-    proportion to the square root of their sizes, so one large corpus (GRID: 40 of 52 real
+    proportion to the square root of their sizes, so one large corpus (GRID: 40 of 55 real
     clips) does not make up most of what "real" looks like, nor does a one-clip source get a
     large corpus's share."""
-    if balance == "sampler":
-        key = lambda e: e.label  # noqa: E731
-    elif balance in ("category", "category_source"):
-        key = lambda e: e.category  # noqa: E731
-    else:
+    if balance not in ("sampler", "category", "category_source"):
         raise ValueError(f"draw_weights: no weights for balance {balance!r}")
+    key = attrgetter("label" if balance == "sampler" else "category")
     counts: dict[Any, int] = {}
     for e in entries:
         counts[key(e)] = counts.get(key(e), 0) + 1
