@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import attrgetter
@@ -192,22 +193,15 @@ def draw_weights(entries: Sequence[ManifestEntry], balance: str) -> list[float]:
     if balance not in ("sampler", "category", "category_source"):
         raise ValueError(f"draw_weights: no weights for balance {balance!r}")
     key = attrgetter("label" if balance == "sampler" else "category")
-    counts: dict[Any, int] = {}
-    for e in entries:
-        counts[key(e)] = counts.get(key(e), 0) + 1
     if balance != "category_source":
+        counts = Counter(map(key, entries))
         return [1.0 / counts[key(e)] for e in entries]
-    per_source: dict[tuple[Any, str], int] = {}
-    for e in entries:
-        per_source[key(e), entry_source(e)] = per_source.get((key(e), entry_source(e)), 0) + 1
-    roots: dict[Any, float] = {}
-    for (k, _), n in per_source.items():
-        roots[k] = roots.get(k, 0.0) + math.sqrt(n)
-    weights = []
-    for e in entries:
-        n = per_source[key(e), entry_source(e)]
-        weights.append(math.sqrt(n) / roots[key(e)] / n)
-    return weights
+    groups = [(key(e), entry_source(e)) for e in entries]
+    sizes = Counter(groups)
+    roots: Counter[Any] = Counter()
+    for (k, _), n in sizes.items():
+        roots[k] += math.sqrt(n)
+    return [math.sqrt(sizes[g]) / roots[g[0]] / sizes[g] for g in groups]
 
 
 class ManifestDataModule(L.LightningDataModule):

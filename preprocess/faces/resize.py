@@ -70,7 +70,7 @@ class _Stride:
     out_start: int
     count: int
     in_start: int
-    weights: tuple[tuple[int, int], ...]  # (tap offset, fixed-point weight), zero weights left out
+    weights: tuple[tuple[int, np.int32], ...]  # (tap offset, fixed-point weight), zero weights left out
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,11 @@ class _Pass:
     lo: int = 0
     hi: int = 0
     strides: tuple[_Stride, ...] = ()
+    # numpy path: the output rows gathered tap by tap (the edges, or every row where the filter
+    # does not repeat) and their rows of ``index`` / ``fixed``, cut once instead of per frame
+    edges: np.ndarray | None = None
+    edge_index: np.ndarray | None = None
+    edge_fixed: np.ndarray | None = None
 
 
 def _periodic(index: np.ndarray, fixed: np.ndarray, max_period: int = 64) -> tuple[int, int, int, int]:
@@ -123,11 +128,14 @@ def _pass(n_in: int, n_out: int, sparse: ModuleType | None) -> _Pass:
             out_start=lo + r,
             count=len(range(lo + r, hi, period)),
             in_start=int(index[lo + r, 0]),
-            weights=tuple((k, int(w)) for k, w in enumerate(fixed[lo + r]) if w),
+            weights=tuple((k, np.int32(w)) for k, w in enumerate(fixed[lo + r]) if w),
         )
         for r in range(period)
     )
-    return _Pass(index, fixed, precision, None, period, step, lo, hi, strides)
+    edges = np.r_[0:lo, hi:n_out] if period else np.arange(n_out)
+    return _Pass(
+        index, fixed, precision, None, period, step, lo, hi, strides, edges, index[edges], fixed[edges]
+    )
 
 
 def _rows(x: np.ndarray, p: _Pass) -> np.ndarray:
@@ -145,16 +153,15 @@ def _rows(x: np.ndarray, p: _Pass) -> np.ndarray:
             term = np.empty_like(out)
             for k, weight in s.weights:
                 first = s.in_start + k
-                np.multiply(x[first : first + p.step * s.count : p.step], np.int32(weight), out=term)
+                np.multiply(x[first : first + p.step * s.count : p.step], weight, out=term)
                 out += term
-        edges = np.r_[0 : p.lo, p.hi : len(p.index)] if p.period else np.arange(len(p.index))
-        if len(edges):
-            term = np.empty((len(edges), x.shape[1]), np.int32)
-            part = acc[edges]
-            for k in range(p.index.shape[1]):  # taps past a support read the last pixel with weight 0
-                np.multiply(x[p.index[edges, k]], p.fixed[edges, k, None], out=term)
+        if len(p.edges):
+            term = np.empty((len(p.edges), x.shape[1]), np.int32)
+            part = acc[p.edges]
+            for k in range(p.edge_index.shape[1]):  # taps past a support read the last pixel with weight 0
+                np.multiply(x[p.edge_index[:, k]], p.edge_fixed[:, k, None], out=term)
                 part += term
-            acc[edges] = part
+            acc[p.edges] = part
     acc >>= p.precision
     np.clip(acc, 0, 255, out=acc)
     return acc.astype(np.uint8)
