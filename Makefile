@@ -125,21 +125,22 @@ train-default: weights  ## the shipped default from $(SHARED)/train: seam detect
 # re-packaging the fit never reads (384², 300 kbit/s, 30 fps by repeated frames) is the probe:
 # do re-packaged reals still score as real?
 ENSEMBLE_PRE ?= $(DEFAULT_RUN)/windows224.json
+# $(call repackaged_val,NAME,OPTIONS): the validation reals re-packaged (train repackage-reals
+# OPTIONS) into $(DEFAULT_RUN)/NAME, then preprocessed as the ensemble's samples into w224_NAME
+define repackaged_val
+	$(PY) -m train repackage-reals $(SHARED)/train --labels $(DEFAULT_RUN)/val_labels.csv \
+		--out $(DEFAULT_RUN)/$(1) --labels-out $(DEFAULT_RUN)/$(1)/labels.csv $(2)
+	$(PY) -m preprocess $(DEFAULT_RUN)/$(1) --labels $(DEFAULT_RUN)/$(1)/labels.csv \
+		--out $(DEFAULT_RUN)/w224_$(1) --config $(ENSEMBLE_PRE) --split 0,1,0 --workers 2 --threads 1 --no-progress
+endef
 WINDOWS224   := '{"sample": {"sampling": "windows", "windows": 4, "window_frames": 32}, "sync": {"weights": ""}}'
 train-ensemble:  ## fit weights/default.json (detector + temporal_band) on $(SHARED)/train validation
 	awk -F, 'NR == 1 || $$3 == "val"' $(DEFAULT_RUN)/labels.csv > $(DEFAULT_RUN)/val_labels.csv
 	printf '%s\n' $(WINDOWS224) > $(ENSEMBLE_PRE)
 	$(PY) -m preprocess $(SHARED)/train --labels $(DEFAULT_RUN)/val_labels.csv --out $(DEFAULT_RUN)/w224_val \
 		--config $(ENSEMBLE_PRE) --workers 2 --threads 1 --no-progress
-	$(PY) -m train repackage-reals $(SHARED)/train --labels $(DEFAULT_RUN)/val_labels.csv \
-		--out $(DEFAULT_RUN)/repackaged --labels-out $(DEFAULT_RUN)/repackaged/labels.csv
-	$(PY) -m preprocess $(DEFAULT_RUN)/repackaged --labels $(DEFAULT_RUN)/repackaged/labels.csv \
-		--out $(DEFAULT_RUN)/w224_repackaged --config $(ENSEMBLE_PRE) --split 0,1,0 --workers 2 --threads 1 --no-progress
-	$(PY) -m train repackage-reals $(SHARED)/train --labels $(DEFAULT_RUN)/val_labels.csv \
-		--out $(DEFAULT_RUN)/repackaged2 --labels-out $(DEFAULT_RUN)/repackaged2/labels.csv \
-		--side 384 --bitrate 300000 --fps 30
-	$(PY) -m preprocess $(DEFAULT_RUN)/repackaged2 --labels $(DEFAULT_RUN)/repackaged2/labels.csv \
-		--out $(DEFAULT_RUN)/w224_repackaged2 --config $(ENSEMBLE_PRE) --split 0,1,0 --workers 2 --threads 1 --no-progress
+	$(call repackaged_val,repackaged,)
+	$(call repackaged_val,repackaged2,--side 384 --bitrate 300000 --fps 30)
 	$(PY) -m train ensemble --members weights/detector,weights/temporal_band --names seam,temporal_band \
 		--manifest $(DEFAULT_RUN)/w224_val/manifest.csv --manifest $(DEFAULT_RUN)/w224_repackaged/manifest.csv \
 		--split all --labels $(DEFAULT_RUN)/labels.csv --labels $(DEFAULT_RUN)/repackaged/labels.csv \

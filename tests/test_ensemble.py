@@ -221,10 +221,10 @@ def test_an_ensemble_json_names_its_preprocessing_and_maps_its_combined_log_odds
         ensemble_settings(str(tmp_path / "bad.json"))
 
 
-def random_members(folder: Path, pre: PreprocessConfig) -> list[Path]:
-    """Two untrained ``meso4`` members, ``a`` and ``b`` (seeds 0 and 1), saved in ``folder``."""
+def random_members(folder: Path, pre: PreprocessConfig, names: str = "ab") -> list[Path]:
+    """Untrained ``meso4`` members, ``a`` and ``b`` (seeds 0 and 1; more with ``names``), saved in ``folder``."""
     paths = []
-    for seed, name in ((0, "a"), (1, "b")):
+    for seed, name in enumerate(names):
         torch.manual_seed(seed)
         model = create_model("meso4", num_frames=2, img_size=32).eval()
         paths.append(
@@ -374,3 +374,48 @@ def test_a_probe_of_reals_is_scored_with_the_fitted_stacking_and_never_fitted_on
     assert data["fit"]["probe_reals"]["videos"] == len(probe_pairs)
     with pytest.raises(ValueError, match="a probe holds real videos only"):
         fit_ensemble(members, manifest, "all", probe=write_sample_cache(pairs, tmp_path / "mixed", pre))
+
+
+def test_a_tied_group_enters_the_stacking_as_the_mean_of_its_parts_and_is_written_part_by_part(tmp_path):
+    """``train ensemble --members a+b,c``: a and b (e.g. two seeds) tied into one member, the
+    mean of their log-odds; the fit is the stacking of that mean beside c, and the JSON lists a
+    and b with half the group's weight each, which ``train eval`` (as ``run.sh``) scores to the
+    fitted probabilities."""
+    from core.calibration import log_odds
+    from core.calibration import sigmoid as sigmoid_array
+    from train.ensemble_fit import fit_ensemble, member_parts, member_videos, stack, write_ensemble
+    from train.evaluate import score_ensemble_manifest
+    from train.synth.samples import samples_from_videos, write_sample_cache
+    from train.synth.videos import generate_videos
+
+    pre = PreprocessConfig().replace("sample", num_frames=2)
+    videos = generate_videos(16, seconds=0.12, seed=7, categories=["face_blend"])
+    manifest = write_sample_cache(samples_from_videos(videos, pre, crop_size=32), tmp_path / "cache", pre)
+    a, b, c = (str(p) for p in random_members(tmp_path, pre, "abc"))
+    fit = fit_ensemble([f"{a}+{b}", c], manifest, "all")
+    alone = {w: member_videos(w, manifest, "all", None) for w in (a, b, c)}
+    za, zb, zc = (log_odds(alone[w].probabilities) for w in (a, b, c))
+    assert not np.allclose(za, zb)  # the parts differ, so the mean is not either one
+    weights, by_hand = stack(np.stack([(za + zb) / 2, zc]), alone[a].labels, alone[a].sources)
+    assert fit.weights == weights
+    assert (fit.fit.calibration.slope, fit.fit.calibration.bias) == (
+        by_hand.calibration.slope,
+        by_hand.calibration.bias,
+    )
+
+    out = write_ensemble(fit, tmp_path / "ens.json", names=["seam", "seam_s1", "band"])
+    entries = json.loads(out.read_text())["members"]
+    assert [e["weights"] for e in entries] == [Path(w).name for w in (a, b, c)]
+    assert [e["name"] for e in entries] == ["seam", "seam_s1", "band"]
+    assert entries[0]["weight"] == entries[1]["weight"] == pytest.approx(weights[0] / 2, abs=1e-6)
+    assert entries[2]["weight"] == pytest.approx(weights[1], abs=1e-6)
+    scored = score_ensemble_manifest(str(out), manifest, ["all"])["all"]
+    z = fit.fit.calibration.apply_log_odds((weights[0] * (za + zb) / 2 + weights[1] * zc) / sum(weights))
+    for name, p in zip(alone[a].filenames, sigmoid_array(z), strict=True):
+        assert scored[name] == pytest.approx(p, abs=1e-6)
+
+    with pytest.raises(ValueError, match="2 names for 3 member weights"):
+        write_ensemble(fit, tmp_path / "bad.json", names=["seam", "band"])
+    for bad in (f"{a}+{a}", f"{a}+"):
+        with pytest.raises(ValueError, match="a tied group names distinct weights"):
+            member_parts(bad)

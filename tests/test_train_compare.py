@@ -68,7 +68,8 @@ def test_the_table_holds_each_reports_metrics(reports, tmp_path, capsys):
     assert printed == md.read_text()
 
     table = pd.read_csv(csv)
-    columns = [DETECTOR, "AUC", "AP", "log loss", "face swap", "lip sync", "talking head", VAL_AUC]
+    columns = [DETECTOR, "AUC", "AUC 95 %", "AP", "log loss", "log loss 95 %", "face swap", "lip sync",
+               "talking head", VAL_AUC]  # fmt: skip
     assert list(table.columns) == columns
     # names from the reports' titles (the submission's file name): test and val reports paired
     assert list(table[DETECTOR]) == [f"{n}.csv" for n in DETECTORS]
@@ -78,6 +79,9 @@ def test_the_table_holds_each_reports_metrics(reports, tmp_path, capsys):
         assert row["AUC"] == pytest.approx(_auc(rows, scores[name], "test"), abs=1e-12)
         assert row["AP"] == pytest.approx(report["average_precision"], abs=1e-12)
         assert row["log loss"] == pytest.approx(report["log_loss"], abs=1e-12)
+        for key, column in (("auc", "AUC 95 %"), ("log_loss", "log loss 95 %")):  # train eval's bootstrap
+            low, high = report["intervals"][key]
+            assert low <= report[key] <= high and row[column] == f"{low:.2f}–{high:.2f}"
         for category in CATEGORIES:
             expected = _auc(rows, scores[name], "test", category)
             assert row[category.replace("_", " ")] == pytest.approx(expected, abs=1e-12)
@@ -89,7 +93,7 @@ def test_the_table_holds_each_reports_metrics(reports, tmp_path, capsys):
     assert len(lines) == 2 + len(DETECTORS)
     for line, (_, row) in zip(lines[2:], table.iterrows(), strict=True):
         cells = [c.strip() for c in line.strip("|").split("|")]
-        assert cells == [row[DETECTOR], *(f"{row[c]:.3f}" for c in columns[1:])]
+        assert cells == [row[DETECTOR], *(row[c] if "95 %" in c else f"{row[c]:.3f}" for c in columns[1:])]
 
 
 def test_the_csv_round_trips_with_pandas(reports, tmp_path):

@@ -192,3 +192,71 @@ def test_per_second_auc_counts_the_seconds_of_every_video():
     videos = [timeline("p", [0.2, 0.6, 0.3], (1.0, 2.0)), timeline("r", [0.7, 0.1], None)]
     # fake second 0.6 against reals 0.2, 0.3, 0.7, 0.1: above three of four
     assert per_second_auc(videos) == pytest.approx(0.75)
+
+
+def _binormal(
+    rng: np.random.Generator, reals: int, fakes: int, shift: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores whose true AUC is Φ(shift / √2): reals ~ N(0, 1), fakes ~ N(shift, 1), squashed to (0, 1)."""
+    z = np.r_[rng.normal(0.0, 1.0, reals), rng.normal(shift, 1.0, fakes)]
+    return np.r_[np.zeros(reals), np.ones(fakes)], 1 / (1 + np.exp(-z))
+
+
+def test_bootstrap_auc_intervals_cover_the_true_auc_about_as_often_as_they_say():
+    """Small sets as ours (29 reals, 18 fakes): over 120 draws the 95 % interval holds the true
+    AUC (Φ(1/√2) = 0.760) in at least 85 % of them, and its point estimate lies inside it."""
+    from train.metrics import bootstrap_intervals
+
+    truth = 0.5 * (1 + math.erf(1.0 / 2))  # Φ(1/√2)
+    rng = np.random.default_rng(0)
+    covered, widths = 0, []
+    for draw in range(120):
+        y, p = _binormal(rng, 29, 18, 1.0)
+        i = bootstrap_intervals(y, p, resamples=400, seed=draw)["auc"]
+        assert i.low <= roc_auc(y, p) <= i.high
+        covered += i.low <= truth <= i.high
+        widths.append(i.high - i.low)
+    assert covered / 120 >= 0.85
+    y, p = _binormal(np.random.default_rng(1), 290, 180, 1.0)  # ten times the videos: ~√10 narrower
+    wide = bootstrap_intervals(y, p, resamples=400)["auc"]
+    assert wide.high - wide.low < 0.5 * np.mean(widths)
+
+
+def test_bootstrap_intervals_per_category_and_only_with_enough_videos():
+    from train.metrics import bootstrap_intervals
+
+    y, p = _binormal(np.random.default_rng(2), 20, 12, 1.5)
+    cats = ["real"] * 20 + ["lip_sync"] * 8 + ["face_swap"] * 4
+    got = bootstrap_intervals(y, p, cats, resamples=300)
+    assert set(got) == {"auc", "log_loss", "balanced_log_loss", "auc_vs_real:lip_sync"}  # 4 face swaps: none
+    loss = got["log_loss"]
+    assert loss.low <= log_loss(y, p) <= loss.high
+    assert got == bootstrap_intervals(y, p, cats, resamples=300)  # seeded
+    assert bootstrap_intervals(y[:24], p[:24]) == {}  # 4 fakes
+    report = evaluate_scores(y, p, cats, resamples=300)
+    assert report.to_dict()["intervals"]["auc"] == got["auc"].to_list()
+    assert evaluate_scores(y, p, cats).intervals == {}
+
+
+def test_paired_differences_see_what_two_separate_intervals_cannot():
+    """B = A with every fake's log-odds lowered a little (its ranking worse by a few pairs): the
+    paired interval of A − B excludes 0 while A's and B's own intervals overlap; A against
+    itself differs by exactly 0."""
+    from train.metrics import bootstrap_intervals, paired_differences
+
+    rng = np.random.default_rng(3)
+    y, a = _binormal(rng, 30, 20, 1.2)
+    b = 1 / (1 + np.exp(-(np.log(a / (1 - a)) - 0.4 * y)))
+    rows = {r.figure: r for r in paired_differences(y, a, b, resamples=1000)}
+    auc = rows["auc"]
+    assert auc.difference == pytest.approx(roc_auc(y, a) - roc_auc(y, b))
+    assert auc.difference > 0 and auc.interval.low > 0 and auc.a_better > 0.975
+    ia, ib = (
+        bootstrap_intervals(y, a, resamples=1000)["auc"],
+        bootstrap_intervals(y, b, resamples=1000)["auc"],
+    )
+    assert ib.high > ia.low  # separately, the two overlap
+    same = {r.figure: r for r in paired_differences(y, a, a, resamples=200)}
+    assert same["log_loss"].interval.to_list() == [0.0, 0.0] and same["auc"].a_better == 0.0
+    with pytest.raises(ValueError, match="needs at least 5"):
+        paired_differences(y[:33], a[:33], b[:33])

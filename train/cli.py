@@ -1,4 +1,4 @@
-"""``python -m train synth|fit|fit-temporal|fit-temporal-net|fit-sync-evidence|eval|compare|export|calibrate|ensemble|footage-labels|repackage-reals|pseudo-fake-sheet|sync-pretrain``: the training tools' command line."""
+"""``python -m train synth|fit|fit-temporal|fit-temporal-net|fit-sync-evidence|eval|paired|compare|export|calibrate|ensemble|footage-labels|repackage-reals|pseudo-fake-sheet|sync-pretrain``: the training tools' command line."""
 
 from __future__ import annotations
 
@@ -366,7 +366,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
         from core.preprocess_config import load_preprocess_config
 
         preprocess = load_preprocess_config(args.preprocess_config)
-    names = [n.strip() for n in args.names.split(",")] if args.names else None
+    names = [n.strip() for n in args.names.replace("+", ",").split(",")] if args.names else None
     print(f"wrote {write_ensemble(fit, args.out, preprocess, names)}")
     return 0
 
@@ -426,7 +426,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             localisation = ev.localisation_report(model, args.manifest, split, labels)
     if args.threshold is not None:
         threshold = args.threshold
-    report = ev.report_for(evaluated, validation, threshold, args.threshold_method)
+    report = ev.report_for(evaluated, validation, threshold, args.threshold_method, args.resamples)
     print(ev.format_report(report))
     if evaluated.missing:
         print(f"warning: {len(evaluated.missing)} labelled videos have no score (listed in the report)")
@@ -445,6 +445,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
         extra["localisation"] = localisation.to_dict()
     json_path, png = ev.write_report(report, evaluated, args.out, extra)
     print(f"wrote {json_path} and {png}")
+    return 0
+
+
+def cmd_paired(args: argparse.Namespace) -> int:
+    from core.files import atomic_write
+    from train.compare import read_report
+    from train.paired import format_paired, paired_reports
+
+    a, b = read_report(args.a), read_report(args.b)
+    rows = paired_reports(a, b, args.resamples, args.seed)
+    print(format_paired(a, b, rows), flush=True)
+    if args.out:
+        data = {"a": a.name, "b": b.name, "resamples": args.resamples, "seed": args.seed}
+        data["differences"] = [r.to_dict() for r in rows]
+        atomic_write(args.out, json.dumps(data, indent=2) + "\n")
+        print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
 
@@ -794,7 +810,12 @@ def build_parser() -> argparse.ArgumentParser:
         "ensemble",
         help="exported detectors -> an ensemble JSON: member weights and calibration fitted on a split",
     )
-    n.add_argument("--members", required=True, help="comma-separated weights (names or path stems)")
+    n.add_argument(
+        "--members",
+        required=True,
+        help="comma-separated weights (names or path stems); a+b ties two into one member, the mean "
+        "of their log-odds (e.g. two seeds of one recipe)",
+    )
     n.add_argument(
         "--manifest",
         type=Path,
@@ -821,7 +842,10 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument(
         "--preprocess-config", type=Path, help="or a PreprocessConfig JSON: the ensemble's samples"
     )
-    n.add_argument("--names", help="comma-separated member names for the members CSV")
+    n.add_argument(
+        "--names",
+        help="comma-separated member names for the members CSV (one per weights, a tied group's each)",
+    )
     n.add_argument(
         "--objective",
         choices=("worst", "mean", "auto"),
@@ -867,6 +891,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--threshold", type=float, help="fixed decision threshold")
     v.add_argument("--threshold-method", choices=("youden", "eer"), default="youden")
     v.add_argument(
+        "--resamples",
+        type=int,
+        default=2000,
+        help="bootstrap resamples for the 95%% intervals of AUC and log loss (seeded; 0: none; default %(default)s)",
+    )
+    v.add_argument(
         "--out",
         type=Path,
         default=Path("eval_report"),
@@ -883,6 +913,20 @@ def build_parser() -> argparse.ArgumentParser:
         "mean score) from this labels CSV's 'source' column (train footage-labels writes one)",
     )  # fmt: skip
     v.set_defaults(func=cmd_eval)
+
+    pr = sub.add_parser(
+        "paired",
+        help="two detectors' `train eval` reports on one set: A − B with paired-bootstrap intervals",
+        description="A − B in AUC, log loss, balanced log loss and each fake kind's AUC against the "
+        "reals, both scored on the same resampled videos (reals and each kind of fake resampled apart). "
+        "A REPORT is [NAME=]PATH as for `train compare`; both must have scored the same videos.",
+    )
+    pr.add_argument("a", metavar="A")
+    pr.add_argument("b", metavar="B")
+    pr.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default %(default)s)")
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--out", type=Path, help="also write the differences as JSON")
+    pr.set_defaults(func=cmd_paired)
 
     m = sub.add_parser(
         "compare",

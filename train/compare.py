@@ -34,6 +34,8 @@ METRICS = {
     "balanced_log_loss": "balanced log loss",
 }
 DEFAULT_METRICS = ("AUC", "AP", "log loss")
+# report.json intervals key -> text column "low–high", shown after its metric when a report has it
+INTERVALS = {"auc": ("AUC", "AUC 95 %"), "log_loss": ("log loss", "log loss 95 %")}
 COUNTS = {"n": "videos", "n_fake": "fakes"}
 LOWER_IS_BETTER = {"log loss", "EER", "Brier", "ECE", "balanced log loss"}
 REQUIRED = ("n", "n_fake", "auc", "average_precision", "log_loss", "per_category")
@@ -154,10 +156,29 @@ def comparison_table(
         for category in categories:
             entry = per_category.get(category) or {}
             row[category_column(category)] = _number(entry.get("auc_vs_real"), report.path, category)
+        row.update(interval_cells(report))
         if validation:
             row[VAL_AUC] = val_auc.get(report.name, math.nan)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def interval_cells(report: NamedReport) -> dict[str, str]:
+    """The report's bootstrap intervals (``train eval --resamples``) as ``low–high`` text, for
+    the metrics ``INTERVALS`` names; none when the report has none."""
+    intervals = report.data.get("intervals") or {}
+    if not isinstance(intervals, dict):
+        raise ReportError(f"{report.path}: 'intervals' is not an object")
+    cells = {}
+    for key, (_, column) in INTERVALS.items():
+        pair = intervals.get(key)
+        if pair is None:
+            continue
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise ReportError(f"{report.path}: intervals.{key} is {pair!r}, not [low, high]")
+        low, high = (_number(v, report.path, f"intervals.{key}") for v in pair)
+        cells[column] = f"{low:.2f}–{high:.2f}"
+    return cells
 
 
 def _unique(reports: Sequence[NamedReport], what: str) -> None:
@@ -172,10 +193,13 @@ def _unique(reports: Sequence[NamedReport], what: str) -> None:
 
 
 def default_columns(table: pd.DataFrame) -> list[str]:
-    """The README table's columns: detector, AUC, AP, log loss, each fake category, LOGO AUC."""
-    fixed = {DETECTOR, *COUNTS.values(), *METRICS.values(), VAL_AUC}
+    """The README table's columns: detector, AUC, AP, log loss (each followed by its interval
+    when the reports give one), each fake category, LOGO AUC."""
+    interval_of = {metric: column for metric, column in INTERVALS.values() if column in table}
+    fixed = {DETECTOR, *COUNTS.values(), *METRICS.values(), VAL_AUC, *(c for _, c in INTERVALS.values())}
     categories = [c for c in table.columns if c not in fixed]
-    return [DETECTOR, *DEFAULT_METRICS, *categories, *([VAL_AUC] if VAL_AUC in table else [])]
+    metrics = [c for m in DEFAULT_METRICS for c in (m, interval_of.get(m)) if c]
+    return [DETECTOR, *metrics, *categories, *([VAL_AUC] if VAL_AUC in table else [])]
 
 
 def select(
@@ -204,7 +228,8 @@ def to_markdown(table: pd.DataFrame, digits: int = 3, bold_best: bool = False) -
         numeric = column != DETECTOR and pd.api.types.is_numeric_dtype(values)
         align.append("right" if numeric else "left")
         if not numeric:
-            shown[column] = values.astype(str).str.replace("|", r"\|", regex=False)
+            text = values.map(lambda x: "—" if isinstance(x, float) and math.isnan(x) else str(x))
+            shown[column] = text.str.replace("|", r"\|", regex=False)
             continue
         if pd.api.types.is_integer_dtype(values):
             shown[column] = values.astype(str)

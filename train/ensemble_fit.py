@@ -15,6 +15,11 @@ whole stacking refitted without it, then scored on it) — the objective whose w
 source fares better wins: a test set is a source the fit never saw, and the worst case is the
 one a scorer's log loss cannot recover from. Either way the held-out figures are printed and kept in the JSON's ``fit``:
 what the stacking promises on a source it never saw, beside what it scores on those it did.
+
+A member may be a *tied group*, ``a+b``: the mean of its parts' log-odds enters the stacking as
+one member (e.g. two seeds of one recipe: averaging cuts the seed's variance without fitting a
+weight per seed), and the JSON lists each part with an equal share of the group's weight — the
+same sum ``run.sh`` computes.
 """
 
 from __future__ import annotations
@@ -113,6 +118,14 @@ def member_videos(
     )
 
 
+def member_parts(member: str) -> tuple[str, ...]:
+    """A member's weights: one, or a tied group's parts (``a+b``)."""
+    parts = tuple(p.strip() for p in member.split("+"))
+    if not all(parts) or len(set(parts)) != len(parts):
+        raise ValueError(f"member {member!r}: a tied group names distinct weights joined by '+'")
+    return parts
+
+
 def _names(manifest: Path | Sequence[Path]) -> str:
     return str(manifest) if isinstance(manifest, (str, Path)) else " + ".join(map(str, manifest))
 
@@ -120,16 +133,20 @@ def _names(manifest: Path | Sequence[Path]) -> str:
 def members_log_odds(
     members: Sequence[str], manifest: Path | Sequence[Path], split: str, sources: dict[str, str] | None
 ) -> tuple[dict[str, LabelledVideos], np.ndarray]:
-    """Each member's videos (``member_videos``) and their log-odds stacked (members, videos);
+    """Each member's videos (``member_videos``, keyed by weights: a tied group's parts each) and
+    the members' log-odds stacked (members, videos), a tied group's the mean of its parts';
     ``ValueError`` when the members scored different videos."""
-    scores = {m: member_videos(m, manifest, split, sources) for m in members}
-    first = scores[members[0]]
-    for m in members[1:]:
-        if scores[m].filenames != first.filenames:
+    parts = [member_parts(m) for m in members]
+    scores = {w: member_videos(w, manifest, split, sources) for group in parts for w in group}
+    first_name = parts[0][0]
+    first = scores[first_name]
+    for w, scored in scores.items():
+        if scored.filenames != first.filenames:
             raise ValueError(
-                f"{m}: scored other videos than {members[0]} on {_names(manifest)} split {split}"
+                f"{w}: scored other videos than {first_name} on {_names(manifest)} split {split}"
             )
-    return scores, np.stack([log_odds(scores[m].probabilities) for m in members])
+    z = [np.mean([log_odds(scores[w].probabilities) for w in group], axis=0) for group in parts]
+    return scores, np.stack(z)
 
 
 def fit_ensemble(
@@ -150,7 +167,7 @@ def fit_ensemble(
     if objective not in (*OBJECTIVES, "auto"):
         raise ValueError(f"objective {objective!r}: expected one of {', '.join((*OBJECTIVES, 'auto'))}")
     scores, z = members_log_odds(members, manifest, split, sources)  # z: (members, videos)
-    first = scores[members[0]]
+    first = scores[member_parts(members[0])[0]]
     tried = OBJECTIVES if objective == "auto" else (objective,)
     reports = (
         tuple(held_out_sources(z, first.labels, first.sources, o) for o in tried)
@@ -177,7 +194,7 @@ def probe_reals(
     """The stacking (``weights``, ``fit``) applied to the real videos of ``probe`` (every
     split), beside the fit split's log-odds ``z`` and ``labels``."""
     scored, zp = members_log_odds(members, probe, "all", None)
-    if (scored[members[0]].labels != 0).any():
+    if (scored[member_parts(members[0])[0]].labels != 0).any():
         raise ValueError(f"{_names(probe)}: a probe holds real videos only (it found labelled fakes)")
     z_probe = fit.calibration.apply_log_odds(_combine(zp, weights))
     p_probe = sigmoid(z_probe)
@@ -258,9 +275,19 @@ def write_ensemble(
     names: Sequence[str] | None = None,
 ) -> Path:
     """The ensemble JSON ``submission.ensemble`` reads; member paths relative to ``out``'s folder
-    when they sit beside it."""
+    when they sit beside it; a tied group's parts listed one by one, each with an equal share of
+    its weight; ``names``: one per listed weights (a group's parts each)."""
+    listed = [
+        (part, weight / len(parts))
+        for parts, weight in zip(map(member_parts, fit.members), fit.weights, strict=True)
+        for part in parts
+    ]
+    if names and len(names) != len(listed):
+        raise ValueError(
+            f"{len(names)} names for {len(listed)} member weights ({', '.join(w for w, _ in listed)})"
+        )
     entries = []
-    for i, (member, weight) in enumerate(zip(fit.members, fit.weights, strict=True)):
+    for i, (member, weight) in enumerate(listed):
         path = Path(member)
         given = path.name if path.parent.resolve() == out.parent.resolve() else member
         entry = {"weights": given, "weight": round(float(weight), 6)}

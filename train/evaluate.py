@@ -24,6 +24,7 @@ from core.calibration import IDENTITY, Calibration
 from core.files import atomic_path, atomic_write
 from preprocess.datasets import parse_label, parse_segment
 from train.metrics import (
+    INTERVAL_LEVEL,
     CategoryReport,
     DetectionReport,
     LocalisationReport,
@@ -134,7 +135,10 @@ def report_for(
     validation: LabelledScores | None = None,
     threshold: float | None = None,
     method: str = "youden",
+    resamples: int = 0,
 ) -> DetectionReport:
+    """``evaluated``'s report: the threshold given, else chosen on ``validation``, else on the
+    evaluated scores; ``resamples`` > 0 adds bootstrap intervals."""
     source = "given"
     if threshold is None and validation is not None:
         threshold = choose_threshold(validation.labels, validation.scores, method)
@@ -146,6 +150,7 @@ def report_for(
         threshold=threshold,
         threshold_method=method,
         threshold_source=source if threshold is not None else None,
+        resamples=resamples,
     )
 
 
@@ -253,14 +258,21 @@ def _figure(x: float | None) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
 
 
+def _interval(report: DetectionReport, key: str) -> str:
+    i = report.intervals.get(key)
+    return f" [{i.low:.3f}, {i.high:.3f}]" if i is not None else ""
+
+
 def format_report(report: DetectionReport) -> str:
     f = _figure
     c = report.confusion
     lines = [
-        f"videos {report.n} (fake {report.n_fake})  AUC {f(report.auc)}  log-loss {f(report.log_loss)}  "
+        f"videos {report.n} (fake {report.n_fake})  AUC {f(report.auc)}{_interval(report, 'auc')}  "
+        f"log-loss {f(report.log_loss)}{_interval(report, 'log_loss')}  "
         f"AP {f(report.average_precision)}  EER {f(report.eer)}",
         f"calibration: Brier {f(report.brier)}  ECE {f(report.ece)}  balanced log-loss "
-        f"{f(report.balanced_log_loss)}  (a constant 0.5 scores log-loss 0.6931, Brier 0.25)",
+        f"{f(report.balanced_log_loss)}{_interval(report, 'balanced_log_loss')}  "
+        "(a constant 0.5 scores log-loss 0.6931, Brier 0.25)",
         f"threshold {report.threshold:.4f} ({report.threshold_source}): accuracy {f(report.accuracy)}  "
         f"TP {c.tp} FP {c.fp} TN {c.tn} FN {c.fn}",
     ]
@@ -269,16 +281,23 @@ def format_report(report: DetectionReport) -> str:
         lines.append(
             f"model's threshold (probability 0.5): accuracy {f(m.accuracy)}  TP {m.tp} FP {m.fp} TN {m.tn} FN {m.fn}"
         )
-    lines += format_categories(report.per_category)
+    lines += format_categories(report.per_category, report)
+    if report.intervals:
+        lines.append(
+            f"[ ]: {INTERVAL_LEVEL:.0%} stratified-bootstrap intervals (reals and each kind of fake resampled apart)"
+        )
     return "\n".join(lines)
 
 
-def format_categories(categories: dict[str, CategoryReport]) -> list[str]:
+def format_categories(
+    categories: dict[str, CategoryReport], report: DetectionReport | None = None
+) -> list[str]:
     f = _figure
     lines = []
     for name, cat in categories.items():
         what = "caught" if cat.label == 1 else "passed"
-        auc = f"  AUC vs real {f(cat.auc_vs_real)}" if cat.auc_vs_real is not None else ""
+        within = _interval(report, f"auc_vs_real:{name}") if report is not None else ""
+        auc = f"  AUC vs real {f(cat.auc_vs_real)}{within}" if cat.auc_vs_real is not None else ""
         lines.append(
             f"  {name:<16} n {cat.n:<4} mean score {cat.mean_score:.3f}  {what} {f(cat.detected)}{auc}"
         )

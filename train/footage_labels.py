@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.files import atomic_write
 
 MANIFEST_COLUMNS = ("file", "label", "kind", "group")
+LABELS_COLUMNS = ("filename", "label", "split", "original", "category", "source")  # the CSV written here
 CATEGORY_OF_KIND = (("face swap", "face_swap"), ("lip-sync", "lip_sync"), ("talking head", "talking_head"))
 
 
@@ -98,7 +100,23 @@ def footage_labels(manifest: Path, val_every: int = 3, photo_test_every: int = 8
 def write_labels_csv(files: list[LabelledFile], out: Path) -> None:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["filename", "label", "split", "original", "category", "source"])
+    writer.writerow(LABELS_COLUMNS)
     for f in files:
         writer.writerow([f.filename, f.label, f.split, "", f.category, f.source])
     atomic_write(out, buf.getvalue())
+
+
+def read_labels_csv(path: str | Path, required: Sequence[str] = LABELS_COLUMNS) -> list[dict[str, str]]:
+    """The rows of a labels CSV (``write_labels_csv``'s, or any with the ``required`` columns);
+    ``FileNotFoundError`` / ``ValueError`` naming the file when it is absent or lacks a column."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such labels CSV")
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in required if c not in (reader.fieldnames or ())]
+        if missing:
+            raise ValueError(
+                f"{path}: missing columns {', '.join(missing)} (a labels CSV as `train footage-labels` writes)"
+            )
+        return list(reader)

@@ -15,6 +15,8 @@ import numpy as np
 from sklearn import metrics as skm
 
 THRESHOLD_METHODS = ("youden", "eer")
+INTERVAL_LEVEL = 0.95  # two-sided percentile interval of the stratified bootstrap
+MIN_INTERVAL_VIDEOS = 5  # fewer reals, fakes or fakes of one kind: no interval for them
 MODEL_THRESHOLD = 0.5  # a model's own decision: fake when its probability is at least this
 
 
@@ -61,6 +63,160 @@ def balanced_log_loss(labels, scores, eps: float = 1e-7) -> float:
     if not _both_classes(y):
         return math.nan
     return 0.5 * (log_loss(y[y == 0], p[y == 0], eps) + log_loss(y[y == 1], p[y == 1], eps))
+
+
+def _auc_rows(fakes: np.ndarray, reals: np.ndarray) -> np.ndarray:
+    """AUC of each row pair (fakes (B, F), reals (B, R)): the Mann-Whitney statistic from the
+    joint ranks, ties counted half."""
+    from scipy.stats import rankdata
+
+    both = np.concatenate([fakes, reals], axis=1)
+    ranks = rankdata(both, axis=1)[:, : fakes.shape[1]]
+    f, r = fakes.shape[1], reals.shape[1]
+    return (ranks.sum(axis=1) - f * (f + 1) / 2) / (f * r)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A figure's stratified-bootstrap percentile interval (``INTERVAL_LEVEL``)."""
+
+    low: float
+    high: float
+
+    def to_list(self) -> list[float]:
+        return [self.low, self.high]
+
+
+def _resampled_figures(
+    y: np.ndarray,
+    score_sets: Sequence[np.ndarray],
+    categories: Sequence[str] | None,
+    resamples: int,
+    seed: int,
+    eps: float,
+    chunk: int = 200,
+) -> dict[str, np.ndarray]:
+    """Each figure over ``resamples`` stratified resamples, for each score set on the *same*
+    resampled videos (so differences are paired): key → (sets, resamples). Reals and each fake
+    category are drawn with replacement apart, keeping their counts; a category with fewer than
+    ``MIN_INTERVAL_VIDEOS`` gets no AUC of its own (a bootstrap of 2 videos says nothing)."""
+    cats = np.asarray(
+        list(categories) if categories is not None else ["fake" if v else "real" for v in y], dtype=object
+    )
+    if len(cats) != len(y):
+        raise ValueError(f"{len(cats)} categories for {len(y)} scores")
+    rng = np.random.default_rng(seed)
+    ps = np.stack([np.asarray(s, dtype=np.float64) for s in score_sets])  # (sets, videos)
+    q = np.clip(ps, eps, 1 - eps)
+    losses = -(y * np.log(q) + (1 - y) * np.log(1 - q))
+    real = np.flatnonzero(y == 0)
+    fake = np.flatnonzero(y == 1)
+    groups = {str(c): np.flatnonzero((cats == c) & (y == 1)) for c in sorted(set(cats[y == 1].tolist()))}
+    own_auc = [c for c, idx in groups.items() if categories is not None and len(idx) >= MIN_INTERVAL_VIDEOS]
+    figures: dict[str, list[np.ndarray]] = {"auc": [], "log_loss": [], "balanced_log_loss": []}
+    figures.update({f"auc_vs_real:{c}": [] for c in own_auc})
+    for start in range(0, resamples, chunk):
+        b = min(chunk, resamples - start)
+        r_idx = rng.choice(real, size=(b, len(real)))
+        g_idx = {c: rng.choice(idx, size=(b, len(idx))) for c, idx in groups.items()}
+        f_idx = np.concatenate(list(g_idx.values()), axis=1)  # each category keeps its count
+        rows = {
+            "auc": [],
+            "log_loss": [],
+            "balanced_log_loss": [],
+            **{f"auc_vs_real:{c}": [] for c in own_auc},
+        }
+        for p, loss in zip(ps, losses, strict=True):
+            rows["auc"].append(_auc_rows(p[f_idx], p[r_idx]))
+            real_loss, fake_loss = loss[r_idx].mean(axis=1), loss[f_idx].mean(axis=1)
+            rows["log_loss"].append((real_loss * len(real) + fake_loss * len(fake)) / len(y))
+            rows["balanced_log_loss"].append(0.5 * (real_loss + fake_loss))
+            for c in own_auc:
+                rows[f"auc_vs_real:{c}"].append(_auc_rows(p[g_idx[c]], p[r_idx]))
+        for key, per_set in rows.items():
+            figures[key].append(np.stack(per_set))
+    return {key: np.concatenate(parts, axis=1) for key, parts in figures.items()}
+
+
+def _percentiles(values: np.ndarray) -> Interval:
+    tail = 100 * (1 - INTERVAL_LEVEL) / 2
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return Interval(float(lo), float(hi))
+
+
+def _enough(y: np.ndarray) -> bool:
+    return int((y == 0).sum()) >= MIN_INTERVAL_VIDEOS and int((y == 1).sum()) >= MIN_INTERVAL_VIDEOS
+
+
+def bootstrap_intervals(
+    labels,
+    scores,
+    categories: Sequence[str] | None = None,
+    resamples: int = 2000,
+    seed: int = 0,
+    eps: float = 1e-7,
+) -> dict[str, Interval]:
+    """How far AUC, log loss and balanced log loss (and each fake category's AUC against the
+    reals) could move with other videos of the same kinds (``_resampled_figures``): percentile
+    intervals, seeded. Keys: ``auc``, ``log_loss``, ``balanced_log_loss``, ``auc_vs_real:<cat>``.
+    Empty with fewer than ``MIN_INTERVAL_VIDEOS`` reals or fakes."""
+    y, p = _arrays(labels, scores)
+    if not _enough(y) or resamples < 1:
+        return {}
+    figures = _resampled_figures(y, [p], categories, resamples, seed, eps)
+    return {key: _percentiles(values[0]) for key, values in figures.items()}
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """One figure of detector A minus detector B on the same videos: the difference, its
+    paired-bootstrap interval, and the share of resamples in which A is the better one."""
+
+    figure: str
+    a: float
+    b: float
+    difference: float
+    interval: Interval
+    a_better: float  # share of resamples: higher AUC, lower log loss
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["interval"] = self.interval.to_list()
+        return d
+
+
+def paired_differences(
+    labels,
+    scores_a,
+    scores_b,
+    categories: Sequence[str] | None = None,
+    resamples: int = 2000,
+    seed: int = 0,
+    eps: float = 1e-7,
+) -> list[PairedDifference]:
+    """A − B for each figure of ``bootstrap_intervals``, both detectors scored on the same
+    resampled videos each time — the question "is A better than B on videos like these?", which
+    two separate intervals answer too cautiously when the detectors' errors go together."""
+    y, a = _arrays(labels, scores_a)
+    _, b = _arrays(labels, scores_b)
+    if len(a) != len(b):
+        raise ValueError(f"{len(a)} scores for A but {len(b)} for B")
+    if not _enough(y):
+        raise ValueError(f"a paired comparison needs at least {MIN_INTERVAL_VIDEOS} reals and fakes")
+    figures = _resampled_figures(y, [a, b], categories, resamples, seed, eps)
+    point = {"auc": roc_auc, "log_loss": log_loss, "balanced_log_loss": balanced_log_loss}
+    cats = np.asarray(list(categories), dtype=object) if categories is not None else None
+    out = []
+    for key, values in figures.items():
+        if key in point:
+            fa, fb = point[key](y, a), point[key](y, b)
+        else:  # auc_vs_real:<category>
+            sel = (y == 0) | (cats == key.split(":", 1)[1])
+            fa, fb = roc_auc(y[sel], a[sel]), roc_auc(y[sel], b[sel])
+        diff = values[0] - values[1]
+        better = diff > 0 if key.startswith("auc") else diff < 0
+        out.append(PairedDifference(key, fa, fb, fa - fb, _percentiles(diff), float(better.mean())))
+    return out
 
 
 def brier_score(labels, scores) -> float:
@@ -241,9 +397,13 @@ class DetectionReport:
     # at probability 0.5: the model's own decision (a detector with a threshold in its config,
     # MDS, folds it in there), whatever threshold the report chose above
     model_confusion: Confusion | None = None
+    # stratified-bootstrap intervals (``bootstrap_intervals``), when asked for: auc, log_loss,
+    # balanced_log_loss, auc_vs_real:<category>
+    intervals: dict[str, Interval] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["intervals"] = {k: v.to_list() for k, v in self.intervals.items()}
         d["confusion"]["accuracy"] = self.confusion.accuracy
         if self.model_confusion is not None:
             d["model_confusion"]["accuracy"] = self.model_confusion.accuracy
@@ -269,9 +429,11 @@ def evaluate_scores(
     threshold: float | None = None,
     threshold_method: str = "youden",
     threshold_source: str | None = None,
+    resamples: int = 0,
 ) -> DetectionReport:
     """All metrics for one set of scores. Without ``threshold`` one is chosen on these very
-    scores (optimistic; pass a validation threshold for an honest accuracy)."""
+    scores (optimistic; pass a validation threshold for an honest accuracy). ``resamples`` > 0
+    adds bootstrap intervals (``bootstrap_intervals``, seed 0)."""
     y, p = _arrays(labels, scores)
     if threshold is None:
         threshold = choose_threshold(y, p, threshold_method)
@@ -294,6 +456,7 @@ def evaluate_scores(
         brier=brier_score(y, p),
         ece=expected_calibration_error(y, p),
         balanced_log_loss=balanced_log_loss(y, p),
+        intervals=bootstrap_intervals(y, p, categories, resamples) if resamples else {},
     )
     if categories is not None:
         cats = np.asarray(list(categories), dtype=object)

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from core.files import atomic_write
+from train.footage_labels import read_labels_csv
 
 log = logging.getLogger(__name__)
 
@@ -166,12 +167,8 @@ class LabelRow:
 
 
 def read_label_rows(labels_csv: Path) -> list[LabelRow]:
-    with open(labels_csv, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.DictReader(f))
     fields = [f.name for f in dataclasses.fields(LabelRow)]
-    if rows and (missing := [c for c in fields if c not in rows[0]]):
-        raise ValueError(f"{labels_csv}: missing columns {missing} (write it with `train footage-labels`)")
-    return [LabelRow(**{k: r[k] for k in fields}) for r in rows]
+    return [LabelRow(**{k: r[k] for k in fields}) for r in read_labels_csv(labels_csv, fields)]
 
 
 def repackaged_row(row: LabelRow, spec: RepackageSpec) -> LabelRow:

@@ -29,6 +29,7 @@ import torch
 from core.preprocess_config import PreprocessConfig
 from core.preprocess_data import PreprocessError
 from models.syncnet_mouth import mouth_region
+from train.footage_labels import read_labels_csv
 
 log = logging.getLogger("train")
 
@@ -168,15 +169,8 @@ def drop_split(
 
     A sync model whose tower a detector reads must not have trained on that detector's
     validation reals, or their sync looks better than any unseen real's (returns kept, dropped)."""
-    path = Path(labels)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such labels CSV")
-    with path.open(encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or not {"filename", "split"} <= set(rows[0]):
-        raise ValueError(f"{path}: a labels CSV needs filename and split columns")
-    leave = {r["filename"] for r in rows if r["split"] == split}
+    leave = {r["filename"] for r in read_labels_csv(labels, ("filename", "split")) if r["split"] == split}
     if not leave:
-        raise ValueError(f"{path}: no file in split {split!r}")
+        raise ValueError(f"{labels}: no file in split {split!r}")
     kept = [c for c in clips if c.name not in leave]
     return kept, sorted(c.name for c in clips if c.name in leave)
