@@ -260,3 +260,17 @@ def test_paired_differences_see_what_two_separate_intervals_cannot():
     assert same["log_loss"].interval.to_list() == [0.0, 0.0] and same["auc"].a_better == 0.0
     with pytest.raises(ValueError, match="needs at least 5"):
         paired_differences(y[:33], a[:33], b[:33])
+
+
+def test_big_sets_are_resampled_a_few_rows_at_a_time_to_the_same_figures():
+    """Memory stays flat for a big set: figures computed a few resamples at a time are the ones
+    computed all at once (the draws do not depend on how many rows a pass holds)."""
+    from train.metrics import _resampled_figures
+
+    y, p = _binormal(np.random.default_rng(4), 30, 20, 1.0)
+    cats = ["real"] * 30 + ["lip_sync"] * 12 + ["talking_head"] * 8
+    whole = _resampled_figures(y.astype(int), [p, p**2], cats, 450, 0, 1e-7)
+    sliced = _resampled_figures(y.astype(int), [p, p**2], cats, 450, 0, 1e-7, cells=7 * len(y))
+    assert set(whole) == set(sliced) and whole["auc"].shape == (2, 450)
+    for key in whole:
+        np.testing.assert_array_equal(whole[key], sliced[key])

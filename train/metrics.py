@@ -95,6 +95,7 @@ def _resampled_figures(
     seed: int,
     eps: float,
     chunk: int = 200,
+    cells: int = 2_000_000,
 ) -> dict[str, np.ndarray]:
     """Each figure over ``resamples`` stratified resamples, for each score set on the *same*
     resampled videos (so differences are paired): key → (sets, resamples). Reals and each fake
@@ -115,26 +116,25 @@ def _resampled_figures(
     own_auc = [c for c, idx in groups.items() if categories is not None and len(idx) >= MIN_INTERVAL_VIDEOS]
     figures: dict[str, list[np.ndarray]] = {"auc": [], "log_loss": [], "balanced_log_loss": []}
     figures.update({f"auc_vs_real:{c}": [] for c in own_auc})
-    for start in range(0, resamples, chunk):
+    rows_at_once = max(1, cells // len(y))  # big sets: figures computed a few resamples at a time
+    for start in range(0, resamples, chunk):  # draws in fixed blocks: the same resamples at any size
         b = min(chunk, resamples - start)
-        r_idx = rng.choice(real, size=(b, len(real)))
-        g_idx = {c: rng.choice(idx, size=(b, len(idx))) for c, idx in groups.items()}
-        f_idx = np.concatenate(list(g_idx.values()), axis=1)  # each category keeps its count
-        rows = {
-            "auc": [],
-            "log_loss": [],
-            "balanced_log_loss": [],
-            **{f"auc_vs_real:{c}": [] for c in own_auc},
-        }
-        for p, loss in zip(ps, losses, strict=True):
-            rows["auc"].append(_auc_rows(p[f_idx], p[r_idx]))
-            real_loss, fake_loss = loss[r_idx].mean(axis=1), loss[f_idx].mean(axis=1)
-            rows["log_loss"].append((real_loss * len(real) + fake_loss * len(fake)) / len(y))
-            rows["balanced_log_loss"].append(0.5 * (real_loss + fake_loss))
-            for c in own_auc:
-                rows[f"auc_vs_real:{c}"].append(_auc_rows(p[g_idx[c]], p[r_idx]))
-        for key, per_set in rows.items():
-            figures[key].append(np.stack(per_set))
+        r_all = rng.choice(real, size=(b, len(real)))
+        g_all = {c: rng.choice(idx, size=(b, len(idx))) for c, idx in groups.items()}
+        for lo in range(0, b, rows_at_once):
+            rs = slice(lo, lo + rows_at_once)
+            r_idx, g_idx = r_all[rs], {c: g[rs] for c, g in g_all.items()}
+            f_idx = np.concatenate(list(g_idx.values()), axis=1)  # each category keeps its count
+            rows: dict[str, list[np.ndarray]] = {key: [] for key in figures}
+            for p, loss in zip(ps, losses, strict=True):
+                rows["auc"].append(_auc_rows(p[f_idx], p[r_idx]))
+                real_loss, fake_loss = loss[r_idx].mean(axis=1), loss[f_idx].mean(axis=1)
+                rows["log_loss"].append((real_loss * len(real) + fake_loss * len(fake)) / len(y))
+                rows["balanced_log_loss"].append(0.5 * (real_loss + fake_loss))
+                for c in own_auc:
+                    rows[f"auc_vs_real:{c}"].append(_auc_rows(p[g_idx[c]], p[r_idx]))
+            for key, per_set in rows.items():
+                figures[key].append(np.stack(per_set))
     return {key: np.concatenate(parts, axis=1) for key, parts in figures.items()}
 
 
