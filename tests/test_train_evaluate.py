@@ -147,10 +147,14 @@ def test_submission_eval_reports_localisation_from_a_per_second_csv(tmp_path, ca
 def test_by_source_reports_each_generator_against_all_reals(files, tmp_path, capsys):
     labels, test, _ = files
     truth = read_labels(labels)
-    # two fake sources, two real sources; one video the sources file does not name
-    sources = {
-        n: (f"gen{int(n[1:-4]) % 3}" if lab.label else f"cam{int(n[1:-4]) % 4}") for n, lab in truth.items()
-    }
+
+    # three fake sources (gen0: 6 test fakes, enough for an interval; gen1, gen2: 3 each), real
+    # sources; one video the sources file does not name
+    def source(n: str, fake: int) -> str:
+        i = int(n[1:-4])
+        return (f"gen{0 if i < 28 else 1 + (i % 4) // 2}") if fake else f"cam{i % 4}"
+
+    sources = {n: source(n, lab.label) for n, lab in truth.items()}
     sources.pop("v39.mp4")
     src = _write(tmp_path / "sources.csv", ["filename", "source"], sorted(sources.items()))
     out = tmp_path / "report"
@@ -167,6 +171,10 @@ def test_by_source_reports_each_generator_against_all_reals(files, tmp_path, cap
         y = [0] * len(reals) + [1] * len(fakes)
         p = [scores[n] for n in reals + fakes]
         assert entry["n"] == len(fakes) and entry["auc_vs_real"] == pytest.approx(skm.roc_auc_score(y, p))
+        interval = report["per_source_intervals"].get(f"fake: gen{k}")  # bootstrap, 5 fakes or more
+        assert (interval is not None) == (len(fakes) >= 5)
+        assert interval is None or interval[0] <= entry["auc_vs_real"] <= interval[1]
+    assert report["per_source_intervals"]  # some source has enough fakes
     assert report["per_source"]["real: cam0"]["auc_vs_real"] is None
     assert report["per_source"]["audio_shift"]["n"] == 1  # v39: unnamed, keeps its category
     assert "by source:" in capsys.readouterr().out

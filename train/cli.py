@@ -437,9 +437,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         sources = {Path(k).name: v for k, v in read_sources(args.by_source).items()}
         if not sources:
             raise ValueError(f"{args.by_source}: --by-source needs a labels CSV with a 'source' column")
-        by_source = ev.per_source(evaluated, sources, report.threshold)
-        print("by source:\n" + "\n".join(ev.format_categories(by_source)))
-        extra["per_source"] = {name: dataclasses.asdict(cat) for name, cat in by_source.items()}
+        by_source = ev.per_source(evaluated, sources, report.threshold, args.resamples)
+        print("by source:\n" + "\n".join(ev.format_categories(by_source.per_category, by_source)))
+        extra["per_source"] = {name: dataclasses.asdict(cat) for name, cat in by_source.per_category.items()}
+        extra["per_source_intervals"] = {
+            k.removeprefix("auc_vs_real:"): v.to_list()
+            for k, v in by_source.intervals.items()
+            if k.startswith("auc_vs_real:")
+        }
     if localisation is not None:
         print(ev.format_localisation(localisation))
         extra["localisation"] = localisation.to_dict()

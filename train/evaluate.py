@@ -155,17 +155,20 @@ def report_for(
 
 
 def per_source(
-    evaluated: LabelledScores, sources: dict[str, str], threshold: float
-) -> dict[str, CategoryReport]:
-    """``per_category``'s figures with each video's source (``sources``: file name → source, e.g.
-    from ``train.calibration.read_sources``) as its category (``real: SOURCE`` and ``fake:
-    SOURCE``): every fake source's AUC against all reals, and which real sources look fake. A
-    video the sources do not name keeps its category."""
+    evaluated: LabelledScores, sources: dict[str, str], threshold: float, resamples: int = 0
+) -> DetectionReport:
+    """The report with each video's source (``sources``: file name → source, e.g. from
+    ``train.calibration.read_sources``) as its category (``real: SOURCE`` and ``fake: SOURCE``):
+    its ``per_category`` holds every fake source's AUC against all reals (with ``resamples``,
+    an interval for each source of 5 or more) and which real sources look fake. A video the
+    sources do not name keeps its category."""
     groups = [
         f"{'fake' if y else 'real'}: {sources[n]}" if sources.get(n) else c
         for n, y, c in zip(evaluated.filenames, evaluated.labels, evaluated.categories, strict=True)
     ]
-    return evaluate_scores(evaluated.labels, evaluated.scores, groups, threshold=threshold).per_category
+    return evaluate_scores(
+        evaluated.labels, evaluated.scores, groups, threshold=threshold, resamples=resamples
+    )
 
 
 def save_figure(fig, path: Path) -> Path:
